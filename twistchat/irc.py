@@ -1,0 +1,470 @@
+"""
+The TCP front-end: the IRC client protocol on a LineReceiver.
+
+test-case-name: tests.test_irc
+
+One :class:`IRCProtocol` per connection.  It frames lines, enforces the
+per-connection limits (line length, flood, output queue, registration and ping
+timeouts), runs registration and IRCv3 capability negotiation, and hands every
+other command to :func:`twistchat.commands.dispatch`.  It holds no chat state:
+that is the registry's.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from dataclasses import dataclass
+
+from twisted.internet import protocol
+from twisted.internet.interfaces import IPushProducer
+from twisted.logger import Logger
+from twisted.protocols.basic import LineReceiver
+from zope.interface import implementer
+
+from twistchat import commands
+from twistchat.events import (
+    NO_TAGS, TAG_CLIENT, TAG_MSGID, TAG_TIME, Event, deliver, format_server_time,
+)
+from twistchat.registry import Registry
+from twistchat.wire import MAX_BODY, MAX_TAGS, InvalidUTF8, LineTooLong, Message, WireError, encode, parse
+
+
+@dataclass(frozen=True)
+class ConnectionLimits:
+    """Per-connection limits of the IRC front-end; each has a service flag."""
+
+    max_line: int = MAX_BODY  # bytes, CRLF included, tags excluded (RFC 1459)
+    max_tags: int = MAX_TAGS  # bytes of the IRCv3 tag section
+    flood_burst: int = 20  # lines a client may send at once ...
+    flood_rate: float = 5.0  # ... then this many per second
+    flood_queue: int = 40  # lines held back before "Excess Flood"
+    sendq: int = 256 * 1024  # unsent output bytes before "SendQ exceeded"
+    registration_timeout: float = 60.0
+    ping_interval: float = 120.0  # idle seconds before the server PINGs
+    ping_timeout: float = 60.0  # seconds to answer that PING
+    max_per_ip: int = 16  # connections from one address
+
+
+# IRCv3 capabilities this front-end offers (https://ircv3.net/specs/extensions/capability-negotiation).
+CAPABILITIES = ("echo-message", "message-tags", "multi-prefix", "server-time")
+
+
+@implementer(IPushProducer)
+class _SendQWatch:
+    """
+    Turns the transport's "buffer full" signal into the SendQ limit.
+
+    The protocol sets the socket transport's ``bufferSize`` to the SendQ and
+    registers this push producer: the transport pauses it exactly when the
+    unsent output passes the limit, and that is when a reader that stopped
+    reading is dropped.  Nobody else waits for it.
+    """
+
+    def __init__(self, proto: "IRCProtocol") -> None:
+        self.proto = proto
+
+    def pauseProducing(self) -> None:
+        self.proto.sendq_exceeded()
+
+    def resumeProducing(self) -> None:
+        pass
+
+    def stopProducing(self) -> None:
+        pass
+
+
+def _socket_transport(transport):
+    """The innermost transport (below TLS), whose buffer holds the unsent bytes."""
+    while getattr(transport, "transport", None) is not None:
+        transport = transport.transport
+    return transport
+
+
+class IRCProtocol(LineReceiver):
+    """One IRC client connection."""
+
+    delimiter = b"\n"  # many clients end lines with a bare LF; a CR before it is stripped
+    _log = Logger()
+
+    def __init__(self, factory: "IRCFactory") -> None:
+        self.factory = factory
+        self.registry: Registry = factory.registry
+        self.limits: ConnectionLimits = factory.limits
+        self.clock = factory.clock
+        self.MAX_LENGTH = self.limits.max_line + self.limits.max_tags
+        self.user = None
+        self.host = "unknown"
+        self.caps: set = set()
+        self.tag_view = NO_TAGS
+        self.context = commands.PLAIN
+        self.cap_negotiating = False
+        self.password_ok = factory.password is None
+        self.pending_nick = None
+        self.pending_user = None
+        self.closing = False
+        self._discarding = False
+        self._tokens = float(self.limits.flood_burst)
+        self._refilled = self.clock.seconds()
+        self._flood_queue: deque = deque()
+        self._drain_call = None
+        self._registration_call = None
+        self._idle_call = None
+        self._awaiting_pong = False
+
+    # ------------------------------------------------------------ connection
+
+    def connectionMade(self) -> None:
+        peer = self.transport.getPeer()
+        self.host = getattr(peer, "host", "unknown")
+        if not self.factory.admit(self.host):
+            self.transport.write(encode(Message(
+                "ERROR", (f"Closing link: {self.host} (Too many connections from your IP)",))))
+            self.closing = True
+            self.transport.loseConnection()
+            return
+        self.user = self.registry.connect(self, self.host)
+        socket_transport = _socket_transport(self.transport)
+        if hasattr(socket_transport, "bufferSize"):
+            socket_transport.bufferSize = self.limits.sendq
+        self.transport.registerProducer(_SendQWatch(self), True)
+        self._registration_call = self.clock.callLater(
+            self.limits.registration_timeout, self._registration_timed_out)
+        self._idle_call = self.clock.callLater(self.limits.ping_interval, self._idle)
+        self._log.info("connect {peer}", peer=self.host)
+
+    def connectionLost(self, reason=protocol.connectionDone) -> None:
+        for call in (self._registration_call, self._idle_call, self._drain_call):
+            if call is not None and call.active():
+                call.cancel()
+        self._flood_queue.clear()
+        if self.user is None:
+            return
+        self.factory.release(self.host)
+        user, self.user = self.user, None
+        nick = user.nick
+        quit_reason = getattr(self, "_quit_reason", None) or _reason_text(reason)
+        deliver(self.registry.quit(user, quit_reason))
+        self._log.info("disconnect {peer} {nick}: {reason}", peer=self.host, nick=nick,
+                       reason=quit_reason)
+
+    def close(self, why: str, quit_reason: str = None) -> None:
+        """Send ERROR and close; the user's QUIT says ``quit_reason`` (or ``why``)."""
+        if self.closing:
+            return
+        self.closing = True
+        self._quit_reason = quit_reason or why
+        self.transport.write(encode(Message("ERROR", (f"Closing link: {self.host} ({why})",))))
+        self.transport.loseConnection()
+
+    def sendq_exceeded(self) -> None:
+        """The transport's buffer passed the SendQ: drop this slow reader."""
+        if self.closing:
+            return
+        self.closing = True
+        self._quit_reason = "SendQ exceeded"
+        self._log.info("drop {peer}: SendQ exceeded", peer=self.host)
+        self.transport.abortConnection()
+
+    # ------------------------------------------------------------------ output
+
+    def deliver(self, payload) -> None:
+        """Write one registry payload: an Event (formatted once per tag view) or a Message."""
+        if self.closing:
+            return
+        if type(payload) is Event:
+            self.transport.write(payload.line(self.tag_view))
+        else:
+            if self.tag_view & TAG_TIME and payload.command.isalpha():
+                # server-time on relayed (non-numeric) lines too.
+                tags = dict(payload.tags)
+                tags.setdefault("time", format_server_time(int(self.clock.seconds() * 1000)))
+                payload = Message(payload.command, payload.params, payload.source,
+                                  tags if self.tag_view & TAG_CLIENT else {"time": tags["time"]})
+            elif payload.tags and not self.tag_view & TAG_CLIENT:
+                payload = Message(payload.command, payload.params, payload.source)
+            self.transport.write(encode(payload))
+
+    def send(self, command: str, *params: str) -> None:
+        """Send a line from the server to this client."""
+        self.deliver(Message(command, params, self.registry.server_name))
+
+    def numeric(self, code: str, *params: str) -> None:
+        """Send a numeric addressed to this client's nick (or ``*``)."""
+        self.send(code, self.user.nick if self.user else "*", *params)
+
+    # ------------------------------------------------------------------- input
+
+    def lineLengthExceeded(self, line: bytes) -> None:
+        """
+        A line over the limit: 417 ERR_INPUTTOOLONG, and the connection lives.
+
+        LineReceiver hands us the over-long line with everything buffered after
+        it; skip to the end of that line and go on with the rest.
+        """
+        if not self._discarding:
+            self.numeric("417", "Input line was too long")
+        end = line.find(self.delimiter)
+        if end < 0:
+            self._discarding = True  # the tail of this line is still to come
+            return
+        self._discarding = False
+        rest = line[end + 1:]
+        if rest:
+            self.clock.callLater(0, self.dataReceived, rest)
+
+    def lineReceived(self, line: bytes) -> None:
+        if self._discarding:
+            self._discarding = False  # the tail of an over-long line
+            return
+        if self.closing or self.user is None:
+            return
+        self._awaiting_pong = False
+        if self._idle_call is not None and self._idle_call.active():
+            self._idle_call.reset(self.limits.ping_interval)
+        if line.endswith(b"\r"):
+            line = line[:-1]
+        if not line.strip():
+            return  # RFC 1459 2.3.1: empty messages are silently ignored
+        if not self._take_token():
+            if len(self._flood_queue) >= self.limits.flood_queue:
+                self._log.info("drop {peer}: Excess Flood", peer=self.host)
+                self.close("Excess Flood")
+                return
+            self._flood_queue.append(line)
+            self._schedule_drain()
+            return
+        self._handle_line(line)
+
+    def _take_token(self) -> bool:
+        """Token bucket: ``flood_burst`` lines at once, ``flood_rate`` per second after."""
+        if self._flood_queue:
+            return False  # keep order: held-back lines go first
+        now = self.clock.seconds()
+        self._tokens = min(self.limits.flood_burst,
+                           self._tokens + (now - self._refilled) * self.limits.flood_rate)
+        self._refilled = now
+        if self._tokens >= 1:
+            self._tokens -= 1
+            return True
+        return False
+
+    def _schedule_drain(self) -> None:
+        if self._drain_call is None or not self._drain_call.active():
+            wait = max(0.0, (1 - self._tokens) / self.limits.flood_rate)
+            self._drain_call = self.clock.callLater(wait, self._drain)
+
+    def _drain(self) -> None:
+        """Run held-back lines as tokens come back."""
+        self._drain_call = None
+        queue = self._flood_queue
+        while queue and not self.closing:
+            now = self.clock.seconds()
+            self._tokens = min(self.limits.flood_burst,
+                               self._tokens + (now - self._refilled) * self.limits.flood_rate)
+            self._refilled = now
+            if self._tokens < 1:
+                self._schedule_drain()
+                return
+            self._tokens -= 1
+            self._handle_line(queue.popleft())
+
+    def _handle_line(self, line: bytes) -> None:
+        try:
+            message = parse(line, max_body=self.limits.max_line, max_tags=self.limits.max_tags)
+        except LineTooLong:
+            self.numeric("417", "Input line was too long")
+            return
+        except InvalidUTF8:
+            # IRCv3 standard replies: FAIL <command> INVALID_UTF8 (the command is not known).
+            self.send("FAIL", "*", "INVALID_UTF8", "Message rejected: it is not valid UTF-8")
+            return
+        except WireError as e:
+            self.send("FAIL", "*", "INVALID_MESSAGE", f"Malformed line: {e}")
+            return
+        try:
+            self.handle(message)
+        except Exception:
+            # Our own bug: log it, tell the client, keep everyone else going.
+            self._log.failure("error handling {verb} from {peer}", verb=message.verb,
+                              peer=self.host)
+            self.send("FAIL", message.verb, "INTERNAL_ERROR", "The server failed on that command")
+
+    def handle(self, message: Message) -> None:
+        """One parsed line: connection-level verbs here, the rest to the command table."""
+        verb = message.verb
+        handler = getattr(self, "irc_" + verb, None)
+        if handler is not None:
+            handler(message.params, message)
+        elif not self.user.registered:
+            self.numeric("451", "You have not registered")
+        else:
+            ctx = self.context
+            if message.tags and "message-tags" in self.caps:
+                client_tags = {k: v for k, v in message.tags.items() if k.startswith("+")}
+                if client_tags:
+                    ctx = commands.Context(ctx.echo, ctx.multi_prefix, client_tags)
+            deliver(commands.dispatch(self.registry, self.user, message, ctx))
+
+    # ----------------------------------------------------- connection commands
+
+    def irc_PASS(self, params, message) -> None:
+        if self.user.registered:
+            self.numeric("462", "You may not reregister")
+        elif not params:
+            self.numeric("461", "PASS", "Not enough parameters")
+        else:
+            self.password_ok = self.factory.password in (None, params[0])
+
+    def irc_NICK(self, params, message) -> None:
+        if self.user.registered:
+            deliver(self.registry.change_nick(self.user, params[0] if params else ""))
+            return
+        errors = self.registry.check_nick(self.user, params[0] if params else "")
+        if errors:
+            deliver(errors)
+            return
+        self.pending_nick = params[0]
+        self._try_register()
+
+    def irc_USER(self, params, message) -> None:
+        if self.user.registered:
+            self.numeric("462", "You may not reregister")
+            return
+        if len(params) < 4:
+            self.numeric("461", "USER", "Not enough parameters")
+            return
+        self.pending_user = (params[0], params[3])
+        self._try_register()
+
+    def _try_register(self) -> None:
+        if self.pending_nick is None or self.pending_user is None or self.cap_negotiating:
+            return
+        if not self.password_ok:
+            self.numeric("464", "Password incorrect")
+            self.close("Bad password")
+            return
+        out = self.registry.register(self.user, self.pending_nick, *self.pending_user)
+        if self.user.registered:
+            if self._registration_call is not None and self._registration_call.active():
+                self._registration_call.cancel()
+            self._log.info("registered {peer} as {nick}", peer=self.host, nick=self.user.nick)
+        else:
+            self.pending_nick = None  # 436: the client must choose again
+        deliver(out)
+
+    def irc_CAP(self, params, message) -> None:
+        """IRCv3 capability negotiation: LS, LIST, REQ (all or nothing), END."""
+        sub = params[0].upper() if params else ""
+        nick = self.user.nick
+        if sub == "LS":
+            if not self.user.registered:
+                self.cap_negotiating = True
+            self.send("CAP", nick, "LS", " ".join(CAPABILITIES))
+        elif sub == "LIST":
+            self.send("CAP", nick, "LIST", " ".join(sorted(self.caps)))
+        elif sub == "REQ":
+            if not self.user.registered:
+                self.cap_negotiating = True
+            wanted = params[1].split() if len(params) > 1 else []
+            names = [w.lstrip("-") for w in wanted]
+            if not wanted or any(n not in CAPABILITIES for n in names):
+                self.send("CAP", nick, "NAK", params[1] if len(params) > 1 else "")
+                return
+            for w in wanted:
+                if w.startswith("-"):
+                    self.caps.discard(w[1:])
+                else:
+                    self.caps.add(w)
+            self._caps_changed()
+            self.send("CAP", nick, "ACK", params[1])
+        elif sub == "END":
+            if self.cap_negotiating:
+                self.cap_negotiating = False
+                self._try_register()
+        else:
+            self.numeric("410", sub or "*", "Invalid CAP command")
+
+    def _caps_changed(self) -> None:
+        caps = self.caps
+        view = NO_TAGS
+        if "server-time" in caps:
+            view |= TAG_TIME
+        if "message-tags" in caps:
+            view |= TAG_MSGID | TAG_CLIENT
+        self.tag_view = view
+        self.context = commands.Context("echo-message" in caps, "multi-prefix" in caps)
+
+    def irc_PING(self, params, message) -> None:
+        if not params:
+            self.numeric("409", "No origin specified")
+            return
+        self.send("PONG", self.registry.server_name, params[0])
+
+    def irc_PONG(self, params, message) -> None:
+        pass  # any line already counts as a sign of life (see lineReceived)
+
+    def irc_QUIT(self, params, message) -> None:
+        reason = params[0] if params else "Client Quit"
+        self.close("Quit: " + reason if params else "Client Quit", reason)
+
+    # ----------------------------------------------------------------- timers
+
+    def _registration_timed_out(self) -> None:
+        self._registration_call = None
+        if not self.user.registered:
+            self.close("Registration timed out")
+
+    def _idle(self) -> None:
+        """No line for ``ping_interval``: PING, then drop if nothing comes back."""
+        if self._awaiting_pong:
+            self._idle_call = None
+            self.close(f"Ping timeout: {int(self.limits.ping_timeout)} seconds",
+                       "Ping timeout")
+            return
+        self._awaiting_pong = True
+        self.send("PING", self.registry.server_name)
+        self._idle_call = self.clock.callLater(self.limits.ping_timeout, self._idle)
+
+
+def _reason_text(reason) -> str:
+    """A short human reason for a lost connection."""
+    try:
+        text = reason.getErrorMessage()
+    except AttributeError:
+        return "Connection closed"
+    if "cleanly" in text:
+        return "Connection closed"
+    return text.split(":")[0][:80] if text else "Connection closed"
+
+
+class IRCFactory(protocol.Factory):
+    """Builds :class:`IRCProtocol` for one registry; counts connections per address."""
+
+    def __init__(self, registry: Registry, clock, limits: ConnectionLimits = ConnectionLimits(),
+                 password: str = None) -> None:
+        self.registry = registry
+        self.clock = clock
+        self.limits = limits
+        self.password = password
+        self.per_ip: dict = {}
+
+    def buildProtocol(self, addr) -> IRCProtocol:
+        proto = IRCProtocol(self)
+        proto.factory = self
+        return proto
+
+    def admit(self, host: str) -> bool:
+        """Count a new connection from ``host``; False if it has too many already."""
+        count = self.per_ip.get(host, 0)
+        if count >= self.limits.max_per_ip:
+            return False
+        self.per_ip[host] = count + 1
+        return True
+
+    def release(self, host: str) -> None:
+        """A connection from ``host`` ended."""
+        count = self.per_ip.get(host, 0) - 1
+        if count > 0:
+            self.per_ip[host] = count
+        else:
+            self.per_ip.pop(host, None)

@@ -1,0 +1,134 @@
+"""
+Options and ``makeService`` for ``twistd chat``: one registry, its front-ends.
+
+test-case-name: tests.test_service
+
+``twisted/plugins/chat.py`` names this module (Twisted's ``tap`` pattern, as
+``twisted/words/tap.py`` does); everything ``twistd -n chat --help`` prints is
+defined here, each option with its default.
+"""
+
+from __future__ import annotations
+
+from twisted.application import service, strports
+from twisted.python import usage
+
+from twistchat.irc import ConnectionLimits, IRCFactory
+from twistchat.registry import Limits, Registry
+
+FRONT_ENDS = ("tcp",)  # every front-end this version has; "both" = all of them
+
+
+def _positive_int(value: str) -> int:
+    number = int(value)
+    if number < 1:
+        raise ValueError(f"must be at least 1, got {number}")
+    return number
+
+
+def _positive_float(value: str) -> float:
+    number = float(value)
+    if number <= 0:
+        raise ValueError(f"must be above 0, got {number}")
+    return number
+
+
+_positive_int.coerceDoc = "A whole number >= 1."
+_positive_float.coerceDoc = "A number > 0."
+
+# (flag, default, coerce, help, where it goes: "registry" Limits field or "conn" ConnectionLimits field)
+LIMIT_FLAGS = [
+    ("max-line", 512, _positive_int, "Longest line in bytes, CRLF included, tags excluded (417 above it).", "conn", "max_line"),
+    ("max-tags", 8191, _positive_int, "Longest IRCv3 tag section in bytes.", "conn", "max_tags"),
+    ("flood-burst", 20, _positive_int, "Lines a client may send at once before the rate applies.", "conn", "flood_burst"),
+    ("flood-rate", 5.0, _positive_float, "Lines per second a client may send after its burst.", "conn", "flood_rate"),
+    ("flood-queue", 40, _positive_int, "Lines held back from a flooding client before 'Excess Flood'.", "conn", "flood_queue"),
+    ("sendq", 262144, _positive_int, "Unsent output bytes per client before 'SendQ exceeded'.", "conn", "sendq"),
+    ("registration-timeout", 60.0, _positive_float, "Seconds a connection may take to register.", "conn", "registration_timeout"),
+    ("ping-interval", 120.0, _positive_float, "Idle seconds before the server sends PING.", "conn", "ping_interval"),
+    ("ping-timeout", 60.0, _positive_float, "Seconds to answer the server's PING.", "conn", "ping_timeout"),
+    ("max-per-ip", 16, _positive_int, "Connections allowed from one address.", "conn", "max_per_ip"),
+    ("nicklen", 30, _positive_int, "Longest nick (NICKLEN).", "registry", "nicklen"),
+    ("channellen", 50, _positive_int, "Longest room name in bytes (CHANNELLEN).", "registry", "channellen"),
+    ("topiclen", 390, _positive_int, "Longest topic in bytes (TOPICLEN).", "registry", "topiclen"),
+    ("max-channels", 50, _positive_int, "Rooms one user may be in (CHANLIMIT).", "registry", "max_channels"),
+    ("recent-history", 1000, _positive_int, "Events per room kept in memory.", "registry", "recent_history"),
+]
+
+
+class Options(usage.Options):
+    """``twistd chat`` options."""
+
+    synopsis = "[options]"
+    longdesc = (
+        "twistchat: a chat server that speaks the IRC client protocol over TCP. "
+        "It listens on 127.0.0.1:6667 unless told otherwise."
+    )
+    optParameters = [
+        ["proto", None, "both", "Front-ends to start: tcp, udp or both (both = every front-end this version has: "
+                                + ", ".join(FRONT_ENDS) + ")."],
+        ["interface", None, "127.0.0.1", "Address to listen on (loopback unless told otherwise)."],
+        ["port", None, 6667, "Port of the main listener.", int],
+        ["server-name", None, "twistchat.local", "Server name shown to clients."],
+        ["network", None, "twistchat", "Network name (ISUPPORT NETWORK)."],
+        ["motd", None, None, "File with the message of the day (none: 422)."],
+        ["password", None, None, "Server password clients must send with PASS (default: none)."],
+    ] + [[flag, None, default, doc, coerce] for flag, default, coerce, doc, _, _ in LIMIT_FLAGS]
+
+    def __init__(self) -> None:
+        super().__init__()
+        self["listen"] = []
+
+    def opt_listen(self, description: str) -> None:
+        """Add an IRC listener from an endpoint description, e.g. tcp:6668:interface=::1 (repeatable)."""
+        self["listen"].append(description)
+
+    def postOptions(self) -> None:
+        proto = self["proto"]
+        if proto not in ("tcp", "udp", "both"):
+            raise usage.UsageError(f"--proto must be tcp, udp or both, not {proto!r}")
+        if proto == "udp" and "udp" not in FRONT_ENDS:
+            raise usage.UsageError("--proto=udp: the UDP front-end is not in this version yet")
+        if not 0 <= self["port"] <= 65535:
+            raise usage.UsageError(f"--port must be 0-65535, not {self['port']}")
+        self["motd_lines"] = None
+        if self["motd"]:
+            try:
+                with open(self["motd"], encoding="utf-8") as f:
+                    self["motd_lines"] = f.read().splitlines()
+            except (OSError, UnicodeDecodeError) as e:
+                raise usage.UsageError(f"--motd {self['motd']}: cannot read it ({e})")
+
+    def limits(self, where: str) -> dict:
+        """The limit flags that configure ``where`` ("registry" or "conn")."""
+        return {field: self[flag] for flag, _, _, _, w, field in LIMIT_FLAGS if w == where}
+
+
+def _escape_endpoint(text: str) -> str:
+    """Escape ':' for an endpoint description (an IPv6 interface address)."""
+    return text.replace("\\", "\\\\").replace(":", "\\:")
+
+
+def makeService(options: Options, reactor=None) -> service.MultiService:
+    """One registry and the front-ends ``--proto`` asks for."""
+    if reactor is None:
+        from twisted.internet import reactor
+    top = service.MultiService()
+    registry = Registry(
+        server_name=options["server-name"],
+        network=options["network"],
+        limits=Limits(**options.limits("registry")),
+        clock=reactor.seconds,
+        motd=options["motd_lines"],
+    )
+    top.registry = registry
+    factory = IRCFactory(registry, reactor, ConnectionLimits(**options.limits("conn")),
+                         options["password"])
+    top.irc_factory = factory
+    descriptions = [f"tcp:{options['port']}:interface={_escape_endpoint(options['interface'])}"]
+    descriptions += options["listen"]
+    for description in descriptions:
+        listener = strports.service(description, factory, reactor=reactor)
+        listener.setServiceParent(top)
+    factory.noisy = False
+    return top
