@@ -45,6 +45,9 @@ class ConnectionLimits:
     max_per_ip: int = 16  # connections from one address
 
 
+# A token, less float rounding (refills are computed from clock differences).
+_ONE_TOKEN = 1 - 1e-9
+
 # IRCv3 capabilities this front-end offers (https://ircv3.net/specs/extensions/capability-negotiation).
 CAPABILITIES = ("echo-message", "message-tags", "multi-prefix", "server-time")
 
@@ -243,7 +246,7 @@ class IRCProtocol(LineReceiver):
         self._tokens = min(self.limits.flood_burst,
                            self._tokens + (now - self._refilled) * self.limits.flood_rate)
         self._refilled = now
-        if self._tokens >= 1:
+        if self._tokens >= _ONE_TOKEN:
             self._tokens -= 1
             return True
         return False
@@ -262,7 +265,7 @@ class IRCProtocol(LineReceiver):
             self._tokens = min(self.limits.flood_burst,
                                self._tokens + (now - self._refilled) * self.limits.flood_rate)
             self._refilled = now
-            if self._tokens < 1:
+            if self._tokens < _ONE_TOKEN:
                 self._schedule_drain()
                 return
             self._tokens -= 1
