@@ -16,7 +16,7 @@ from collections import deque
 from dataclasses import dataclass
 
 from twisted.internet import protocol
-from twisted.internet.interfaces import IPushProducer
+from twisted.internet.interfaces import IPushProducer, ISSLTransport
 from twisted.logger import Logger
 from twisted.protocols.basic import LineReceiver
 from zope.interface import implementer
@@ -25,6 +25,7 @@ from twistchat import commands
 from twistchat.events import (
     NO_TAGS, TAG_CLIENT, TAG_MSGID, TAG_TIME, Event, deliver, format_server_time,
 )
+from twistchat.metrics import Metrics
 from twistchat.registry import Registry
 from twistchat.wire import MAX_BODY, MAX_TAGS, InvalidUTF8, LineTooLong, Message, WireError, encode, parse
 
@@ -55,22 +56,26 @@ CAPABILITIES = ("echo-message", "message-tags", "multi-prefix", "server-time")
 @implementer(IPushProducer)
 class _SendQWatch:
     """
-    Turns the transport's "buffer full" signal into the SendQ limit.
+    Turns the transport's flow-control signals into the SendQ limit.
 
     The protocol sets the socket transport's ``bufferSize`` to the SendQ and
-    registers this push producer: the transport pauses it exactly when the
-    unsent output passes the limit, and that is when a reader that stopped
-    reading is dropped.  Nobody else waits for it.
+    registers this push producer.  The transport pauses it when more than that
+    is queued and resumes it once its buffer has drained to the kernel.  A
+    reader that keeps up resumes within a reactor turn or two; while paused,
+    the protocol allows one more SendQ of output and then drops the reader
+    (``ERROR :SendQ exceeded``).  Nobody else waits for it.
     """
 
     def __init__(self, proto: "IRCProtocol") -> None:
         self.proto = proto
 
     def pauseProducing(self) -> None:
-        self.proto.sendq_exceeded()
+        # The transport calls this on every write while its buffer is full.
+        if self.proto.backlog is None:
+            self.proto.backlog = 0
 
     def resumeProducing(self) -> None:
-        pass
+        self.proto.backlog = None
 
     def stopProducing(self) -> None:
         pass
@@ -94,6 +99,7 @@ class IRCProtocol(LineReceiver):
         self.registry: Registry = factory.registry
         self.limits: ConnectionLimits = factory.limits
         self.clock = factory.clock
+        self.counters = factory.metrics.tcp  # this transport's metrics; TLS picks its own at connect
         self.MAX_LENGTH = self.limits.max_line + self.limits.max_tags
         self.user = None
         self.host = "unknown"
@@ -105,6 +111,7 @@ class IRCProtocol(LineReceiver):
         self.pending_nick = None
         self.pending_user = None
         self.closing = False
+        self.backlog = None  # bytes queued since the transport paused us (None: not paused)
         self._discarding = False
         self._tokens = float(self.limits.flood_burst)
         self._refilled = self.clock.seconds()
@@ -120,12 +127,18 @@ class IRCProtocol(LineReceiver):
         peer = self.transport.getPeer()
         self.host = getattr(peer, "host", "unknown")
         if not self.factory.admit(self.host):
+            self.factory.metrics.drop_per_ip += 1
+            self._log.info("refuse {peer}: too many connections from one address", peer=self.host)
             self.transport.write(encode(Message(
                 "ERROR", (f"Closing link: {self.host} (Too many connections from your IP)",))))
             self.closing = True
             self.transport.loseConnection()
             return
         self.user = self.registry.connect(self, self.host)
+        if ISSLTransport.providedBy(self.transport):
+            self.counters = self.factory.metrics.tls
+        self.counters.connections += 1
+        self.counters.accepted += 1
         socket_transport = _socket_transport(self.transport)
         if hasattr(socket_transport, "bufferSize"):
             socket_transport.bufferSize = self.limits.sendq
@@ -133,7 +146,8 @@ class IRCProtocol(LineReceiver):
         self._registration_call = self.clock.callLater(
             self.limits.registration_timeout, self._registration_timed_out)
         self._idle_call = self.clock.callLater(self.limits.ping_interval, self._idle)
-        self._log.info("connect {peer}", peer=self.host)
+        self._log.info("connect {peer} ({transport})", peer=self.host,
+                       transport="tls" if self.counters is self.factory.metrics.tls else "tcp")
 
     def connectionLost(self, reason=protocol.connectionDone) -> None:
         for call in (self._registration_call, self._idle_call, self._drain_call):
@@ -142,6 +156,7 @@ class IRCProtocol(LineReceiver):
         self._flood_queue.clear()
         if self.user is None:
             return
+        self.counters.connections -= 1
         self.factory.release(self.host)
         user, self.user = self.user, None
         nick = user.nick
@@ -165,6 +180,7 @@ class IRCProtocol(LineReceiver):
             return
         self.closing = True
         self._quit_reason = "SendQ exceeded"
+        self.factory.metrics.drop_sendq += 1
         self._log.info("drop {peer}: SendQ exceeded", peer=self.host)
         self.transport.abortConnection()
 
@@ -174,8 +190,12 @@ class IRCProtocol(LineReceiver):
         """Write one registry payload: an Event (formatted once per tag view) or a Message."""
         if self.closing:
             return
+        self.counters.lines_out += 1
         if type(payload) is Event:
-            self.transport.write(payload.line(self.tag_view))
+            data = payload.line(self.tag_view)
+            if self.backlog is not None:
+                self._grow_backlog(len(data))
+            self.transport.write(data)
         else:
             if self.tag_view & TAG_TIME and payload.command.isalpha():
                 # server-time on relayed (non-numeric) lines too.
@@ -185,7 +205,16 @@ class IRCProtocol(LineReceiver):
                                   tags if self.tag_view & TAG_CLIENT else {"time": tags["time"]})
             elif payload.tags and not self.tag_view & TAG_CLIENT:
                 payload = Message(payload.command, payload.params, payload.source)
-            self.transport.write(encode(payload))
+            data = encode(payload)
+            if self.backlog is not None:
+                self._grow_backlog(len(data))
+            self.transport.write(data)
+
+    def _grow_backlog(self, size: int) -> None:
+        """Count output queued while the transport says it is full; drop past the SendQ."""
+        self.backlog += size
+        if self.backlog > self.limits.sendq:
+            self.sendq_exceeded()
 
     def send(self, command: str, *params: str) -> None:
         """Send a line from the server to this client."""
@@ -221,6 +250,7 @@ class IRCProtocol(LineReceiver):
             return
         if self.closing or self.user is None:
             return
+        self.counters.lines_in += 1
         self._awaiting_pong = False
         if self._idle_call is not None and self._idle_call.active():
             self._idle_call.reset(self.limits.ping_interval)
@@ -231,6 +261,7 @@ class IRCProtocol(LineReceiver):
         if not self._take_token():
             if len(self._flood_queue) >= self.limits.flood_queue:
                 self._log.info("drop {peer}: Excess Flood", peer=self.host)
+                self.factory.metrics.drop_flood += 1
                 self.close("Excess Flood")
                 return
             self._flood_queue.append(line)
@@ -415,12 +446,16 @@ class IRCProtocol(LineReceiver):
     def _registration_timed_out(self) -> None:
         self._registration_call = None
         if not self.user.registered:
+            self._log.info("drop {peer}: Registration timed out", peer=self.host)
+            self.factory.metrics.drop_registration_timeout += 1
             self.close("Registration timed out")
 
     def _idle(self) -> None:
         """No line for ``ping_interval``: PING, then drop if nothing comes back."""
         if self._awaiting_pong:
             self._idle_call = None
+            self._log.info("drop {peer}: Ping timeout", peer=self.host)
+            self.factory.metrics.drop_ping_timeout += 1
             self.close(f"Ping timeout: {int(self.limits.ping_timeout)} seconds",
                        "Ping timeout")
             return
@@ -450,6 +485,7 @@ class IRCFactory(protocol.Factory):
         self.limits = limits
         self.password = password
         self.per_ip: dict = {}
+        self.metrics = Metrics(registry)  # counters for --metrics; service.py passes the server's
 
     def buildProtocol(self, addr) -> IRCProtocol:
         proto = IRCProtocol(self)

@@ -14,6 +14,8 @@ from twisted.application import service, strports
 from twisted.python import usage
 
 from twistchat.irc import ConnectionLimits, IRCFactory
+from twistchat.logging_setup import ListenerService
+from twistchat.metrics import Metrics, metrics_site
 from twistchat.registry import Limits, Registry
 
 FRONT_ENDS = ("tcp",)  # every front-end this version has; "both" = all of them
@@ -73,7 +75,14 @@ class Options(usage.Options):
         ["network", None, "twistchat", "Network name (ISUPPORT NETWORK)."],
         ["motd", None, None, "File with the message of the day (none: 422)."],
         ["password", None, None, "Server password clients must send with PASS (default: none)."],
+        ["metrics", None, None, "Serve Prometheus metrics at /metrics on this endpoint, e.g. "
+                                "tcp:9102:interface=127.0.0.1 (default: off)."],
     ] + [[flag, None, default, doc, coerce] for flag, default, coerce, doc, _, _ in LIMIT_FLAGS]
+
+    optFlags = [
+        ["no-default-listener", None, "Open no listener from --interface/--port, only the --listen "
+                                      "ones (systemd socket activation: --listen systemd:domain=INET:index=0)."],
+    ]
 
     def __init__(self) -> None:
         super().__init__()
@@ -125,10 +134,16 @@ def makeService(options: Options, reactor=None) -> service.MultiService:
     factory = IRCFactory(registry, reactor, ConnectionLimits(**options.limits("conn")),
                          options["password"])
     top.irc_factory = factory
-    descriptions = [f"tcp:{options['port']}:interface={_escape_endpoint(options['interface'])}"]
+    # Counters for --metrics (issue #6); front-ends bump them whether or not anyone scrapes.
+    top.metrics = factory.metrics = Metrics(registry, clock=reactor.seconds)
+    descriptions = [] if options["no-default-listener"] else [
+        f"tcp:{options['port']}:interface={_escape_endpoint(options['interface'])}"]
     descriptions += options["listen"]
+    # ListenerService: strports.service that logs its address, and fails in one line (#6).
     for description in descriptions:
-        listener = strports.service(description, factory, reactor=reactor)
+        listener = ListenerService(description, factory, reactor=reactor)
         listener.setServiceParent(top)
+    if options["metrics"]:
+        ListenerService(options["metrics"], metrics_site(top.metrics), reactor).setServiceParent(top)
     factory.noisy = False
     return top

@@ -1,0 +1,232 @@
+"""
+End to end: the real ``twistd -n chat`` on loopback, real sockets, real clients.
+"""
+
+import shutil
+import socket
+import subprocess
+import sys
+import time
+import zipfile
+
+import pytest
+
+from tests.serverproc import REPO, LineClient, source_env, twistd_path
+
+
+def test_twistd_lists_the_chat_plugin():
+    """``twistd --help`` names the chat plugin."""
+    out = subprocess.run([twistd_path(), "--help"], capture_output=True, text=True,
+                         env=source_env(), timeout=60, cwd="/")
+    assert out.returncode == 0
+    assert any(line.split()[:1] == ["chat"] for line in out.stdout.splitlines())
+
+
+def test_chat_help_documents_every_option_with_default():
+    """``twistd chat --help`` lists each option of issue #3 with its default."""
+    out = subprocess.run([twistd_path(), "chat", "--help"], capture_output=True, text=True,
+                         env=source_env(), timeout=60, cwd="/")
+    assert out.returncode == 0, out.stderr
+    text = out.stdout
+    for flag in ("--proto", "--interface", "--port", "--listen", "--server-name", "--motd",
+                 "--password", "--max-line", "--flood-rate", "--sendq", "--registration-timeout",
+                 "--ping-timeout", "--max-per-ip"):
+        assert flag in text, flag
+    assert "[default: 127.0.0.1]" in text and "[default: 6667]" in text
+
+
+def test_bad_option_fails_with_one_clear_line():
+    """A bad --proto value: non-zero exit and a line that names the option."""
+    out = subprocess.run([twistd_path(), "-n", "chat", "--proto=carrier-pigeon"],
+                         capture_output=True, text=True, env=source_env(), timeout=60, cwd="/")
+    assert out.returncode != 0
+    assert "--proto must be tcp, udp or both" in out.stdout + out.stderr
+
+
+def test_two_clients_chat_through_the_real_server(chat_server):
+    """Two raw-socket IRC clients register, join and exchange lines through twistd."""
+    server = chat_server()
+    alice = LineClient(server.host, server.port).register("alice")
+    bob = LineClient(server.host, server.port).register("bob")
+    alice.send("JOIN #lobby")
+    alice.wait_for(lambda l: " 366 " in l)
+    bob.send("JOIN #lobby")
+    bob.wait_for(lambda l: " 366 " in l)
+    alice.wait_for(lambda l: "JOIN #lobby" in l and l.startswith(":bob!"))
+    bob.send("PRIVMSG #lobby :hello alice")
+    got = alice.wait_for(lambda l: "PRIVMSG" in l)
+    assert got == ":bob!bob@127.0.0.1 PRIVMSG #lobby :hello alice"
+    alice.send("PRIVMSG bob :hi in private")
+    assert bob.wait_for(lambda l: "PRIVMSG" in l).endswith("PRIVMSG bob :hi in private")
+    alice.close()
+    bob.close()
+
+
+def test_bad_input_over_the_wire_keeps_connection(chat_server):
+    """Over-long lines (417) and invalid UTF-8 (FAIL) over a real socket; the client goes on."""
+    server = chat_server()
+    alice = LineClient(server.host, server.port).register("alice")
+    alice.sock.sendall(b"PRIVMSG x :" + b"z" * 9000 + b"\r\n")
+    alice.wait_for(lambda l: " 417 " in l)
+    alice.sock.sendall(b"PRIVMSG x :\xff\xfe\r\n")
+    alice.wait_for(lambda l: "INVALID_UTF8" in l)
+    alice.send("PING alive")
+    alice.wait_for(lambda l: l.startswith(":") and "PONG" in l and "alive" in l)
+    alice.close()
+
+
+def test_extra_listener_from_endpoint_description(chat_server, tmp_path):
+    """--listen adds a listener: a client on the second port talks to one on the first."""
+    from tests.serverproc import free_port
+
+    second = free_port()
+    server = chat_server(f"--listen=tcp:{second}:interface=127.0.0.1")
+    alice = LineClient(server.host, server.port).register("alice")
+    bob = LineClient("127.0.0.1", second).register("bob")
+    alice.send("JOIN #r")
+    alice.wait_for(lambda l: " 366 " in l)
+    bob.send("JOIN #r", "PRIVMSG #r :via the second port")
+    assert alice.wait_for(lambda l: "PRIVMSG" in l).endswith(":via the second port")
+
+
+def test_password_and_motd_from_flags(chat_server, tmp_path):
+    """--password is required with PASS; --motd FILE is shown line by line."""
+    motd = tmp_path / "motd.txt"
+    motd.write_text("Welcome to class.\n")
+    server = chat_server("--password=s3cret", f"--motd={motd}")
+    wrong = LineClient(server.host, server.port)
+    wrong.send("PASS nope", "NICK a", "USER a 0 * :a")
+    assert " 464 " in wrong.wait_for(lambda l: " 464 " in l)
+    right = LineClient(server.host, server.port)
+    right.send("PASS s3cret", "NICK b", "USER b 0 * :b")
+    assert right.wait_for(lambda l: " 372 " in l).endswith(":- Welcome to class.")
+
+
+def test_slow_reader_is_dropped_and_nobody_else_waits(chat_server):
+    """
+    A member that never reads is dropped with SendQ exceeded; the other members
+    get every line, in order.
+    """
+    server = chat_server("--sendq=131072", "--flood-burst=100000", "--flood-rate=100000",
+                         "--flood-queue=100000")
+    talker = LineClient(server.host, server.port).register("talker")
+    reader = LineClient(server.host, server.port).register("reader")
+    for c in (talker, reader):
+        c.send("JOIN #r")
+        c.wait_for(lambda l: " 366 " in l)
+    slow = socket.socket()
+    slow.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+    slow.connect((server.host, server.port))
+    slow.sendall(b"NICK slow\r\nUSER s 0 * :s\r\nJOIN #r\r\n")
+    reader.wait_for(lambda l: l.startswith(":slow!") and "JOIN" in l)
+    text = "x" * 400
+    sent = 0
+    dropped = False
+    # The kernel buffers up to 4 MiB (tcp_wmem) before our SendQ fills: at most 12 MB here.
+    for _batch in range(150):
+        talker.send(*[f"PRIVMSG #r :{sent + i} {text}" for i in range(200)])
+        for i in range(200):
+            line = reader.wait_for(lambda l: "PRIVMSG" in l or "QUIT" in l)
+            while "QUIT" in line:
+                assert line.startswith(":slow!") and "SendQ exceeded" in line
+                dropped = True
+                line = reader.wait_for(lambda l: "PRIVMSG" in l)
+            assert line.split(" ", 4)[3] == f":{sent + i}"
+        sent += 200
+        if dropped:
+            break
+    assert dropped, "the slow reader was never dropped"
+    slow.close()
+
+
+@pytest.mark.skipif(shutil.which("weechat-headless") is None,
+                    reason="weechat-headless is not installed (Debian package weechat-headless)")
+def test_weechat_talks_to_the_server(chat_server, tmp_path):
+    """A real WeeChat joins #lobby: its line reaches us and ours shows in its log."""
+    server = chat_server()
+    observer = LineClient(server.host, server.port).register("observer")
+    observer.send("JOIN #lobby")
+    observer.wait_for(lambda l: " 366 " in l)
+    home = tmp_path / "weechat"
+    home.mkdir()
+    commands = ";".join([
+        "/set irc.server_default.nicks wbot",
+        f"/server add t {server.host}/{server.port}",
+        "/set irc.server.t.autojoin #lobby",
+        "/connect t",
+        "/wait 2 /msg -server t #lobby hello from weechat",
+        "/wait 12 /quit",
+    ])
+    weechat = subprocess.Popen(["weechat-headless", "--dir", str(home), "-r", commands],
+                               stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                               stderr=subprocess.DEVNULL)
+    try:
+        observer.wait_for(lambda l: l.startswith(":wbot!") and "JOIN #lobby" in l, timeout=20)
+        observer.send("PRIVMSG #lobby :hello weechat, from observer")
+        line = observer.wait_for(lambda l: l.startswith(":wbot!") and "PRIVMSG" in l, timeout=20)
+        assert line.endswith("PRIVMSG #lobby :hello from weechat")
+        deadline = time.monotonic() + 15
+        shown = ""
+        while time.monotonic() < deadline and "hello weechat, from observer" not in shown:
+            time.sleep(0.2)
+            shown = "".join(p.read_text(errors="replace")
+                            for p in home.rglob("*lobby*.weechatlog"))
+        assert "observer\thello weechat, from observer" in shown
+    finally:
+        weechat.terminate()
+        weechat.wait(10)
+
+
+@pytest.mark.skipif(shutil.which("irssi") is None or shutil.which("tmux") is None,
+                    reason="irssi and tmux are needed (Debian packages irssi, tmux)")
+def test_irssi_talks_to_the_server(chat_server, tmp_path):
+    """A real irssi in a tmux pane joins #lobby and exchanges a line with us."""
+    server = chat_server()
+    observer = LineClient(server.host, server.port).register("observer")
+    observer.send("JOIN #lobby")
+    observer.wait_for(lambda l: " 366 " in l)
+    home = tmp_path / "irssi"
+    home.mkdir()
+    session = f"irssi-test-{server.port}"
+    socket_path = str(tmp_path / "tmux.sock")
+    tmux = ["tmux", "-S", socket_path]
+    subprocess.run(tmux + ["new-session", "-d", "-s", session, "-x", "120", "-y", "30",
+                           f"irssi --home={home} -n ibot -c {server.host} -p {server.port}"],
+                   check=True, timeout=20)
+    try:
+        deadline = time.monotonic() + 20
+        while time.monotonic() < deadline:  # until irssi has registered
+            observer.send("ISON ibot")
+            if observer.wait_for(lambda l: " 303 " in l).endswith(":ibot"):
+                break
+            time.sleep(0.2)
+        subprocess.run(tmux + ["send-keys", "-t", session, "/join #lobby", "Enter"],
+                       check=True, timeout=10)
+        observer.wait_for(lambda l: l.startswith(":ibot!") and "JOIN #lobby" in l, timeout=20)
+        subprocess.run(tmux + ["send-keys", "-t", session, "hello from irssi", "Enter"],
+                       check=True, timeout=10)
+        line = observer.wait_for(lambda l: l.startswith(":ibot!") and "PRIVMSG" in l, timeout=20)
+        assert line.endswith("PRIVMSG #lobby :hello from irssi")
+        observer.send("PRIVMSG #lobby :hello irssi")
+        deadline = time.monotonic() + 15
+        screen = ""
+        while time.monotonic() < deadline and "hello irssi" not in screen:
+            time.sleep(0.2)
+            screen = subprocess.run(tmux + ["capture-pane", "-p", "-t", session],
+                                    capture_output=True, text=True, timeout=10).stdout
+        assert "observer" in screen and "hello irssi" in screen, screen
+    finally:
+        subprocess.run(tmux + ["kill-server"], timeout=10)
+
+
+def test_wheel_installs_plugin_without_package_init(tmp_path):
+    """``pip install .`` ships twistchat, clients and twisted/plugins/chat.py, no plugins __init__."""
+    out = subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps", "-q",
+                          "-w", str(tmp_path), str(REPO)],
+                         capture_output=True, text=True, timeout=300, cwd=tmp_path)
+    assert out.returncode == 0, out.stderr
+    wheel = next(tmp_path.glob("twistchat-*.whl"))
+    names = zipfile.ZipFile(wheel).namelist()
+    assert "twisted/plugins/chat.py" in names
+    assert "twisted/plugins/__init__.py" not in names and "twisted/__init__.py" not in names
+    assert "twistchat/registry.py" in names and "clients/__init__.py" in names

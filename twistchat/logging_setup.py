@@ -1,0 +1,172 @@
+"""
+Logs that fit the journal, and listeners that say where they listen (or why they cannot).
+
+test-case-name: tests.test_ops
+
+Two things a daemon owes whoever runs it (issue #6):
+
+- **One event per line.**  :func:`journal_observer` is a log observer factory
+  for ``twistd --logger=twistchat.logging_setup.journal_observer``: each event
+  is one line; under systemd (``$JOURNAL_STREAM`` set) it starts with the
+  syslog priority, ``<6>`` for info, which journald turns into the entry's
+  priority (``SyslogLevelPrefix=`` in systemd.exec(5)), and carries no
+  timestamp, since journald stamps entries itself.  A failure's traceback is
+  folded into the same line: the exception and the innermost frames.
+- **Where it listens, or one clear line why not.**  :class:`ListenerService`
+  logs ``listening on DESCRIPTION (ADDRESS)`` once the port is open; when the
+  port is taken or not permitted it logs ``cannot listen on DESCRIPTION: REASON``
+  and exits with status 1 instead of a traceback.  twistd opens ports in
+  ``privilegedStartService`` before the reactor runs, so the exit happens
+  before anything else started.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import traceback
+
+from twisted.application.internet import StreamServerEndpointService
+from twisted.internet import endpoints
+from twisted.internet.error import CannotListenError
+from twisted.internet.interfaces import IStreamServerEndpoint
+from twisted.logger import ILogObserver, Logger, LogLevel, formatEvent, formatTime
+from zope.interface import implementer
+
+__all__ = ["journal_observer", "ListenerService", "format_line"]
+
+# Module level: a Logger class attribute would take the class's name as its namespace.
+_log = Logger(namespace="twistchat.listen")
+
+# syslog(3) priorities, as journald reads them from a "<N>" prefix.
+_PRIORITY = {
+    LogLevel.debug: 7,
+    LogLevel.info: 6,
+    LogLevel.warn: 4,
+    LogLevel.error: 3,
+    LogLevel.critical: 2,
+}
+
+_FRAMES = 3  # innermost frames kept when a failure is folded into one line
+
+
+def _one_line(text: str) -> str:
+    return " ".join(part.strip() for part in text.splitlines() if part.strip())
+
+
+def _failure_text(failure) -> str:
+    """``ExcType: message (at file:line in func < ...)``: a traceback on one line."""
+    text = f"{failure.type.__name__}: {_one_line(str(failure.value))}"
+    frames = failure.frames[-_FRAMES:] if failure.frames else []
+    if frames:
+        where = " < ".join(f"{os.path.basename(filename)}:{line} {func}"
+                           for func, filename, line, _, _ in reversed(frames))
+        text += f" (at {where})"
+    return text
+
+
+def format_line(event: dict, journal: bool) -> str:
+    """One event as one line (without its newline); ``journal`` picks the systemd form."""
+    text = formatEvent(event) or ""
+    failure = event.get("log_failure")
+    if failure is not None:
+        try:
+            text = f"{text}: {_failure_text(failure)}" if text else _failure_text(failure)
+        except Exception:  # a broken failure must not break logging
+            text = f"{text}: {_one_line(traceback.format_exc())}"
+    text = _one_line(text)
+    level = event.get("log_level", LogLevel.info)
+    namespace = event.get("log_namespace", "-")
+    if journal:
+        return f"<{_PRIORITY.get(level, 6)}>[{namespace}] {text}"
+    stamp = formatTime(event.get("log_time"))
+    return f"{stamp} [{namespace}#{level.name}] {text}"
+
+
+def journal_observer(stream=None):
+    """
+    An ILogObserver writing one line per event to stdout (the journal, under systemd).
+
+    For ``twistd --logger=twistchat.logging_setup.journal_observer``.  twistd
+    calls this before it redirects ``sys.stdout`` into the log, so the
+    observer holds the real stdout.
+    """
+    out = stream if stream is not None else sys.stdout
+    journal = "JOURNAL_STREAM" in os.environ
+
+    @implementer(ILogObserver)
+    def observe(event: dict) -> None:
+        try:
+            out.write(format_line(event, journal) + "\n")
+            out.flush()
+        except (OSError, ValueError):
+            pass  # stdout gone (journald restarted): drop the line, keep serving
+
+    return observe
+
+
+@implementer(IStreamServerEndpoint)
+class _LoggedEndpoint:
+    """An endpoint that logs the address it listens on."""
+
+    def __init__(self, endpoint, description: str) -> None:
+        self.endpoint = endpoint
+        self.description = description
+
+    def listen(self, factory):
+        def listening(port):
+            _log.info("listening on {description} ({address})",
+                           description=self.description, address=_address(port.getHost()))
+            return port
+
+        return self.endpoint.listen(factory).addCallback(listening)
+
+
+def _address(address) -> str:
+    host = getattr(address, "host", None)
+    port = getattr(address, "port", None)
+    if host is None:
+        return str(getattr(address, "name", address))
+    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+
+
+def _reason(error: BaseException) -> str:
+    """Why a listen failed, in words: "Address already in use", not a repr."""
+    if isinstance(error, CannotListenError):
+        socket_error = error.socketError
+        where = f"{error.interface or '*'}:{error.port}"
+        why = getattr(socket_error, "strerror", None) or str(socket_error)
+        return f"{where}: {why}"
+    return _one_line(str(error)) or type(error).__name__
+
+
+class ListenerService(StreamServerEndpointService):
+    """
+    Listen on one endpoint description (``tcp:``, ``ssl:``, ``systemd:``, ...).
+
+    Like ``strports.service`` (listen errors raise at once), plus: the address
+    is logged when listening starts, and a description that cannot be used or
+    a port that cannot be opened ends the process with one line and status 1.
+    """
+
+    _raiseSynchronously = True
+
+    def __init__(self, description: str, factory, reactor=None) -> None:
+        if reactor is None:
+            from twisted.internet import reactor
+        self.description = description
+        try:
+            endpoint = endpoints.serverFromString(reactor, description)
+        except Exception as e:
+            # Called from makeService, before twistd starts logging: stderr is the place.
+            # (Bad syntax, an unreadable key or certificate, no socket from systemd.)
+            raise SystemExit(f"twistd chat: cannot listen on {description}: {_reason(e)}")
+        super().__init__(_LoggedEndpoint(endpoint, description), factory)
+
+    def privilegedStartService(self) -> None:
+        try:
+            super().privilegedStartService()
+        except Exception as e:
+            _log.critical("cannot listen on {description}: {reason}",
+                               description=self.description, reason=_reason(e))
+            raise SystemExit(1)
