@@ -16,12 +16,13 @@ from collections import deque
 from dataclasses import dataclass
 
 from twisted.internet import protocol
+from twisted.internet.defer import Deferred, succeed
 from twisted.internet.interfaces import IPushProducer, ISSLTransport
 from twisted.logger import Logger
 from twisted.protocols.basic import LineReceiver
 from zope.interface import implementer
 
-from twistchat import commands
+from twistchat import commands, history
 from twistchat.events import (
     NO_TAGS, TAG_CLIENT, TAG_MSGID, TAG_TIME, Event, deliver, format_server_time,
 )
@@ -50,7 +51,29 @@ class ConnectionLimits:
 _ONE_TOKEN = 1 - 1e-9
 
 # IRCv3 capabilities this front-end offers (https://ircv3.net/specs/extensions/capability-negotiation).
-CAPABILITIES = ("echo-message", "message-tags", "multi-prefix", "server-time")
+CAPABILITIES = (
+    "away-notify", "batch", "draft/chathistory", "draft/event-playback", "echo-message",
+    "labeled-response", "message-tags", "multi-prefix", "server-time",
+)
+# Lines only clients that asked for a capability may see (IRCv3: "MUST NOT send ... unless
+# the client has negotiated the capability").
+CAP_GATED = {"AWAY": "away-notify", "TAGMSG": "message-tags", "BATCH": "batch"}
+
+
+class _Pending:
+    """A place in the held output where lines still to come (history) will go."""
+
+    __slots__ = ("lines",)
+
+    def __init__(self) -> None:
+        self.lines = None
+
+
+def _with_tag(data: bytes, tag: bytes) -> bytes:
+    """Add one ``key=value`` tag to an encoded line."""
+    if data.startswith(b"@"):
+        return b"@" + tag + b";" + data[1:]
+    return b"@" + tag + b" " + data
 
 
 @implementer(IPushProducer)
@@ -112,6 +135,11 @@ class IRCProtocol(LineReceiver):
         self.pending_user = None
         self.closing = False
         self.backlog = None  # bytes queued since the transport paused us (None: not paused)
+        self._capture = None  # output of a labeled command (IRCv3 labeled-response)
+        self._held = None  # output held back behind history being fetched
+        self._label = None  # the label of the command being handled
+        self._label_used = False
+        self._batches = 0
         self._discarding = False
         self._tokens = float(self.limits.flood_burst)
         self._refilled = self.clock.seconds()
@@ -190,25 +218,84 @@ class IRCProtocol(LineReceiver):
         """Write one registry payload: an Event (formatted once per tag view) or a Message."""
         if self.closing:
             return
-        self.counters.lines_out += 1
         if type(payload) is Event:
             data = payload.line(self.tag_view)
-            if self.backlog is not None:
-                self._grow_backlog(len(data))
-            self.transport.write(data)
         else:
-            if self.tag_view & TAG_TIME and payload.command.isalpha():
-                # server-time on relayed (non-numeric) lines too.
-                tags = dict(payload.tags)
-                tags.setdefault("time", format_server_time(int(self.clock.seconds() * 1000)))
-                payload = Message(payload.command, payload.params, payload.source,
-                                  tags if self.tag_view & TAG_CLIENT else {"time": tags["time"]})
-            elif payload.tags and not self.tag_view & TAG_CLIENT:
-                payload = Message(payload.command, payload.params, payload.source)
-            data = encode(payload)
+            data = self._format(payload)
+            if data is None:
+                return
+        self.counters.lines_out += 1
+        if self._capture is not None:
+            self._capture.append(data)
+        elif self._held is not None:
+            self._held.append(data)
+        else:
             if self.backlog is not None:
                 self._grow_backlog(len(data))
             self.transport.write(data)
+
+    def _format(self, message: Message):
+        """Encode a Message for this client: tags it asked for, nothing it did not."""
+        needed = CAP_GATED.get(message.command)
+        if needed is not None and needed not in self.caps:
+            return None
+        if self.tag_view & TAG_TIME and message.command.isalpha():
+            # server-time on relayed (non-numeric) lines too.
+            tags = dict(message.tags) if self.tag_view & TAG_CLIENT else {}
+            tags.setdefault("time", format_server_time(int(self.clock.seconds() * 1000)))
+            message = Message(message.command, message.params, message.source, tags)
+        elif message.tags and not self.tag_view & TAG_CLIENT:
+            message = Message(message.command, message.params, message.source)
+        return encode(message)
+
+    def _emit(self, data: bytes) -> None:
+        """Write a line made outside :meth:`deliver` (labels, history), after any held output."""
+        if self._held is not None:
+            self._held.append(data)
+        elif not self.closing:
+            if self.backlog is not None:
+                self._grow_backlog(len(data))
+            self.transport.write(data)
+
+    def _hold_for(self, lines_deferred) -> None:
+        """
+        Keep this client's later output back until ``lines_deferred`` gives the lines due first.
+
+        History (on JOIN, CHATHISTORY) comes from the store asynchronously; live
+        lines that arrive meanwhile wait behind it, so the client sees history
+        then live lines, in order, none twice.
+        """
+        marker = _Pending()
+        if self._held is None:
+            self._held = []
+        self._held.append(marker)
+
+        def resolved(lines):
+            marker.lines = lines
+
+        def failed(failure):
+            self._log.failure("history for {peer} failed", failure, peer=self.host)
+            marker.lines = []
+
+        lines_deferred.addCallbacks(resolved, failed)
+        lines_deferred.addCallback(lambda _: self._release())
+
+    def _release(self) -> None:
+        """Write held output up to the first history still being fetched."""
+        held = self._held
+        if held is None:
+            return
+        self._held = None
+        index = 0
+        for index, item in enumerate(held):
+            if type(item) is _Pending:
+                if item.lines is None:
+                    self._held = held[index:]
+                    return
+                for line in item.lines:
+                    self._emit(line)
+            else:
+                self._emit(item)
 
     def _grow_backlog(self, size: int) -> None:
         """Count output queued while the transport says it is full; drop past the SendQ."""
@@ -325,6 +412,20 @@ class IRCProtocol(LineReceiver):
 
     def handle(self, message: Message) -> None:
         """One parsed line: connection-level verbs here, the rest to the command table."""
+        label = message.tags.get("label") if "labeled-response" in self.caps else None
+        if label is None:
+            self._run(message)
+            return
+        # IRCv3 labeled-response: collect this command's replies and mark them.
+        self._capture, self._label, self._label_used = [], label, False
+        try:
+            self._run(message)
+        finally:
+            captured, self._capture, self._label = self._capture, None, None
+        if not self._label_used:
+            self._emit_labeled(label, captured)
+
+    def _run(self, message: Message) -> None:
         verb = message.verb
         handler = getattr(self, "irc_" + verb, None)
         if handler is not None:
@@ -337,7 +438,126 @@ class IRCProtocol(LineReceiver):
                 client_tags = {k: v for k, v in message.tags.items() if k.startswith("+")}
                 if client_tags:
                     ctx = commands.Context(ctx.echo, ctx.multi_prefix, client_tags)
+            rooms_before = set(self.user.channels) if verb == "JOIN" else None
             deliver(commands.dispatch(self.registry, self.user, message, ctx))
+            if rooms_before is not None:
+                self._history_on_join([k for k in self.user.channels if k not in rooms_before])
+
+    def _emit_labeled(self, label: str, lines: list) -> None:
+        """
+        The replies to a labeled command: none gets ACK, one gets the label, more a batch.
+
+        https://ircv3.net/specs/extensions/labeled-response
+        """
+        tag = b"label=" + label.encode("utf-8")  # labels are tag values: already escaped on input
+        server = self.registry.server_name
+        if not lines:
+            self._emit(_with_tag(encode(Message("ACK", (), server)), tag))
+        elif len(lines) == 1:
+            self._emit(_with_tag(lines[0], tag))
+        else:
+            ref = self._batch_ref()
+            self._emit(_with_tag(encode(Message("BATCH", ("+" + ref, "labeled-response"), server)), tag))
+            batch_tag = b"batch=" + ref.encode()
+            for line in lines:
+                self._emit(_with_tag(line, batch_tag))
+            self._emit(encode(Message("BATCH", ("-" + ref,), server)))
+
+    def _batch_ref(self) -> str:
+        self._batches += 1
+        return f"b{self._batches}"
+
+    # ---------------------------------------------------------------- history
+
+    def _history_lines(self, target: str, records, batch_type: str = "chathistory",
+                       label: str = None) -> list:
+        """Encode replayed records, in a batch if the client negotiated ``batch``."""
+        server = self.registry.server_name
+        ref = self._batch_ref() if "batch" in self.caps else None
+        lines = []
+        if ref is not None:
+            start = encode(Message("BATCH", ("+" + ref, batch_type, target), server))
+            lines.append(_with_tag(start, b"label=" + label.encode()) if label else start)
+        for record in records:
+            lines.append(encode(history.replay_message(record, self.tag_view, ref, server)))
+        if ref is not None:
+            lines.append(encode(Message("BATCH", ("-" + ref,), server)))
+        return lines
+
+    def _replayable(self, records) -> list:
+        """Without draft/event-playback, only messages are replayed (as Ergo does)."""
+        if "draft/event-playback" in self.caps:
+            return list(records)
+        return [r for r in records if r.command in history.MESSAGE_COMMANDS]
+
+    def _history_on_join(self, room_keys: list) -> None:
+        """
+        After a JOIN, the room's last messages to a client that negotiated server-time.
+
+        Sent right after the JOIN's NAMES reply, where Ergo puts it; clients
+        without server-time get nothing unexpected.  Only events before the
+        JOIN are replayed: later ones reach the client live.
+        """
+        count = self.factory.history_on_join
+        store = self.factory.store
+        if not room_keys or not count or store is None or "server-time" not in self.caps:
+            return
+        for key in room_keys:
+            channel = self.registry.channels[key]
+            d = store.before(key, channel.seq, min(count * 4, 1000))
+            d.addCallback(lambda records, name=channel.name: self._history_lines(
+                name, self._replayable(records)[-count:]))
+            self._hold_for(d)
+
+    def irc_CHATHISTORY(self, params, message) -> None:
+        """IRCv3 draft/chathistory; answered in order with the client's other replies."""
+        if not self.user.registered:
+            self.numeric("451", "You have not registered")
+            return
+        store = self.factory.store
+        label, self._label_used = self._label, self._label is not None
+        if store is None:
+            error = history.HistoryError("MESSAGE_ERROR", (params[0] if params else "*").upper(),
+                                         text="History is not kept on this server")
+            self._hold_for(succeed([self._labeled(encode(error.message(self.registry.server_name)), label)]))
+            return
+        d = Deferred.fromCoroutine(history.query(
+            store, self.registry, self.user, params, self.factory.history_max,
+            messages_only="draft/event-playback" not in self.caps))
+
+        def answer(result):
+            target, found = result
+            if target == "*":
+                return self._targets_lines(found, label)
+            lines = self._history_lines(target, found, label=label)
+            if "batch" not in self.caps:
+                lines[:1] = [self._labeled(lines[0], label)] if lines else []
+            return lines
+
+        def refused(failure):
+            failure.trap(history.HistoryError)
+            return [self._labeled(encode(failure.value.message(self.registry.server_name)), label)]
+
+        d.addCallbacks(answer, refused)
+        self._hold_for(d)
+
+    def _labeled(self, line: bytes, label: str) -> bytes:
+        return _with_tag(line, b"label=" + label.encode()) if label else line
+
+    def _targets_lines(self, found: list, label: str) -> list:
+        server = self.registry.server_name
+        ref = self._batch_ref() if "batch" in self.caps else None
+        lines = []
+        if ref is not None:
+            lines.append(self._labeled(
+                encode(Message("BATCH", ("+" + ref, "draft/chathistory-targets"), server)), label))
+        for name, time_ms in found:
+            tags = {"batch": ref} if ref else {}
+            lines.append(encode(Message("CHATHISTORY", ("TARGETS", name,
+                                                        format_server_time(time_ms)), server, tags)))
+        if ref is not None:
+            lines.append(encode(Message("BATCH", ("-" + ref,), server)))
+        return lines
 
     # ----------------------------------------------------- connection commands
 
@@ -479,8 +699,12 @@ class IRCFactory(protocol.Factory):
     """Builds :class:`IRCProtocol` for one registry; counts connections per address."""
 
     def __init__(self, registry: Registry, clock, limits: ConnectionLimits = ConnectionLimits(),
-                 password: str = None) -> None:
+                 password: str = None, store=None, history_on_join: int = 50,
+                 history_max: int = 100) -> None:
         self.registry = registry
+        self.store = store  # an IHistoryStore, or None: no CHATHISTORY, no history on join
+        self.history_on_join = history_on_join
+        self.history_max = history_max
         self.clock = clock
         self.limits = limits
         self.password = password

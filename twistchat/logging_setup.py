@@ -26,14 +26,14 @@ import os
 import sys
 import traceback
 
-from twisted.application.internet import StreamServerEndpointService
+from twisted.application.internet import StreamServerEndpointService, UDPServer
 from twisted.internet import endpoints
 from twisted.internet.error import CannotListenError
 from twisted.internet.interfaces import IStreamServerEndpoint
 from twisted.logger import ILogObserver, Logger, LogLevel, formatEvent, formatTime
 from zope.interface import implementer
 
-__all__ = ["journal_observer", "ListenerService", "format_line"]
+__all__ = ["journal_observer", "ListenerService", "UDPListenerService", "format_line"]
 
 # Module level: a Logger class attribute would take the class's name as its namespace.
 _log = Logger(namespace="twistchat.listen")
@@ -130,8 +130,11 @@ def _address(address) -> str:
     return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
 
 
-def _reason(error: BaseException) -> str:
+def _reason(error: BaseException, description: str = "") -> str:
     """Why a listen failed, in words: "Address already in use", not a repr."""
+    if description.startswith("systemd:") and isinstance(error, (IndexError, KeyError)):
+        return ("systemd passed no such socket (LISTEN_FDS, LISTEN_FDNAMES): "
+                "start the service through its .socket unit")
     if isinstance(error, CannotListenError):
         socket_error = error.socketError
         where = f"{error.interface or '*'}:{error.port}"
@@ -160,7 +163,7 @@ class ListenerService(StreamServerEndpointService):
         except Exception as e:
             # Called from makeService, before twistd starts logging: stderr is the place.
             # (Bad syntax, an unreadable key or certificate, no socket from systemd.)
-            raise SystemExit(f"twistd chat: cannot listen on {description}: {_reason(e)}")
+            raise SystemExit(f"twistd chat: cannot listen on {description}: {_reason(e, description)}")
         super().__init__(_LoggedEndpoint(endpoint, description), factory)
 
     def privilegedStartService(self) -> None:
@@ -170,3 +173,24 @@ class ListenerService(StreamServerEndpointService):
             _log.critical("cannot listen on {description}: {reason}",
                                description=self.description, reason=_reason(e))
             raise SystemExit(1)
+
+
+class UDPListenerService(UDPServer):
+    """
+    ``internet.UDPServer`` that, like :class:`ListenerService`, logs its address
+    and ends the process with one line and status 1 when the port cannot be had.
+    """
+
+    def __init__(self, port: int, protocol, interface: str = "", reactor=None) -> None:
+        super().__init__(port, protocol, interface=interface, reactor=reactor)
+        self.description = f"udp:{port}:interface={interface or '0.0.0.0'}"
+
+    def privilegedStartService(self) -> None:
+        try:
+            super().privilegedStartService()
+        except Exception as e:
+            _log.critical("cannot listen on {description}: {reason}",
+                          description=self.description, reason=_reason(e))
+            raise SystemExit(1)
+        _log.info("listening on {description} ({address})", description=self.description,
+                  address=_address(self._port.getHost()))

@@ -131,8 +131,7 @@ class Metrics:
                "UDP repair requests (missing sequence ranges) answered.",
                [("", self.udp_repairs)])
         family("twistchat_drops_total", "counter",
-               "Clients or datagrams dropped, by reason: "
-               + "; ".join(f"{r} = {d}" for r, d in DROP_REASONS.items()) + ".",
+               "Clients or datagrams dropped, by reason (DROP_REASONS in twistchat/metrics.py).",
                [(f'{{reason="{r}"}}', n) for r, n in self.drops().items()])
         family("twistchat_history_events_written_total", "counter",
                "Room events written to the history store.", [("", self.history_written)])

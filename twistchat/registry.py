@@ -180,6 +180,7 @@ class Registry:
         self.connections = 0  # all connected users, registered or not
         self.channels: dict = {}  # casefolded name -> Channel
         self.listeners: list = []
+        self.extra_isupport: list = []  # tokens of optional features (CHATHISTORY=...)
         self._last_seqs = dict(last_seqs or {})
         # msgids: unique across restarts by a random prefix per process.
         self._msgid_prefix = os.urandom(6).hex()
@@ -252,7 +253,7 @@ class Registry:
             f"CHANLIMIT={CHANTYPES}:{lim.max_channels}", "MODES=4",
             f"TARGMAX=PRIVMSG:{lim.max_targets},NOTICE:{lim.max_targets}",
             f"NETWORK={self.network}", "LINELEN=512", "STATUSMSG=@+",
-        ]
+        ] + self.extra_isupport
 
     # ------------------------------------------------------------ registration
 
@@ -428,6 +429,8 @@ class Registry:
         user.channels[key] = channel
         event = self._room_event(channel, Message("JOIN", (channel.name,), user.source))
         out = [Delivery(channel.members, event)]
+        if user.away is not None:
+            out.append(Delivery(channel.members, Message("AWAY", (user.away,), user.source), user))
         if channel.topic:
             out += self._topic_replies(user, channel)
         out += self.names(user, channel.name)
@@ -844,11 +847,14 @@ class Registry:
 
     def set_away(self, user: User, text: Optional[str]) -> list:
         """AWAY with text marks the user away (306); without, back (305)."""
+        # IRCv3 away-notify: peers are told; front-ends show AWAY only to clients that asked.
         if text:
             user.away = _truncate(text, self.limits.awaylen)
-            return [self.reply(user, "306", "You have been marked as being away")]
+            return [self.reply(user, "306", "You have been marked as being away"),
+                    Delivery(self._peers(user), Message("AWAY", (user.away,), user.source), user)]
         user.away = None
-        return [self.reply(user, "305", "You are no longer marked as being away")]
+        return [self.reply(user, "305", "You are no longer marked as being away"),
+                Delivery(self._peers(user), Message("AWAY", (), user.source), user)]
 
     def version(self, user: User) -> list:
         """VERSION: 351 and the ISUPPORT lines."""

@@ -10,15 +10,17 @@ defined here, each option with its default.
 
 from __future__ import annotations
 
-from twisted.application import service, strports
+from twisted.application import internet, service, strports
 from twisted.python import usage
 
 from twistchat.irc import ConnectionLimits, IRCFactory
-from twistchat.logging_setup import ListenerService
+from twistchat.logging_setup import ListenerService, UDPListenerService
 from twistchat.metrics import Metrics, metrics_site
 from twistchat.registry import Limits, Registry
+from twistchat.udp import Broadcast, UDPFrontEnd, UDPLimits, broadcast_domain
+from twistchat.store import StoreError, open_store, record_from_event
 
-FRONT_ENDS = ("tcp",)  # every front-end this version has; "both" = all of them
+FRONT_ENDS = ("tcp", "udp")  # every front-end this version has; "both" = all of them
 
 
 def _positive_int(value: str) -> int:
@@ -35,6 +37,22 @@ def _positive_float(value: str) -> float:
     return number
 
 
+def _non_negative_int(value: str) -> int:
+    number = int(value)
+    if number < 0:
+        raise ValueError(f"must be at least 0, got {number}")
+    return number
+
+
+def _non_negative_float(value: str) -> float:
+    number = float(value)
+    if number < 0:
+        raise ValueError(f"must be at least 0, got {number}")
+    return number
+
+
+_non_negative_int.coerceDoc = "A whole number >= 0."
+_non_negative_float.coerceDoc = "A number >= 0."
 _positive_int.coerceDoc = "A whole number >= 1."
 _positive_float.coerceDoc = "A number > 0."
 
@@ -58,6 +76,21 @@ LIMIT_FLAGS = [
 ]
 
 
+# The UDP front-end (issue #4, docs/udp-protocol.md); flood and per-IP limits are shared with TCP.
+UDP_OPTIONS = [
+    ["broadcast", None, None, "Where room events are broadcast: ADDR or ADDR/PREFIX (default: the "
+                              "broadcast address of --interface; 127.0.0.1 gives 127.255.255.255)."],
+    ["broadcast-port", None, None, "UDP port clients listen on for broadcasts (default: --port + 1).", int],
+    ["heartbeat", None, 1.0, "Seconds between UDP heartbeats (each room's latest seq; the LAN beacon).",
+     _positive_float],
+    ["udp-session-timeout", None, 60.0, "Seconds a silent UDP session lives before it expires (QUIT).",
+     _positive_float],
+    ["repair-limit", None, 100, "Events sent back per UDP repair request.", _positive_int],
+    ["repair-rate", None, 2000.0, "Repaired events per second per UDP session.", _positive_float],
+    ["udp-max-sessions", None, 1024, "UDP sessions at once.", _positive_int],
+]
+
+
 class Options(usage.Options):
     """``twistd chat`` options."""
 
@@ -75,9 +108,21 @@ class Options(usage.Options):
         ["network", None, "twistchat", "Network name (ISUPPORT NETWORK)."],
         ["motd", None, None, "File with the message of the day (none: 422)."],
         ["password", None, None, "Server password clients must send with PASS (default: none)."],
+        ["db", None, "twistchat.sqlite3", "History database (SQLite file, created if missing); "
+                                          ":memory: keeps history in memory only, lost at exit."],
+        ["history-on-join", None, 50, "Messages replayed on JOIN to IRCv3 clients with server-time "
+                                      "(0: none).", _non_negative_int],
+        ["history-max", None, 100, "Most messages one CHATHISTORY request returns "
+                                   "(ISUPPORT CHATHISTORY).", _positive_int],
+        ["history-per-room", None, 100000, "Messages kept per room or private conversation "
+                                           "(0: no limit).", _non_negative_int],
+        ["history-days", None, 0.0, "Days history is kept (0: no age limit).", _non_negative_float],
+        ["history-flush", None, 0.2, "Seconds between history writes: the most an unclean kill "
+                                     "can lose.", _positive_float],
         ["metrics", None, None, "Serve Prometheus metrics at /metrics on this endpoint, e.g. "
                                 "tcp:9102:interface=127.0.0.1 (default: off)."],
-    ] + [[flag, None, default, doc, coerce] for flag, default, coerce, doc, _, _ in LIMIT_FLAGS]
+    ] + [[flag, None, default, doc, coerce] for flag, default, coerce, doc, _, _ in LIMIT_FLAGS] \
+      + UDP_OPTIONS
 
     optFlags = [
         ["no-default-listener", None, "Open no listener from --interface/--port, only the --listen "
@@ -107,6 +152,15 @@ class Options(usage.Options):
                     self["motd_lines"] = f.read().splitlines()
             except (OSError, UnicodeDecodeError) as e:
                 raise usage.UsageError(f"--motd {self['motd']}: cannot read it ({e})")
+        if proto in ("udp", "both"):
+            try:
+                self["broadcast_domain"] = broadcast_domain(self["interface"], self["broadcast"])
+            except ValueError as e:
+                raise usage.UsageError(str(e))
+            if self["broadcast-port"] is None:
+                self["broadcast-port"] = self["port"] + 1
+            if not 0 < self["broadcast-port"] <= 65535:
+                raise usage.UsageError(f"--broadcast-port must be 1-65535, not {self['broadcast-port']}")
 
     def limits(self, where: str) -> dict:
         """The limit flags that configure ``where`` ("registry" or "conn")."""
@@ -118,25 +172,61 @@ def _escape_endpoint(text: str) -> str:
     return text.replace("\\", "\\\\").replace(":", "\\:")
 
 
+class StoreService(service.Service):
+    """
+    Runs the history store with the server: started first, stopped last.
+
+    twistd waits for :meth:`stopService`'s Deferred on SIGTERM, so everything
+    acknowledged to clients is on disk before the process exits.
+    """
+
+    def __init__(self, store) -> None:
+        self.store = store
+
+    def startService(self) -> None:
+        super().startService()
+        self.store.start()
+
+    def stopService(self):
+        super().stopService()
+        return self.store.stop()
+
+
 def makeService(options: Options, reactor=None) -> service.MultiService:
     """One registry and the front-ends ``--proto`` asks for."""
     if reactor is None:
         from twisted.internet import reactor
     top = service.MultiService()
+    try:
+        store = open_store(
+            options["db"], reactor=reactor, flush_interval=options["history-flush"],
+            max_per_target=options["history-per-room"] or None,
+            max_age_days=options["history-days"] or None)
+    except StoreError as e:
+        # One clear line, no traceback (issue #7): twistd prints this and exits 1.
+        raise SystemExit(f"twistd chat: {e}")
     registry = Registry(
         server_name=options["server-name"],
         network=options["network"],
         limits=Limits(**options.limits("registry")),
         clock=reactor.seconds,
         motd=options["motd_lines"],
+        last_seqs=store.last_seqs(),
     )
     top.registry = registry
+    top.store = store
+    registry.listeners.append(lambda event: store.append(record_from_event(event)))
+    registry.extra_isupport += [f"CHATHISTORY={options['history-max']}",
+                                "MSGREFTYPES=msgid,timestamp"]
+    StoreService(store).setServiceParent(top)
     factory = IRCFactory(registry, reactor, ConnectionLimits(**options.limits("conn")),
-                         options["password"])
+                         options["password"], store=store,
+                         history_on_join=options["history-on-join"],
+                         history_max=options["history-max"])
     top.irc_factory = factory
     # Counters for --metrics (issue #6); front-ends bump them whether or not anyone scrapes.
     top.metrics = factory.metrics = Metrics(registry, clock=reactor.seconds)
-    descriptions = [] if options["no-default-listener"] else [
+    descriptions = [] if options["no-default-listener"] or options["proto"] == "udp" else [
         f"tcp:{options['port']}:interface={_escape_endpoint(options['interface'])}"]
     descriptions += options["listen"]
     # ListenerService: strports.service that logs its address, and fails in one line (#6).
@@ -145,5 +235,18 @@ def makeService(options: Options, reactor=None) -> service.MultiService:
         listener.setServiceParent(top)
     if options["metrics"]:
         ListenerService(options["metrics"], metrics_site(top.metrics), reactor).setServiceParent(top)
+    if options["proto"] in ("udp", "both"):
+        address, domain = options["broadcast_domain"]
+        conn = options.limits("conn")
+        limits = UDPLimits(
+            heartbeat=options["heartbeat"], session_timeout=options["udp-session-timeout"],
+            repair_limit=options["repair-limit"], repair_rate=options["repair-rate"],
+            max_sessions=options["udp-max-sessions"], max_per_ip=conn["max_per_ip"],
+            max_line=conn["max_line"], flood_burst=conn["flood_burst"], flood_rate=conn["flood_rate"])
+        top.udp = UDPFrontEnd(registry, reactor, Broadcast(address, options["broadcast-port"], domain),
+                              limits, top.metrics)
+        top.udp.noisy = False
+        UDPListenerService(options["port"], top.udp, interface=options["interface"],
+                           reactor=reactor).setServiceParent(top)
     factory.noisy = False
     return top
