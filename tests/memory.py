@@ -12,6 +12,7 @@ from twisted.internet.testing import StringTransport
 
 from twistchat.irc import ConnectionLimits, IRCFactory
 from twistchat.registry import Limits, Registry
+from twistchat.store import record_from_event
 from twistchat.wire import Message, parse
 
 MAX_RELAYED = 4096
@@ -20,21 +21,29 @@ MAX_RELAYED = 4096
 class MemoryServer:
     """A registry and an IRC factory on a fake clock, no sockets."""
 
-    def __init__(self, password=None, motd=None, registry_limits=None, **conn_limits) -> None:
+    def __init__(self, password=None, motd=None, registry_limits=None, store=None,
+                 history_on_join=50, history_max=100, **conn_limits) -> None:
         self.clock = Clock()
         self.clock.advance(1_800_000_000)
+        self.store = store
         self.registry = Registry(server_name="srv", clock=self.clock.seconds, motd=motd,
-                                 limits=Limits(**(registry_limits or {})))
+                                 limits=Limits(**(registry_limits or {})),
+                                 last_seqs=store.last_seqs() if store else None)
+        if store is not None:
+            self.registry.listeners.append(lambda e: store.append(record_from_event(e)))
         self.factory = IRCFactory(self.registry, self.clock, ConnectionLimits(**conn_limits),
-                                  password)
+                                  password, store=store, history_on_join=history_on_join,
+                                  history_max=history_max)
 
     def connect(self, host: str = "127.0.0.1") -> "MemoryClient":
         """A new connection from ``host``."""
         return MemoryClient(self, host)
 
-    def user(self, nick: str, *rooms: str) -> "MemoryClient":
+    def user(self, nick: str, *rooms: str, caps: str = "") -> "MemoryClient":
         """A registered client called ``nick``, in ``rooms``, with its output read."""
         client = self.connect()
+        if caps:
+            client.send(f"CAP REQ :{caps}", "CAP END")
         client.send(f"NICK {nick}", f"USER {nick} 0 * :{nick} Real")
         for room in rooms:
             client.send(f"JOIN {room}")

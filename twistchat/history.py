@@ -142,9 +142,11 @@ async def query(store, registry: Registry, user: User, params: tuple, maximum: i
         if sub in ("LATEST", "BEFORE") or (sub == "BETWEEN" and not _order(
                 parse_selector(sub, params[2]), parse_selector(sub, params[3]))):
             return target, kept[-limit:]
-        if sub == "AROUND":
-            start = max(0, (len(kept) - limit) // 2)
-            return target, kept[start:start + limit]
+        if sub == "AROUND" and records:
+            # The store centred its window on the reference: keep the messages nearest it.
+            middle = records[len(records) // 2].seq
+            nearest = sorted(kept, key=lambda r: (abs(r.seq - middle), r.seq))[:limit]
+            return target, sorted(nearest, key=lambda r: r.seq)
         return target, kept[:limit]
     return await _query(store, registry, user, params, maximum)
 
