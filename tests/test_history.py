@@ -263,3 +263,15 @@ def test_chathistory_without_a_store_fails_cleanly():
     bob = server.user("bob", "#r")
     assert first(bob.ask("CHATHISTORY LATEST #r * 5"), "FAIL").params[1] == "MESSAGE_ERROR"
     assert numerics(bob.ask("PING x")) == []
+
+
+def test_labeled_join_reply_comes_before_its_history(server):
+    """A labeled JOIN: the labeled batch of the JOIN reply first, then the history batch."""
+    talk(server, 2)
+    bob = server.user("bob", caps="server-time batch labeled-response")
+    got = bob.ask("@label=j1 JOIN #r")
+    assert got[0].command == "BATCH" and got[0].tags["label"] == "j1"
+    end = next(i for i, m in enumerate(got) if m.command == "BATCH" and m.params[0].startswith("-"))
+    assert [m.command for m in got[end + 1:]][:1] == ["BATCH"]
+    assert got[end + 1].params[1] == "chathistory"
+    assert texts(got[end + 1:]) == ["line 0", "line 1"]

@@ -414,18 +414,21 @@ class IRCProtocol(LineReceiver):
         """One parsed line: connection-level verbs here, the rest to the command table."""
         label = message.tags.get("label") if "labeled-response" in self.caps else None
         if label is None:
-            self._run(message)
-            return
-        # IRCv3 labeled-response: collect this command's replies and mark them.
-        self._capture, self._label, self._label_used = [], label, False
-        try:
-            self._run(message)
-        finally:
-            captured, self._capture, self._label = self._capture, None, None
-        if not self._label_used:
-            self._emit_labeled(label, captured)
+            joined = self._run(message)
+        else:
+            # IRCv3 labeled-response: collect this command's replies and mark them.
+            self._capture, self._label, self._label_used = [], label, False
+            try:
+                joined = self._run(message)
+            finally:
+                captured, self._capture, self._label = self._capture, None, None
+            if not self._label_used:
+                self._emit_labeled(label, captured)
+        if joined:
+            self._history_on_join(joined)
 
-    def _run(self, message: Message) -> None:
+    def _run(self, message: Message):
+        """Run one command; return the keys of rooms it joined (for history on join)."""
         verb = message.verb
         handler = getattr(self, "irc_" + verb, None)
         if handler is not None:
@@ -441,7 +444,8 @@ class IRCProtocol(LineReceiver):
             rooms_before = set(self.user.channels) if verb == "JOIN" else None
             deliver(commands.dispatch(self.registry, self.user, message, ctx))
             if rooms_before is not None:
-                self._history_on_join([k for k in self.user.channels if k not in rooms_before])
+                return [key for key in self.user.channels if key not in rooms_before]
+        return None
 
     def _emit_labeled(self, label: str, lines: list) -> None:
         """
