@@ -1,0 +1,628 @@
+"""
+The full-screen terminal client: windows, commands, key bindings, layout.
+
+test-case-name: tests.test_ptk_app
+
+Thin on purpose (issue #5, "Shape"): all protocol work is the session's
+(:class:`~twistchat.client.interfaces.IChatSession`, TCP or UDP); this
+module keeps what the screen shows.  As in ptpython (``ptpython/layout.py``,
+``key_bindings.py``), one state object, :class:`ChatState`, holds everything,
+the layout is functions of it, and the key bindings come from ``load_*``
+functions merged together.
+
+Threads (STYLE.md section 4): every method of :class:`ChatState` runs in the
+UI thread.  Session methods are only ever called through ``state.net`` (in
+the real program ``reactor.callFromThread``); events come back through
+``UIBridge.post`` to :meth:`ChatState.on_event`.
+"""
+
+from __future__ import annotations
+
+import time
+from collections import deque
+from typing import Callable, Optional
+
+from prompt_toolkit.application import Application
+from prompt_toolkit.buffer import Buffer
+from prompt_toolkit.filters import has_focus
+from prompt_toolkit.history import InMemoryHistory
+from prompt_toolkit.key_binding import KeyBindings, merge_key_bindings
+from prompt_toolkit.layout import HSplit, Layout, Window
+from prompt_toolkit.layout.controls import FormattedTextControl
+from prompt_toolkit.mouse_events import MouseEventType
+from prompt_toolkit.styles import Style
+from prompt_toolkit.widgets import TextArea
+
+from clients.ptk.render import STYLE, Line, escape, is_mention, render_line
+from twistchat.client import interfaces as I
+from twistchat.client.interfaces import ChatEvent
+
+__all__ = ["ChatState", "ChatWindow", "COMMANDS", "build_app", "DEFAULT_SCROLLBACK"]
+
+DEFAULT_SCROLLBACK = 2000
+SERVER_WINDOW = "*"  # the window of server-wide lines (welcome, MOTD, errors)
+_CHANTYPES = "#&"
+_NICK_PREFIXES = "~&@%+"
+
+# name -> (usage, help); the handlers are ChatState._cmd_<name>.
+COMMANDS = {
+    "join": ("/join #room", "join a room (and switch to it)"),
+    "part": ("/part [#room] [reason]", "leave a room (default: this one)"),
+    "nick": ("/nick NEWNICK", "change your nick (new lines only)"),
+    "msg": ("/msg NICK|#room text", "send a private message (opens a window)"),
+    "me": ("/me text", "an action: * you text"),
+    "topic": ("/topic [text]", "show or set this room's topic"),
+    "names": ("/names [#room]", "who is in a room"),
+    "who": ("/who [mask]", "WHO a room or nick"),
+    "quit": ("/quit [reason]", "leave (Ctrl-X does the same)"),
+    "help": ("/help", "this list"),
+}
+
+
+def _is_room(name) -> bool:
+    return bool(name) and name[0] in _CHANTYPES
+
+
+def _fold(name: str) -> str:
+    return name.lower().translate(str.maketrans("[]\\~", "{}|^"))
+
+
+class ChatWindow:
+    """
+    One window: a room, a private conversation, or the server window.
+
+    ``scroll`` counts lines hidden below the view (0: following the end).
+    ``members`` maps folded nick to nick as shown, for completion and for
+    placing QUIT and NICK lines.
+    """
+
+    def __init__(self, name: str, scrollback: int) -> None:
+        self.name = name
+        self.lines: deque = deque(maxlen=scrollback)
+        self.unread = 0
+        self.mentioned = False
+        self.members: dict = {}
+        self.scroll = 0
+        self.topic = ""
+
+    @property
+    def is_room(self) -> bool:
+        return _is_room(self.name)
+
+    @property
+    def is_query(self) -> bool:
+        return self.name != SERVER_WINDOW and not self.is_room
+
+    def add(self, line: Line) -> None:
+        if self.scroll:
+            # Scrolled back: keep the same lines in view while new ones arrive.
+            self.scroll = min(self.scroll + 1, max(len(self.lines), 0))
+        self.lines.append(line)
+
+
+class ChatState:
+    """
+    Everything the screen shows, and what each user action does.
+
+    ``session`` provides IChatSession; ``net(fn, *args)`` runs a session
+    method in the network thread (tests pass a direct call).  ``label`` names
+    the server in the status line.
+    """
+
+    def __init__(self, session, net: Callable, *, label: str = "", scrollback: int = DEFAULT_SCROLLBACK,
+                 autojoin=(), clock: Callable[[], float] = time.time) -> None:
+        self.session = session
+        self.net = net
+        self.label = label
+        self.scrollback = max(10, scrollback)
+        self.clock = clock
+        self.windows: list = [ChatWindow(SERVER_WINDOW, self.scrollback)]
+        self.current = 0
+        self.nick = getattr(session, "nick", "")
+        self.conn_state = I.CONNECTING
+        self.hint = ""
+        self.hint_until = 0.0
+        self.quit_reason = "Client Quit"
+        self.app: Optional[Application] = None
+        self.page = 10  # lines per PageUp/PageDown; the layout updates it
+        self._autoswitch = {_fold(r) for r in autojoin}
+        self._reply_window: Optional[ChatWindow] = None
+        self._notes: list = []
+        self._completion = None  # (result text, cursor, matches, index, start, suffix)
+
+    # ----------------------------------------------------------------- windows
+
+    @property
+    def window(self) -> ChatWindow:
+        """The window shown now."""
+        return self.windows[self.current]
+
+    def find(self, name: str) -> Optional[ChatWindow]:
+        key = _fold(name)
+        for window in self.windows:
+            if _fold(window.name) == key:
+                return window
+        return None
+
+    def window_for(self, name: Optional[str]) -> ChatWindow:
+        """The window of ``name`` (the server window for None), created if needed."""
+        if not name:
+            return self.windows[0]
+        window = self.find(name)
+        if window is None:
+            window = ChatWindow(name, self.scrollback)
+            self.windows.append(window)
+        return window
+
+    def switch(self, index: int) -> None:
+        """Show window ``index`` (0-based); its unread count is cleared."""
+        if 0 <= index < len(self.windows):
+            self.current = index
+            window = self.windows[index]
+            window.unread = 0
+            window.mentioned = False
+
+    def next_window(self, step: int = 1) -> None:
+        """Ctrl-N / Ctrl-P: the next (previous) window, round."""
+        self.switch((self.current + step) % len(self.windows))
+
+    def close_window(self, window: ChatWindow) -> None:
+        if window is self.windows[0] or window not in self.windows:
+            return
+        index = self.windows.index(window)
+        current = self.window
+        self.windows.remove(window)
+        if current is window:
+            self.switch(min(index, len(self.windows) - 1))
+        else:
+            self.current = self.windows.index(current)
+
+    def scroll(self, lines: int) -> None:
+        """Scroll the current window back (positive) or forward (negative)."""
+        window = self.window
+        window.scroll = max(0, min(window.scroll + lines, max(len(window.lines) - 1, 0)))
+
+    def say_local(self, text: str, kind: str = I.INFO) -> None:
+        """A line of our own (a hint, a help text) in the current window."""
+        self.window.add(Line(ChatEvent(kind, text=text, time_ms=int(self.clock() * 1000))))
+
+    def announce(self, text: str) -> None:
+        """A start-up note: in the server window, and again in the first room joined."""
+        line = Line(ChatEvent(I.INFO, text=text, time_ms=int(self.clock() * 1000)))
+        self.windows[0].add(line)
+        self._notes.append(line)
+
+    def show_hint(self, text: str, seconds: float = 4.0) -> None:
+        """A short message in the status line."""
+        self.hint = text
+        self.hint_until = self.clock() + seconds
+
+    # ------------------------------------------------------------------ events
+
+    def _add(self, window: ChatWindow, line: Line, counts: bool = False) -> None:
+        window.add(line)
+        if window is not self.window and counts:
+            window.unread += 1
+            if line.mention:
+                window.mentioned = True
+
+    def on_event(self, ev: ChatEvent) -> None:
+        """One event from the session (UI thread): into the right windows."""
+        self.nick = getattr(self.session, "nick", self.nick) or self.nick
+        kind = ev.kind
+        if kind in (I.MESSAGE, I.ACTION, I.NOTICE):
+            private = ev.room is not None and not _is_room(ev.room)
+            mention = not ev.own and (private or is_mention(ev.text, self.nick))
+            if ev.room is None:
+                target = self.windows[0]
+                self._add(target, Line(ev, mention), counts=True)
+                if self._reply_window is not None and self._reply_window is not target:
+                    self._add(self._reply_window, Line(ev, mention))
+                return
+            window = self.window_for(ev.room)
+            if ev.nick and window.is_room:
+                window.members.setdefault(_fold(ev.nick), ev.nick)
+            self._add(window, Line(ev, mention), counts=True)
+        elif kind == I.JOIN:
+            window = self.window_for(ev.room)
+            if ev.nick:
+                window.members[_fold(ev.nick)] = ev.nick
+            self._add(window, Line(ev))
+            if ev.own and _fold(ev.room) in self._autoswitch:
+                self._autoswitch.discard(_fold(ev.room))
+                self.switch(self.windows.index(window))
+                notes, self._notes = self._notes, []
+                if notes:  # start-up notes (--serve) follow the user to the first room
+                    lines = list(window.lines)
+                    window.lines.clear()
+                    window.lines.extend(notes + lines)
+        elif kind in (I.PART, I.KICK):
+            window = self.find(ev.room) if ev.room else None
+            if window is None:
+                return
+            who = ev.text.partition(" ")[0] if kind == I.KICK else ev.nick
+            if who:
+                window.members.pop(_fold(who), None)
+            if ev.own and kind == I.PART:
+                self._add(self.windows[0], Line(ev))
+                self.close_window(window)
+            else:
+                self._add(window, Line(ev))
+        elif kind == I.QUIT:
+            key = _fold(ev.nick or "")
+            room = self.find(ev.room) if ev.room else None
+            for window in ([room] if room else list(self.windows)):
+                if key in window.members or (window.is_query and _fold(window.name) == key):
+                    window.members.pop(key, None)
+                    self._add(window, Line(ev))
+        elif kind == I.NICK:
+            old, new = _fold(ev.nick or ""), ev.text
+            for window in self.windows:
+                if old in window.members or (ev.own and window.is_room):
+                    window.members.pop(old, None)
+                    window.members[_fold(new)] = new
+                    self._add(window, Line(ev))
+                elif window.is_query and _fold(window.name) == old:
+                    window.name = new
+                    self._add(window, Line(ev))
+            if ev.own:
+                self.nick = new
+                self._add(self.windows[0], Line(ev))
+        elif kind == I.TOPIC:
+            window = self.window_for(ev.room)
+            window.topic = ev.text
+            self._add(window, Line(ev))
+        elif kind == I.NAMES:
+            window = self.window_for(ev.room)
+            window.members = {_fold(n.lstrip(_NICK_PREFIXES)): n.lstrip(_NICK_PREFIXES)
+                              for n in ev.names if n.lstrip(_NICK_PREFIXES)}
+            self._add(window, Line(ev))
+        elif kind == I.MODE:
+            self._add(self.window_for(ev.room), Line(ev))
+        elif kind == I.STATE:
+            self.conn_state = ev.text
+            self._reply_window = None
+            if ev.text == I.CONNECTING:
+                return  # the status line says so; lines only where chat stopped or resumed
+            # In every room, so a gap in the transcript is visible where it is.
+            for window in self.windows:
+                if window is self.windows[0] or window.is_room:
+                    self._add(window, Line(ev))
+        elif kind == I.ERROR:
+            window = self.find(ev.room) if ev.room else None
+            target = window or self._reply_window or self.window
+            self._add(target, Line(ev))
+            if target is not self.windows[0] and window is None:
+                self._add(self.windows[0], Line(ev))
+        else:  # INFO and kinds newer than this client
+            window = self.find(ev.room) if ev.room else None
+            if window is not None:
+                self._add(window, Line(ev))
+                return
+            self._add(self.windows[0], Line(ev))
+            if self._reply_window is not None and self._reply_window is not self.windows[0]:
+                self._add(self._reply_window, Line(ev))
+
+    # ------------------------------------------------------------------- input
+
+    def submit(self, text: str) -> None:
+        """The user pressed Enter on ``text``: a command or a line to the current window."""
+        self._completion = None
+        if not text.strip():
+            return
+        if text.startswith("/") and not text.startswith("//"):
+            name, _, rest = text[1:].partition(" ")
+            name = name.lower()
+            handler = getattr(self, "_cmd_" + name, None) if name in COMMANDS else None
+            if handler is None:
+                self.say_local(f"Unknown command /{name}: /help lists the commands.", I.ERROR)
+                return
+            self._reply_window = self.window
+            handler(rest.strip())
+            return
+        if text.startswith("//"):
+            text = text[1:]
+        window = self.window
+        if window is self.windows[0]:
+            self.say_local("This is the server window: /join #room, or Alt-2 for a room.", I.ERROR)
+            return
+        self.net(self.session.say, window.name, text)
+
+    def _target_room(self, arg: str) -> tuple:
+        """(room, rest): ``arg``'s first word if it names a room, else the current window."""
+        first, _, rest = arg.partition(" ")
+        if _is_room(first):
+            return first, rest.strip()
+        return (self.window.name if self.window.is_room else None), arg
+
+    def _cmd_join(self, arg: str) -> None:
+        room = arg.split()[0] if arg.split() else ""
+        if not room:
+            self.say_local("Usage: " + COMMANDS["join"][0], I.ERROR)
+            return
+        if room[0] not in _CHANTYPES:
+            room = "#" + room
+        existing = self.find(room)
+        if existing is not None and existing.members:
+            self.switch(self.windows.index(existing))
+            return
+        self._autoswitch.add(_fold(room))
+        self.net(self.session.join, room)
+
+    def _cmd_part(self, arg: str) -> None:
+        room, reason = self._target_room(arg)
+        if room is None:
+            if self.window.is_query:
+                self.close_window(self.window)
+                return
+            self.say_local("Usage: " + COMMANDS["part"][0], I.ERROR)
+            return
+        self.net(self.session.part, room, reason)
+
+    def _cmd_nick(self, arg: str) -> None:
+        if not arg or " " in arg:
+            self.say_local("Usage: " + COMMANDS["nick"][0], I.ERROR)
+            return
+        self.net(self.session.set_nick, arg)
+
+    def _cmd_msg(self, arg: str) -> None:
+        target, _, text = arg.partition(" ")
+        if not target or not text.strip():
+            self.say_local("Usage: " + COMMANDS["msg"][0], I.ERROR)
+            return
+        window = self.window_for(target)
+        self.switch(self.windows.index(window))
+        self.net(self.session.say, target, text)
+
+    def _cmd_me(self, arg: str) -> None:
+        if self.window is self.windows[0]:
+            self.say_local("/me needs a room or a conversation window.", I.ERROR)
+            return
+        if not arg:
+            self.say_local("Usage: " + COMMANDS["me"][0], I.ERROR)
+            return
+        self.net(self.session.action, self.window.name, arg)
+
+    def _cmd_topic(self, arg: str) -> None:
+        room, text = self._target_room(arg)
+        if room is None:
+            self.say_local("Usage: /topic [#room] [text] (in a room window)", I.ERROR)
+            return
+        self.net(self.session.topic, room, text or None)
+
+    def _cmd_names(self, arg: str) -> None:
+        room, _ = self._target_room(arg)
+        if room is None:
+            self.say_local("Usage: " + COMMANDS["names"][0], I.ERROR)
+            return
+        self.net(self.session.names, room)
+
+    def _cmd_who(self, arg: str) -> None:
+        mask = arg.split()[0] if arg.split() else (self.window.name if self.window.is_room else "")
+        if not mask:
+            self.say_local("Usage: " + COMMANDS["who"][0], I.ERROR)
+            return
+        self.net(self.session.who, mask)
+
+    def _cmd_quit(self, arg: str) -> None:
+        if arg:
+            self.quit_reason = arg
+        self.quit()
+
+    def _cmd_help(self, arg: str) -> None:
+        for usage, text in COMMANDS.values():
+            self.say_local(f"{usage:<26} {text}")
+        self.say_local("Keys: Enter sends, Ctrl-X quits, Tab completes, Up/Down history, "
+                       "PageUp/PageDown scroll, Alt-1..9 or Ctrl-N/Ctrl-P switch windows. "
+                       "//text sends a line starting with /.")
+
+    def quit(self) -> None:
+        """Leave the program now; the QUIT is sent as the reactor stops (see __main__)."""
+        if self.app is not None and self.app.is_running:
+            self.app.exit(result=self.quit_reason)
+
+    # -------------------------------------------------------------- completion
+
+    def complete(self, text: str, cursor: int) -> tuple:
+        """
+        Tab: complete the word before ``cursor``; Tab again cycles.
+
+        A first word starting with ``/`` completes a command, a word starting
+        with ``#`` a room, anything else a nick of this window (``nick: ``
+        at the start of the line).  Returns the new (text, cursor).
+        """
+        state = self._completion
+        if state is not None and state[0] == text and state[1] == cursor:
+            _, _, matches, index, start, suffix, original = state
+            index = (index + 1) % len(matches)
+        else:
+            start = cursor
+            while start > 0 and text[start - 1] != " ":
+                start -= 1
+            word = text[start:cursor]
+            if start == 0 and word.startswith("/"):
+                matches = ["/" + c for c in COMMANDS if c.startswith(word[1:].lower())]
+                suffix = " "
+            elif _is_room(word):
+                matches = [w.name for w in self.windows if w.is_room
+                           and _fold(w.name).startswith(_fold(word))]
+                suffix = " "
+            else:
+                own = _fold(self.nick or "")
+                nicks = sorted(self.window.members.values(), key=_fold)
+                matches = [n for n in nicks if _fold(n).startswith(_fold(word)) and _fold(n) != own]
+                if word and not matches and _fold(self.nick or "").startswith(_fold(word)):
+                    matches = [self.nick]
+                suffix = ": " if start == 0 else " "
+            if not matches or not (word or suffix == ": "):
+                self._completion = None
+                return text, cursor
+            index = 0
+            original = text[start:cursor]
+        head, tail = text[:start], text[cursor:]
+        new_text = head + matches[index] + suffix + tail
+        new_cursor = len(head) + len(matches[index]) + len(suffix)
+        self._completion = (new_text, new_cursor, matches, index, start, suffix, original)
+        return new_text, new_cursor
+
+    # ------------------------------------------------------------------ status
+
+    def status_fragments(self) -> list:
+        """The status line: server, transport, nick, window, others with unread, state, lag."""
+        session = self.session
+        state = self.conn_state
+        out = [("class:status", f" {getattr(session, 'transport_name', '?')} {self.label} | ")]
+        out += escape(self.nick or "?", "class:status")
+        out.append(("class:status", f" | {self.current + 1}:"))
+        out += escape(self.window.name, "class:status")
+        if self.window.scroll:
+            out.append(("class:status", f" (scrolled back {self.window.scroll})"))
+        others = [(i, w) for i, w in enumerate(self.windows) if i != self.current and w.unread]
+        if others:
+            out.append(("class:status", " |"))
+            for i, w in others:
+                style = "class:status.mention" if w.mentioned else "class:status.unread"
+                out.append((style, f" {i + 1}:"))
+                out += escape(w.name, style)
+                out.append((style, f"({w.unread}{'!' if w.mentioned else ''})"))
+        style = "class:status" if state == I.REGISTERED else "class:status.state.bad"
+        state_text = {I.REGISTERED: "connected"}.get(state, state)
+        out.append((style, f" | {state_text}"))
+        lag = getattr(session, "lag", None)
+        if lag is not None and state == I.REGISTERED:
+            out.append(("class:status", f" lag {lag * 1000:.0f}ms"))
+        if self.hint and self.clock() < self.hint_until:
+            out.append(("class:status.hint", f" | {self.hint}"))
+        out.append(("class:status", " "))
+        return out
+
+    def transcript_fragments(self, rows: int) -> list:
+        """The lines in view: the last ``rows`` before the scroll position, cursor at the end."""
+        window = self.window
+        lines = window.lines
+        end = len(lines) - window.scroll
+        start = max(0, end - max(rows, 1))
+        out = []
+        for i in range(start, end):
+            if out:
+                out.append(("", "\n"))
+            out += render_line(lines[i])
+        out.append(("[SetCursorPosition]", ""))
+        return out
+
+    def prompt(self) -> list:
+        return [("class:prompt", f"[{self.window.name}] ")]
+
+
+class _TranscriptControl(FormattedTextControl):
+    """The transcript: formatted text that scrolls with the mouse wheel."""
+
+    def __init__(self, state: ChatState) -> None:
+        self.state = state
+        super().__init__(self._text, focusable=False, show_cursor=False)
+
+    def _text(self):
+        from prompt_toolkit.application.current import get_app
+
+        try:
+            rows = get_app().output.get_size().rows
+        except Exception:
+            rows = 50
+        self.state.page = max(rows - 3, 1)
+        return self.state.transcript_fragments(rows)
+
+    def mouse_handler(self, mouse_event):
+        if mouse_event.event_type == MouseEventType.SCROLL_UP:
+            self.state.scroll(3)
+            return None
+        if mouse_event.event_type == MouseEventType.SCROLL_DOWN:
+            self.state.scroll(-3)
+            return None
+        return NotImplemented
+
+
+def load_chat_bindings(state: ChatState, input_area: TextArea) -> KeyBindings:
+    """Ctrl-X, Ctrl-C, scrolling, window switching, Tab."""
+    kb = KeyBindings()
+
+    @kb.add("c-x", eager=True)
+    def _(event):
+        "Quit at once, from anywhere; the session sends QUIT."
+        state.quit()
+
+    @kb.add("c-c")
+    def _(event):
+        "Keep what was typed: Ctrl-C does not quit (Ctrl-X does)."
+        state.show_hint("Ctrl-X quits (your text is kept)")
+
+    @kb.add("pageup")
+    def _(event):
+        "Scroll back a page."
+        state.scroll(state.page)
+
+    @kb.add("pagedown")
+    def _(event):
+        "Scroll forward a page."
+        state.scroll(-state.page)
+
+    @kb.add("c-n")
+    def _(event):
+        "Next window."
+        state.next_window(1)
+
+    @kb.add("c-p")
+    def _(event):
+        "Previous window."
+        state.next_window(-1)
+
+    for digit in "123456789":
+        @kb.add("escape", digit)
+        def _(event, index=int(digit) - 1):
+            "Alt-1..9: window 1..9."
+            state.switch(index)
+
+    @kb.add("tab", filter=has_focus(input_area))
+    def _(event):
+        "Complete a command, room or nick; Tab again for the next match."
+        buffer: Buffer = input_area.buffer
+        text, cursor = state.complete(buffer.text, buffer.cursor_position)
+        if text != buffer.text:
+            buffer.text = text
+        buffer.cursor_position = cursor
+
+    return kb
+
+
+def build_app(state: ChatState, *, input=None, output=None, extra_bindings=None) -> Application:
+    """
+    The Application: transcript / status line / input line (STYLE.md section 4).
+
+    ``input`` and ``output`` are for tests (``create_pipe_input()``, ``DummyOutput()``).
+    """
+
+    def accept(buffer: Buffer) -> bool:
+        state.submit(buffer.text)
+        return False  # clear the line; history keeps it
+
+    input_area = TextArea(height=1, multiline=False, wrap_lines=False, history=InMemoryHistory(),
+                          prompt=state.prompt, accept_handler=accept)
+    transcript = Window(_TranscriptControl(state), wrap_lines=True,
+                        get_line_prefix=lambda lineno, wrap_count: "      " if wrap_count else "")
+    status = Window(FormattedTextControl(state.status_fragments), height=1, style="class:status")
+    root = HSplit([transcript, status, input_area])
+    bindings = [load_chat_bindings(state, input_area)]
+    if extra_bindings is not None:
+        bindings.append(extra_bindings)
+    app = Application(
+        layout=Layout(root, focused_element=input_area),
+        key_bindings=merge_key_bindings(bindings),
+        style=Style.from_dict(STYLE),
+        full_screen=True,
+        mouse_support=True,
+        refresh_interval=1.0,  # lag and hints change without an event
+        input=input,
+        output=output,
+    )
+    state.app = app
+    state.input_area = input_area
+    return app

@@ -1,0 +1,193 @@
+"""
+How one transcript line looks: prompt_toolkit formatted-text fragments.
+
+test-case-name: tests.test_ptk_render
+
+Pure functions of a :class:`~twistchat.client.interfaces.ChatEvent` (no
+application, no I/O).  Server time in the local time zone; each nick in a
+colour of its own that stays the same across runs; ``/me`` as ``* nick``;
+joins, parts and nick changes dimmed; a line that names us highlighted.
+
+Whatever a server sends, nothing reaches the terminal as a control
+character: C0/C1 controls, DEL, bidi overrides and other format characters
+are shown escaped (``\\x1b``, ``\\u202e``) in their own style, never
+interpreted (issue #5, "Bad input").
+"""
+
+from __future__ import annotations
+
+import re
+import time
+import unicodedata
+import zlib
+from dataclasses import dataclass
+
+from twistchat.client import interfaces as I
+from twistchat.client.interfaces import ChatEvent
+
+__all__ = ["Line", "STYLE", "escape", "format_time", "is_mention", "nick_style", "render_line"]
+
+# Foreground colours for nicks: bright enough on dark and light terminals,
+# never the plain foreground (ours) nor the dim grey (joins and parts).
+NICK_COLOURS = (
+    "ansired", "ansigreen", "ansiyellow", "ansiblue", "ansimagenta", "ansicyan",
+    "ansibrightred", "ansibrightgreen", "ansibrightyellow", "ansibrightblue",
+    "ansibrightmagenta", "ansibrightcyan",
+)
+
+# Style rules for the class names used here and in app.py.
+STYLE = {
+    "time": "#888888",
+    "dim": "#888888",
+    "own": "bold",
+    "mention": "bg:#5f5f00 bold",
+    "error": "ansired bold",
+    "info": "ansicyan",
+    "notice": "ansimagenta",
+    "escape": "reverse",
+    "status": "reverse",
+    "status.state.bad": "reverse ansired",
+    "status.unread": "reverse bold",
+    "status.mention": "reverse bold ansiyellow",
+    "status.hint": "reverse ansiyellow",
+    "prompt": "bold",
+}
+
+_STATE_TEXT = {
+    I.CONNECTING: "Connecting...",
+    I.REGISTERED: "Connected.",
+    I.DISCONNECTED: "Disconnected: reconnecting...",
+    I.CLOSED: "Closed.",
+}
+
+
+@dataclass(frozen=True)
+class Line:
+    """
+    One line of a window's transcript: the event, and whether it named us.
+
+    ``mention`` is decided when the line arrives, with the nick we had then,
+    so a later nick change does not re-colour old lines.
+    """
+
+    event: ChatEvent
+    mention: bool = False
+
+
+def format_time(time_ms: int) -> str:
+    """``HH:MM`` of ``time_ms`` (milliseconds since the epoch) in the local time zone."""
+    return time.strftime("%H:%M", time.localtime(time_ms / 1000))
+
+
+def nick_style(nick: str) -> str:
+    """The colour of ``nick``: the same for every run and every case (rfc1459 folding)."""
+    key = nick.lower().translate(str.maketrans("[]\\~", "{}|^"))
+    return NICK_COLOURS[zlib.crc32(key.encode("utf-8", "replace")) % len(NICK_COLOURS)]
+
+
+def _escape_char(char: str) -> str:
+    code = ord(char)
+    if code < 0x100:
+        return f"\\x{code:02x}"
+    if code < 0x10000:
+        return f"\\u{code:04x}"
+    return f"\\U{code:08x}"
+
+
+# Categories never printed as they are: controls (Cc), format characters
+# (Cf: bidi overrides, zero-width joiners), surrogates, line/paragraph seps.
+_UNSAFE = frozenset(("Cc", "Cf", "Cs", "Zl", "Zp"))
+
+
+def escape(text: str, style: str = "") -> list:
+    """
+    Fragments showing ``text`` with every unsafe character escaped.
+
+    Printable text keeps ``style``; each escaped character gets ``class:escape``
+    added, so it stands out and cannot be mistaken for what the sender typed.
+    """
+    if text.isprintable():
+        return [(style, text)] if text else []
+    out = []
+    run = []
+    for char in text:
+        if char == " " or unicodedata.category(char) not in _UNSAFE:
+            run.append(char)
+            continue
+        if run:
+            out.append((style, "".join(run)))
+            run = []
+        out.append((f"{style} class:escape".strip(), _escape_char(char)))
+    if run:
+        out.append((style, "".join(run)))
+    return out
+
+
+def is_mention(text: str, nick: str) -> bool:
+    """Does ``text`` name ``nick`` as a word (any case)?"""
+    if not nick or not text:
+        return False
+    pattern = r"(?<![\w\[\]\\`^{|}-])" + re.escape(nick.lower()) + r"(?![\w\[\]\\`^{|}-])"
+    return re.search(pattern, text.lower()) is not None
+
+
+def _nick(nick: str, own: bool) -> list:
+    style = nick_style(nick) + (" class:own" if own else "")
+    return escape(nick, style)
+
+
+def render_line(line: Line) -> list:
+    """The fragments of one transcript line, without the line break."""
+    ev = line.event
+    out = [("class:time", format_time(ev.time_ms) + " ")]
+    nick = ev.nick or "*"
+    kind = ev.kind
+    if kind == I.MESSAGE:
+        body_style = "class:mention" if line.mention else ""
+        out += [("", "<")] + _nick(nick, ev.own) + [("", "> ")]
+        out += escape(ev.text, body_style)
+    elif kind == I.ACTION:
+        body_style = "class:mention" if line.mention else ""
+        out += [(body_style, "* ")] + _nick(nick, ev.own) + [(body_style, " ")]
+        out += escape(ev.text, body_style)
+    elif kind == I.NOTICE:
+        body_style = "class:mention" if line.mention else "class:notice"
+        if ev.nick:
+            out += [("class:notice", "-")] + _nick(nick, ev.own) + [("class:notice", "- ")]
+        out += escape(ev.text, body_style)
+    elif kind == I.JOIN:
+        out += [("class:dim", "--> ")] + _dim_nick(nick) + escape(f" joined {ev.room}", "class:dim")
+    elif kind == I.PART:
+        reason = f" ({ev.text})" if ev.text else ""
+        out += [("class:dim", "<-- ")] + _dim_nick(nick) + escape(f" left {ev.room}{reason}", "class:dim")
+    elif kind == I.QUIT:
+        reason = f" ({ev.text})" if ev.text else ""
+        out += [("class:dim", "<-- ")] + _dim_nick(nick) + escape(f" quit{reason}", "class:dim")
+    elif kind == I.NICK:
+        out += [("class:dim", "--- ")] + _dim_nick(nick) + escape(" is now known as ", "class:dim")
+        out += _dim_nick(ev.text)
+    elif kind == I.KICK:
+        victim, _, reason = ev.text.partition(" ")
+        out += [("class:dim", "<-- ")] + _dim_nick(victim)
+        out += escape(f" was kicked by {nick}" + (f" ({reason})" if reason else ""), "class:dim")
+    elif kind == I.TOPIC:
+        if ev.nick:
+            out += [("class:dim", "--- ")] + _dim_nick(nick) + escape(" set the topic: ", "class:dim")
+        else:
+            out += [("class:dim", "--- Topic: ")]
+        out += escape(ev.text)
+    elif kind == I.MODE:
+        out += [("class:dim", "--- ")] + _dim_nick(nick) + escape(f" sets mode {ev.text}", "class:dim")
+    elif kind == I.NAMES:
+        out += escape(f"--- {ev.room} ({len(ev.names)}): " + " ".join(ev.names), "class:dim")
+    elif kind == I.ERROR:
+        out += escape("!!! " + ev.text, "class:error")
+    elif kind == I.STATE:
+        out += escape("--- " + _STATE_TEXT.get(ev.text, ev.text), "class:dim")
+    else:  # INFO and anything newer than this client
+        out += escape("--- " + ev.text, "class:info")
+    return out
+
+
+def _dim_nick(nick: str) -> list:
+    return escape(nick, "class:dim")
