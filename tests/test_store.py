@@ -491,6 +491,37 @@ def test_unclean_exit_keeps_what_was_flushed(tmp_path):
         conn.close()
 
 
+def test_reactor_shutdown_writes_the_queue(tmp_path):
+    """
+    A reactor that stops without anyone calling stop() still gets the queue written.
+
+    The store's own before-shutdown trigger flushes and closes; the child
+    process then exits by itself (the writer thread holds nothing up).
+    """
+    path = str(tmp_path / "shutdown.sqlite3")
+    child = textwrap.dedent("""
+        import sys
+        from twisted.internet import defer, task
+        from twistchat.store import HistoryRecord, SQLiteStore
+
+        def main(reactor):
+            store = SQLiteStore(sys.argv[1], reactor=reactor)
+            store.start()
+            for seq in range(1, 8):
+                store.append(HistoryRecord("#a", seq, seq, f"m{seq}", "JOIN", "a!a@h", ("#a",)))
+            return defer.succeed(None)  # ends react(): reactor.stop(), no store.stop()
+
+        task.react(main)
+    """)
+    subprocess.run([sys.executable, "-c", child, path], cwd=REPO, check=True, timeout=30,
+                   env={**os.environ, "PYTHONPATH": REPO})
+    conn = sqlite3.connect(path)
+    try:
+        assert conn.execute("SELECT count(*), max(seq) FROM history").fetchone() == (7, 7)
+    finally:
+        conn.close()
+
+
 # --- files that cannot be used ---------------------------------------------------
 
 
@@ -677,6 +708,7 @@ class TinyDiskStore(SQLiteStore):
     """A store whose database may not grow past a few pages: a real SQLITE_FULL."""
 
     def _connect(self):
+        """The usual connection, capped at 16 pages of 4 KiB."""
         conn = super()._connect()
         conn.execute("PRAGMA max_page_count=16")
         return conn

@@ -45,6 +45,7 @@ from __future__ import annotations
 import json
 import os
 import sqlite3
+import threading
 from bisect import bisect_left, bisect_right
 from collections import deque
 from dataclasses import dataclass, field
@@ -416,6 +417,11 @@ def _latest_in_window(records: Iterable[HistoryRecord], low: int, high: int) -> 
     return latest
 
 
+def _daemon_thread(*args: Any, **kwargs: Any) -> threading.Thread:
+    """A ``threading.Thread`` that does not keep the process alive."""
+    return threading.Thread(*args, daemon=True, **kwargs)
+
+
 def _observe(d: Deferred) -> Deferred:
     """A new Deferred with the result of ``d``, leaving ``d``'s own result untouched."""
     out: Deferred = Deferred()
@@ -646,6 +652,9 @@ class SQLiteStore:
         # One thread owns the connection: every write and read runs there, in
         # submission order (ThreadPool is FIFO), one at a time.
         self._pool = ThreadPool(minthreads=1, maxthreads=1, name=f"twistchat-store:{path}")
+        # A daemon thread: a process that exits without stop() (an unclean
+        # exit: it loses the queue, as a kill would) must not hang on it.
+        self._pool.threadFactory = _daemon_thread
         self._conn = self._open()
         self._last_seqs = self._load_last_seqs()
 
@@ -737,9 +746,9 @@ class SQLiteStore:
         if self.max_per_target is not None or self.max_age_days is not None:
             self._prune_loop.start(self.prune_interval, now=False)
         # If the reactor stops without the service stopping us first, still
-        # write the queue and end the (non-daemon) writer thread.
+        # write the queue.  "before": only that phase waits for a Deferred.
         self._shutdown_trigger = self._reactor.addSystemEventTrigger(
-            "during", "shutdown", self.stop)
+            "before", "shutdown", self.stop)
         return succeed(None)
 
     def stop(self) -> Deferred:
