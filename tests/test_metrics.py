@@ -9,6 +9,7 @@ import urllib.error
 import urllib.request
 
 import pytest
+import pytest_twisted
 from twisted.internet.testing import MemoryReactorClock
 
 from tests.memory import MemoryServer
@@ -135,3 +136,27 @@ def test_metrics_site_serves_only_metrics(chat_server):
     scrape(metrics_port)
     assert "GET /metrics" not in server.log()
     assert f"listening on tcp:{metrics_port}:interface=127.0.0.1" in server.log()
+
+
+@pytest_twisted.ensureDeferred
+async def test_history_writes_are_counted_with_their_lag(tmp_path):
+    """The SQLite store reports lines written and how far behind the disk was."""
+    from twisted.internet import task
+
+    from twistchat.store import HistoryRecord, SQLiteStore
+
+    clock = task.Clock()
+    clock.advance(1_800_000_010)
+    metrics = Metrics()
+    store = SQLiteStore(str(tmp_path / "h.sqlite3"), clock=clock)
+    store.metrics = metrics
+    for seq in (1, 2, 3):
+        store.append(HistoryRecord("#r", seq, 1_800_000_000_000 + seq, f"m{seq}", "PRIVMSG",
+                                   "a!a@h", ("#r", "x")))
+    try:
+        assert await store.flush() is True
+    finally:
+        await store.stop()
+    samples = parse(metrics.render())
+    assert samples["twistchat_history_events_written_total"] == 3
+    assert 9.9 < samples["twistchat_history_write_lag_seconds"] < 10.0

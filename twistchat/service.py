@@ -226,6 +226,7 @@ def makeService(options: Options, reactor=None) -> service.MultiService:
     top.irc_factory = factory
     # Counters for --metrics (issue #6); front-ends bump them whether or not anyone scrapes.
     top.metrics = factory.metrics = Metrics(registry, clock=reactor.seconds)
+    store.metrics = top.metrics
     descriptions = [] if options["no-default-listener"] or options["proto"] == "udp" else [
         f"tcp:{options['port']}:interface={_escape_endpoint(options['interface'])}"]
     descriptions += options["listen"]

@@ -636,6 +636,8 @@ class SQLiteStore:
         self._busy_timeout = busy_timeout
         #: Records lost: see :class:`IHistoryStore`.
         self.dropped = 0
+        #: A twistchat.metrics.Metrics to tell about writes (service.py sets it), or None.
+        self.metrics = None
         self._pending: deque = deque()  # queued, oldest first
         self._inflight: list = []  # the batch the writer thread is writing
         self._write_lock = DeferredLock()
@@ -915,6 +917,11 @@ class SQLiteStore:
             self._trim()
             return False
         self._inflight = []
+        metrics = self.metrics
+        if metrics is not None:
+            # How far behind the disk is: the age of the oldest line this batch wrote.
+            metrics.history_written += len(batch) - rejected
+            metrics.history_write_lag = max(0.0, self._clock.seconds() - batch[0].time_ms / 1000)
         if rejected:
             self.dropped += rejected
             self._log.warn("History database {path}: {rejected} records could not be stored "
