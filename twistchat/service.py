@@ -23,38 +23,23 @@ from twistchat.store import StoreError, open_store, record_from_event
 FRONT_ENDS = ("tcp", "udp")  # every front-end this version has; "both" = all of them
 
 
-def _positive_int(value: str) -> int:
-    number = int(value)
-    if number < 1:
-        raise ValueError(f"must be at least 1, got {number}")
-    return number
+def _at_least(kind, minimum, inclusive=True):
+    """A usage.Options coercer: ``kind`` (int or float) no lower than ``minimum``."""
+    def coerce(value: str):
+        number = kind(value)
+        if number < minimum or (number == minimum and not inclusive):
+            relation = "at least" if inclusive else "above"
+            raise ValueError(f"must be {relation} {minimum}, got {number}")
+        return number
+    noun = "A whole number" if kind is int else "A number"
+    coerce.coerceDoc = f"{noun} {'>=' if inclusive else '>'} {minimum}."
+    return coerce
 
 
-def _positive_float(value: str) -> float:
-    number = float(value)
-    if number <= 0:
-        raise ValueError(f"must be above 0, got {number}")
-    return number
-
-
-def _non_negative_int(value: str) -> int:
-    number = int(value)
-    if number < 0:
-        raise ValueError(f"must be at least 0, got {number}")
-    return number
-
-
-def _non_negative_float(value: str) -> float:
-    number = float(value)
-    if number < 0:
-        raise ValueError(f"must be at least 0, got {number}")
-    return number
-
-
-_non_negative_int.coerceDoc = "A whole number >= 0."
-_non_negative_float.coerceDoc = "A number >= 0."
-_positive_int.coerceDoc = "A whole number >= 1."
-_positive_float.coerceDoc = "A number > 0."
+_positive_int = _at_least(int, 1)
+_positive_float = _at_least(float, 0, inclusive=False)
+_non_negative_int = _at_least(int, 0)
+_non_negative_float = _at_least(float, 0)
 
 # (flag, default, coerce, help, where it goes: "registry" Limits field or "conn" ConnectionLimits field)
 LIMIT_FLAGS = [
