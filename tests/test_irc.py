@@ -521,3 +521,40 @@ def test_no_delayed_calls_left_after_disconnect():
     alice = server.user("alice")
     alice.proto.connectionLost(None)
     assert server.clock.getDelayedCalls() == []
+
+
+# ------------------------------------------------------------------ fuzzing
+
+from hypothesis import HealthCheck, given, settings  # noqa: E402
+from hypothesis import strategies as st  # noqa: E402
+
+VERBS = ["PRIVMSG", "NOTICE", "JOIN", "PART", "MODE", "TOPIC", "KICK", "INVITE", "NICK", "WHO",
+         "WHOIS", "NAMES", "LIST", "ISON", "USERHOST", "AWAY", "TAGMSG", "CAP", "CHATHISTORY",
+         "PING", "PONG", "LUSERS", "TIME", "VERSION", "MOTD", "USER", "PASS"]
+WORDS = st.one_of(st.sampled_from(["#r", "#other", "bob", "alice", "+o", "-v", "+mlk", "*", "0",
+                                   "+i", "LS", "REQ", "LATEST", "timestamp=x", ":", ",", "##"]),
+                  st.text(alphabet=st.characters(blacklist_categories=("Cs",), blacklist_characters="\r\n\x00"), max_size=12))
+LINES = st.one_of(
+    st.binary(max_size=80),
+    st.builds(lambda verb, words, tail: " ".join([verb, *words]) + (" :" + tail if tail else ""),
+              st.sampled_from(VERBS), st.lists(WORDS, max_size=5),
+              st.text(alphabet=st.characters(blacklist_categories=("Cs",), blacklist_characters="\r\n\x00"), max_size=20)),
+)
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.lists(LINES, min_size=1, max_size=8))
+def test_no_input_raises_or_hurts_another_client(lines):
+    """Any lines from one client: no internal error, and another client still chats."""
+    server = MemoryServer()
+    victim = server.user("alice", "#r")
+    mallory = server.user("mallory", "#r")
+    for line in lines:
+        if line.upper().lstrip().startswith("QUIT" if isinstance(line, str) else b"QUIT"):
+            continue
+        mallory.send(line)
+    written = mallory.transport.value()
+    assert b"INTERNAL_ERROR" not in written
+    bob = server.user("bob", "#r")
+    bob.send("PRIVMSG #r :still fine")
+    assert any(m.command == "PRIVMSG" and m.params[1] == "still fine" for m in victim.take())

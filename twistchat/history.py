@@ -26,7 +26,7 @@ from typing import Optional
 from twistchat.events import TAG_CLIENT, TAG_MSGID, TAG_TIME, format_server_time, parse_server_time
 from twistchat.registry import CHANTYPES, Registry, User, casefold
 from twistchat.store import dm_key, dm_parties
-from twistchat.wire import Message
+from twistchat.wire import Message, safe_middle
 
 SUBCOMMANDS = ("LATEST", "BEFORE", "AFTER", "AROUND", "BETWEEN", "TARGETS")
 # Lines replayed to clients without draft/event-playback (what Ergo replays by default).
@@ -44,7 +44,8 @@ class HistoryError(Exception):
         self.text = text
 
     def message(self, server_name: str) -> Message:
-        return Message("FAIL", ("CHATHISTORY", self.code, *self.params, self.text), server_name)
+        params = [safe_middle(p) for p in self.params]
+        return Message("FAIL", ("CHATHISTORY", self.code, *params, self.text), server_name)
 
 
 @dataclass(frozen=True)

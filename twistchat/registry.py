@@ -25,7 +25,7 @@ from dataclasses import dataclass
 from typing import Callable, Iterable, Optional
 
 from twistchat.events import Delivery, Event
-from twistchat.wire import Message
+from twistchat.wire import Message, safe_middle
 
 __all__ = ["Registry", "Limits", "User", "Channel", "casefold"]
 
@@ -189,8 +189,15 @@ class Registry:
     # ----------------------------------------------------------------- helpers
 
     def reply(self, user: User, code: str, *params: str) -> Delivery:
-        """A numeric reply to ``user``, addressed by its current nick."""
-        return Delivery((user,), Message(code, (user.nick, *params), self.server_name))
+        """
+        A numeric reply to ``user``, addressed by its current nick.
+
+        Replies echo what the client sent (a target, a mode); where that cannot
+        stand as a middle parameter (empty, a space, a leading ':'), it is
+        shown as ``*`` so the reply is still one valid line.
+        """
+        middle = [safe_middle(p) for p in params[:-1]]
+        return Delivery((user,), Message(code, (user.nick, *middle, *params[-1:]), self.server_name))
 
     def _notice(self, user: User, text: str) -> Delivery:
         return Delivery((user,), Message("NOTICE", (user.nick, text), self.server_name))

@@ -479,3 +479,15 @@ def split_source(source: str) -> tuple[str, str, str]:
     nick_user, _, host = source.partition("@")
     nick, _, user = nick_user.partition("!")
     return nick, user, host
+
+
+def safe_middle(param: str) -> str:
+    """
+    ``param`` if it can stand as a middle parameter, else ``*``.
+
+    Replies that echo what a client sent (a target, a mode, a subcommand) use
+    it so that the reply is one valid line whatever the client sent.
+    """
+    if not param or " " in param or param[0] == ":" or "\r" in param or "\n" in param or "\0" in param:
+        return "*"
+    return param
