@@ -50,7 +50,7 @@ from twistchat.wire import (
 
 __all__ = [
     "MAX_DATAGRAM", "MIN_REGISTER", "UDP_VIEW", "Broadcast", "UDPLimits", "UDPFrontEnd",
-    "UDPSession", "peek_tags", "broadcast_domain", "heartbeat_lines", "parse_heartbeat",
+    "UDPSession", "event_line", "event_tags", "peek_tags", "broadcast_domain", "heartbeat_lines", "parse_heartbeat",
 ]
 
 # docs/udp-protocol.md, "Datagrams": at most 1200 bytes, a size that crosses any
@@ -65,6 +65,27 @@ TOKEN_BYTES = 16
 # Room events carry the room's sequence number and server time, always.
 UDP_VIEW = TAG_SEQ | TAG_TIME
 HEARTBEAT = "HEARTBEAT"
+# Room events whose parameters do not name the room (one per room the user is
+# in): on UDP they carry it in a ``room`` tag, the room's casefolded name.
+_ROOMLESS = frozenset(("QUIT", "NICK"))
+# Room events that change a session's own rooms or name: also in its unicast stream.
+_MEMBERSHIP = frozenset(("JOIN", "PART", "NICK", "KICK"))
+
+
+def event_tags(event: Event) -> dict:
+    """The tags a room event carries on UDP: ``seq``, ``time``, and ``room`` where needed."""
+    tags = event.tags_for(UDP_VIEW)
+    if event.message.command in _ROOMLESS and event.is_room_event:
+        tags["room"] = event.target
+    return tags
+
+
+def event_line(event: Event) -> bytes:
+    """The datagram of a room event, as broadcast and as sent again on repair."""
+    message = event.message
+    if message.command not in _ROOMLESS:
+        return event.line(UDP_VIEW)  # formatted once, shared by broadcast and repairs
+    return encode(Message(message.command, message.params, message.source, event_tags(event)))
 
 
 @dataclass(frozen=True)
@@ -304,14 +325,16 @@ class UDPSession:
         if self.closed:
             return
         if type(payload) is Event:
-            if payload.is_room_event:
+            if payload.target[:1] in "#&":  # a room event: the broadcast carries it ...
                 message = payload.message
-                if not self._own_membership(message):
-                    return
-            tags = payload.tags_for(UDP_VIEW)
+                if message.command not in _MEMBERSHIP or not self._own_membership(message):
+                    return  # ... except our own JOIN/PART/NICK/KICK (hot path: one set lookup)
+            tags = event_tags(payload)
             message = payload.message
         else:
             message = payload
+            if message.command == "AWAY":
+                return  # away-notify is for IRCv3 clients that ask; UDP clients do not
             tags = dict(message.tags) if message.tags else {}
             if message.command == "001":
                 tags.update(self.front.session_tags(self))
@@ -469,7 +492,7 @@ class UDPFrontEnd(protocol.DatagramProtocol):
         heard, copies = audience
         if not heard and not copies:
             return
-        data = event.line(UDP_VIEW)
+        data = event_line(event)
         if heard:
             self._write(data, (self.broadcast.address, self.broadcast.port))
             if self.metrics is not None:
@@ -648,7 +671,7 @@ class UDPFrontEnd(protocol.DatagramProtocol):
                 param = message.params[0] if message.params else self.registry.server_name
                 self._write(encode(Message("PONG", (self.registry.server_name, param),
                                            self.registry.server_name,
-                                           {"useq": str(session.useq)})), session.addr)
+                                           {"latest": str(session.useq)})), session.addr)
         elif verb == "REPAIR":
             self._repair(session, message, now)
         elif session.take_token(now):
@@ -733,7 +756,7 @@ class UDPFrontEnd(protocol.DatagramProtocol):
             recent = channel.recent
             lowest = recent[0].seq if recent else channel.seq + 1
             start = max(first, lowest) - lowest
-            lines = [event.line(UDP_VIEW)
+            lines = [event_line(event)
                      for event in islice(recent, start, start + allowed)
                      if event.seq <= last]
             target = channel.name

@@ -1,0 +1,295 @@
+"""
+UDP front-end benchmark (issue #4): broadcast throughput, server CPU per event
+from 1 to 200 UDP listeners, and repair traffic under 10 % loss.
+
+    /tmp/venv/bin/python bench/udp_bench.py [--events 3000] [--quick]
+
+Three parts, each bounded in count and time, loopback only (127.0.0.0/8,
+broadcast 127.255.255.255):
+
+1. **pure**: the front-end in memory (no sockets): CPU per room event as the
+   room grows from 1 to 200 UDP members.  Broadcast should make it flat.
+2. **loopback**: the real ``twistd -n chat --proto=udp`` as a subprocess; N
+   registered UDP sessions in one room, each with a broadcast socket; one
+   sender; events/s heard by a listener, and the server's CPU (from
+   /proc/PID/stat) per event.
+3. **repair**: 3 clients x 1,000 messages through the seeded fault layer at
+   10 % loss each way (in memory): repair requests and bytes against broadcast bytes.
+
+Prints numbers; asserts nothing.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import socket
+import sys
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO))
+
+from tests.serverproc import ServerProcess  # noqa: E402
+from tests.udpnet import UDPWorld  # noqa: E402
+from twistchat.client.udp import FaultInjector, UDPChatSession  # noqa: E402
+from twistchat.udp import MIN_REGISTER, UDPLimits  # noqa: E402
+from twistchat.wire import parse  # noqa: E402
+
+LISTENERS = (1, 10, 50, 100, 200)
+TIME_LIMIT = 20.0  # seconds per measurement, at most
+
+
+def padded_nick(nick: str) -> bytes:
+    body = f" NICK {nick}\r\n".encode()
+    head = b"@pad="
+    return head + b"x" * (MIN_REGISTER - len(head) - len(body)) + body
+
+
+# ----------------------------------------------------------------- 1. pure
+
+
+def bench_pure(events: int) -> None:
+    print("1. pure front-end (no sockets): CPU per room event by room size")
+    print(f"   {'members':>8} {'events':>7} {'us/event':>9} {'datagrams/event':>16}")
+    for members in LISTENERS:
+        world = UDPWorld(UDPLimits(flood_burst=10 ** 9, flood_rate=10 ** 9, max_per_ip=10 ** 6,
+                                   max_sessions=10 ** 6))
+        front = world.front
+        sessions = []
+        for i in range(members):
+            port = world.net.listen_unicast(_Sink())
+            front.datagramReceived(padded_nick(f"u{i}"), (port.host, port.port))
+            session = front.by_addr[(port.host, port.port)]
+            front.datagramReceived(f"@token={session.token};cseq=1 JOIN #bench".encode(),
+                                   (port.host, port.port))
+            sessions.append((session, (port.host, port.port)))
+        world.clock.advance(0)
+        sender, addr = sessions[0]
+        # Count writes, do not route them: this times the server alone.
+        written = [0]
+        world.port.write = lambda data, to: written.__setitem__(0, written[0] + 1)
+        lines = [f"@token={sender.token} PRIVMSG #bench :message {k}".encode()
+                 for k in range(events)]
+        before = written[0]
+        start = time.process_time()
+        deadline = time.monotonic() + TIME_LIMIT
+        done = 0
+        for line in lines:
+            front.datagramReceived(line, addr)
+            done += 1
+            if time.monotonic() > deadline:
+                break
+        cpu = time.process_time() - start
+        print(f"   {members:>8} {done:>7} {cpu / done * 1e6:>9.1f} "
+              f"{(written[0] - before) / done:>16.2f}")
+        world.stop()
+        world.clock.advance(0)
+
+
+class _Sink:
+    """A DatagramProtocol that ignores everything."""
+
+    def makeConnection(self, transport):
+        self.transport = transport
+
+    def datagramReceived(self, data, addr):
+        pass
+
+    def doStop(self):
+        pass
+
+
+# ------------------------------------------------------------- 2. loopback
+
+
+def _cpu_seconds(pid: int) -> float:
+    """utime + stime of ``pid`` in seconds (/proc/PID/stat fields 14 and 15)."""
+    with open(f"/proc/{pid}/stat") as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def _register(port: int, nick: str) -> tuple:
+    """A raw UDP session: its socket and token."""
+    sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    sock.bind(("127.0.0.1", 0))
+    sock.settimeout(2.0)
+    sock.sendto(padded_nick(nick), ("127.0.0.1", port))
+    deadline = time.monotonic() + 5
+    while time.monotonic() < deadline:
+        data = sock.recv(4096)
+        message = parse(data, max_body=1202, max_tags=1200)
+        if message.command == "001":
+            token = message.tags["token"]
+            sock.sendto(f"@token={token};cseq=1 JOIN #bench".encode(), ("127.0.0.1", port))
+            sock.setblocking(False)
+            return sock, token
+    raise RuntimeError(f"no 001 for {nick}")
+
+
+def _broadcast_socket(bport: int) -> socket.socket:
+    sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4 << 20)
+    sock.bind(("127.255.255.255", bport))
+    sock.settimeout(0.5)
+    return sock
+
+
+def bench_loopback(events: int, tmp: Path) -> None:
+    print("2. loopback, real twistd --proto=udp: N UDP listeners in one room")
+    print(f"   {'listeners':>9} {'sent':>6} {'heard':>6} {'events/s':>9} "
+          f"{'server us/event':>16}")
+    for listeners in LISTENERS:
+        server = ServerProcess(tmp, "--proto=udp", "--broadcast=127.255.255.255", "--db=:memory:",
+                               "--flood-burst=1000000", "--flood-rate=1000000",
+                               f"--max-per-ip={listeners + 10}", "--heartbeat=1")
+        server.start_udp = True
+        _start_udp_server(server)
+        try:
+            bport = server.port + 1
+            counter = _broadcast_socket(bport)
+            others = [_broadcast_socket(bport) for _ in range(listeners - 1)]
+            sessions = [_register(server.port, f"l{i}") for i in range(listeners)]
+            time.sleep(0.3)
+            _drain(counter, 0.3)
+            sender, token = sessions[0]
+            cpu0 = _cpu_seconds(server.proc.pid)
+            t0 = time.monotonic()
+            heard = 0
+            sent = 0
+            for k in range(events):
+                sender.sendto(f"@token={token} PRIVMSG #bench :message {k}".encode(),
+                              ("127.0.0.1", server.port))
+                sent += 1
+                if k % 200 == 199:
+                    heard += _drain(counter, 0)  # keep our buffer from overflowing
+                    time.sleep(0.002)
+                if time.monotonic() - t0 > TIME_LIMIT:
+                    break
+            last = time.monotonic()
+            deadline = last + 3
+            while heard < sent and time.monotonic() < deadline:
+                got = _drain(counter, 0.2)
+                if got:
+                    heard += got
+                    last = time.monotonic()
+            elapsed = last - t0  # to the last event heard, not to the give-up deadline
+            cpu = _cpu_seconds(server.proc.pid) - cpu0
+            print(f"   {listeners:>9} {sent:>6} {heard:>6} {heard / elapsed:>9.0f} "
+                  f"{cpu / max(heard, 1) * 1e6:>16.1f}")
+            for sock, _ in sessions:
+                sock.close()
+            for sock in [counter, *others]:
+                sock.close()
+        finally:
+            server.stop()
+
+
+def _start_udp_server(server: ServerProcess, timeout: float = 15.0) -> None:
+    """ServerProcess waits for TCP; --proto=udp has none: wait for the first heartbeat instead."""
+    import subprocess
+
+    from tests.serverproc import source_env
+
+    server.workdir.mkdir(parents=True, exist_ok=True)
+    server._log = open(server.log_path, "ab")
+    listen = _broadcast_socket(server.port + 1)
+    server.proc = subprocess.Popen(server.command, cwd=server.workdir, env=source_env(),
+                                   stdout=server._log, stderr=subprocess.STDOUT)
+    deadline = time.monotonic() + timeout
+    try:
+        while time.monotonic() < deadline:
+            if server.proc.poll() is not None:
+                raise RuntimeError(f"twistd exited:\n{server.log()}")
+            try:
+                if b"HEARTBEAT" in listen.recv(2048):
+                    return
+            except socket.timeout:
+                pass
+        raise RuntimeError(f"no heartbeat within {timeout} s:\n{server.log()}")
+    finally:
+        listen.close()
+
+
+def _drain(sock: socket.socket, wait: float) -> int:
+    """Count PRIVMSG datagrams waiting on ``sock`` (waiting up to ``wait`` s for the first)."""
+    count = 0
+    sock.settimeout(wait if wait > 0 else 0.0001)
+    try:
+        while True:
+            data = sock.recv(2048)
+            if b"PRIVMSG" in data:
+                count += 1
+            sock.settimeout(0.0001)
+    except (socket.timeout, BlockingIOError):
+        return count
+
+
+# --------------------------------------------------------------- 3. repair
+
+
+def bench_repair(messages: int) -> None:
+    print(f"3. repair under 10% loss each way (seeded fault layer, in memory): "
+          f"3 clients x {messages} messages")
+    world = UDPWorld(UDPLimits(flood_burst=10 ** 6, flood_rate=10 ** 6))
+    clients = []
+    for i, nick in enumerate(("alice", "bob", "carol")):
+        c = UDPChatSession("127.0.0.1", 6667, nick, reactor=world.clock, net=world.net,
+                           fault_in=FaultInjector(world.clock, i, loss=0.1),
+                           fault_out=FaultInjector(world.clock, i + 10, loss=0.1))
+        c.events = []
+        c.set_handler(c.events.append)
+        c.start()
+        clients.append(c)
+    world.net.run_until(lambda: all(c.state == "registered" for c in clients), 10)
+    for c in clients:
+        c.join("#room")
+    world.net.run(0.5)
+    sent_before = len(world.port.sent)
+    for k in range(messages):
+        for c in clients:
+            c.say("#room", f"{c.nick} {k}")
+        world.net.run(0.002, step=0.002)
+
+    def complete():
+        return all(sum(1 for e in c.events if e.kind == "message") >= 3 * messages
+                   for c in clients)
+
+    ok = world.net.run_until(complete, 60)
+    out = world.port.sent[sent_before:]
+    broadcast = [d for d, addr in out if addr == ("127.255.255.255", 6668) and b"HEARTBEAT" not in d]
+    repaired = [d for d, addr in out if addr != ("127.255.255.255", 6668)
+                and b"seq=" in d and b"useq=" not in d]
+    asked = sum(c.stats["repairs_asked"] for c in clients)
+    b_bytes = sum(map(len, broadcast))
+    r_bytes = sum(map(len, repaired))
+    print(f"   complete: {ok}; simulated time {world.clock.seconds() - 1_800_000_000:.1f} s")
+    print(f"   room events broadcast: {len(broadcast)} ({b_bytes} bytes)")
+    print(f"   repair requests: {asked} ({asked / 3:.0f} per client)")
+    print(f"   events sent again by repair: {len(repaired)} ({r_bytes} bytes, "
+          f"{r_bytes / max(b_bytes, 1) * 100:.1f}% of broadcast bytes; "
+          f"{len(repaired) / 3 / max(len(broadcast), 1) * 100:.1f}% of events per client)")
+    print(f"   command retransmissions: {sum(c.stats['retransmits'] for c in clients)}; "
+          f"duplicates dropped: {sum(c.stats['duplicates'] for c in clients)}")
+    world.stop()
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--events", type=int, default=3000, help="events per measurement")
+    parser.add_argument("--quick", action="store_true", help="fewer events (a smoke run)")
+    args = parser.parse_args()
+    events = 300 if args.quick else args.events
+    import tempfile
+
+    bench_pure(events)
+    with tempfile.TemporaryDirectory() as tmp:
+        bench_loopback(events, Path(tmp))
+    bench_repair(100 if args.quick else 1000)
+
+
+if __name__ == "__main__":
+    main()

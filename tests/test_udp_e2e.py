@@ -1,0 +1,404 @@
+"""
+The UDP front-end end to end: the real ``twistd -n chat --proto=both`` on loopback.
+
+Broadcasts go to 127.255.255.255 only (../shared/DESIGN.md, "Testing rules").
+Root-only tests (nftables loss, network namespaces) skip with the reason when
+they cannot run.  Every wait is bounded.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import time
+
+import pytest
+import pytest_twisted
+from twisted.internet import defer, endpoints, reactor, task, threads
+from twisted.protocols.basic import LineReceiver
+
+from tests.serverproc import REPO, ServerProcess, source_env
+from twistchat.client import interfaces as I
+from twistchat.client.udp import FaultInjector, UDPChatSession, discover
+from twistchat.wire import parse
+
+BROADCAST = "127.255.255.255"
+FAST = ["--proto=both", f"--broadcast={BROADCAST}", "--db=:memory:",
+        "--flood-burst=100000", "--flood-rate=100000"]
+
+
+@pytest.fixture
+def server(tmp_path):
+    """Start ``twistd -n chat`` with extra flags; stopped by pid at the end."""
+    started = []
+
+    def start(*args):
+        proc = ServerProcess(tmp_path, *FAST, *args).start()
+        started.append(proc)
+        return proc
+
+    yield start
+    for proc in started:
+        proc.stop()
+
+
+@pytest.fixture
+def sessions():
+    """UDP sessions made by the test, closed at the end (their QUIT is bounded)."""
+    made = []
+
+    def make(srv, nick, **kw):
+        s = UDPChatSession("127.0.0.1", srv.port, nick, reactor=reactor, **kw)
+        s.events = []
+        s.set_handler(s.events.append)
+        made.append(s)
+        return s
+
+    yield make
+    for s in made:
+        if s.state != I.CLOSED:
+            pytest_twisted.blockon(s.close())
+
+
+async def until(predicate, timeout: float = 10.0, what: str = "condition") -> None:
+    """Wait (without blocking the reactor) until ``predicate()``; fail after ``timeout``."""
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout} s waiting for {what}")
+        await task.deferLater(reactor, 0.02, lambda: None)
+
+
+def transcript(s, room="#room", start=0) -> bytes:
+    """A room as the screen shows it, as bytes: one line per event from seq ``start``."""
+    return b"".join(
+        f"{e.seq} {e.time_ms} {e.kind} {e.nick} {e.text}\n".encode()
+        for e in s.events if e.room == room and e.seq is not None and e.seq >= start)
+
+
+def messages(s, room="#room") -> list:
+    return [(e.nick, e.text) for e in s.events if e.room == room and e.kind == I.MESSAGE]
+
+
+class IRCUser(LineReceiver):
+    """A bare IRC client with server-time: registers, joins, records every line."""
+
+    delimiter = b"\n"
+
+    def __init__(self, nick: str) -> None:
+        self.nick = nick
+        self.lines = []
+        self.welcome = defer.Deferred()
+
+    def connectionMade(self):
+        self.sendLine(b"CAP REQ :server-time")
+        self.sendLine(f"NICK {self.nick}".encode())
+        self.sendLine(f"USER {self.nick} 0 * :{self.nick}".encode())
+        self.sendLine(b"CAP END")
+
+    def lineReceived(self, line):
+        message = parse(line.rstrip(b"\r"), max_body=4096)
+        self.lines.append(message)
+        if message.command == "PING":
+            self.sendLine(b"PONG :" + message.params[0].encode())
+        if message.command == "001" and not self.welcome.called:
+            self.welcome.callback(self)
+
+    def say(self, line: str) -> None:
+        self.sendLine(line.encode())
+
+
+async def irc_user(port: int, nick: str) -> IRCUser:
+    proto = IRCUser(nick)
+    await endpoints.connectProtocol(
+        endpoints.TCP4ClientEndpoint(reactor, "127.0.0.1", port), proto)
+    await proto.welcome
+    return proto
+
+
+@pytest_twisted.ensureDeferred
+async def test_two_udp_sessions_and_an_irc_user_see_one_transcript(server, sessions):
+    """Two UDP sessions and one IRC connection in one room end with the same transcript."""
+    srv = server()
+    alice, bob = sessions(srv, "alice"), sessions(srv, "bob")
+    await alice.start()
+    await bob.start()
+    irc = await irc_user(srv.port, "carol")
+    alice.join("#room")
+    await until(lambda: alice.rooms == ["#room"], what="alice in #room")
+    bob.join("#room")
+    irc.say("JOIN #room")
+    await until(lambda: len([e for e in alice.events if e.kind == I.JOIN]) == 3, what="joins")
+    for i in range(20):
+        alice.say("#room", f"a{i}")
+        bob.say("#room", f"b{i}")
+        irc.say(f"PRIVMSG #room :c{i}")
+    await until(lambda: len(messages(alice)) == 60 and len(messages(bob)) == 60,
+                what="60 messages each")
+    await until(lambda: len([m for m in irc.lines if m.command == "PRIVMSG"]) == 40,
+                what="irc sees the other 40")
+    start = max(e.seq for s in (alice, bob) for e in s.events if e.kind == I.JOIN and e.own)
+    assert transcript(alice, start=start) == transcript(bob, start=start)
+    # The IRC user's view, in server order (it does not see its own lines echoed).
+    seen_by_irc = [(m.source.split("!")[0], m.params[1]) for m in irc.lines
+                   if m.command == "PRIVMSG"]
+    assert seen_by_irc == [m for m in messages(alice) if m[0] != "carol"]
+    assert set(m for m in messages(alice) if m[0] == "carol") == {("carol", f"c{i}")
+                                                                   for i in range(20)}
+    irc.transport.loseConnection()
+
+
+def _raw_exchange(port: int, payloads: list, wait: float = 0.5) -> list:
+    """Send datagrams from one fresh socket; return what came back within ``wait`` s."""
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        for data in payloads:
+            sock.sendto(data, ("127.0.0.1", port))
+        sock.settimeout(wait)
+        got = []
+        try:
+            while True:
+                got.append(sock.recvfrom(4096)[0])
+        except socket.timeout:
+            return got
+
+
+@pytest_twisted.ensureDeferred
+async def test_forged_tokens_and_addresses_are_refused(server, sessions):
+    """A made-up token, or alice's token from another address, gets nothing and runs nothing."""
+    srv = server()
+    alice = sessions(srv, "alice")
+    await alice.start()
+    alice.join("#room")
+    await until(lambda: alice.rooms == ["#room"])
+    token = alice.token.encode()
+    forged = [b"@token=" + b"f" * 32 + b";cseq=1 PRIVMSG #room :forged",
+              b"@token=" + token + b";cseq=1 PRIVMSG #room :stolen token",
+              b"@token=" + token + b" PRIVMSG #room :stolen, unsequenced",
+              b"PRIVMSG #room :no token at all"]
+    got = await threads.deferToThread(_raw_exchange, srv.port, forged)
+    assert got == []
+    await task.deferLater(reactor, 0.3, lambda: None)
+    assert messages(alice) == []
+    alice.say("#room", "real")
+    await until(lambda: messages(alice) == [("alice", "real")])
+
+
+@pytest_twisted.ensureDeferred
+async def test_over_long_bad_utf8_and_malformed_datagrams_get_errors(server):
+    """417 for > 1200 bytes, FAIL for a padded NICK that is not UTF-8; the server lives on."""
+    srv = server()
+    got = await threads.deferToThread(_raw_exchange, srv.port, [b"x" * 1300])
+    assert [parse(d).command for d in got] == ["417"]
+    bad = b"@pad=" + b"x" * 1180 + b" NICK \xff\xfe\r\n"
+    got = await threads.deferToThread(_raw_exchange, srv.port, [bad])
+    assert [parse(d).params[1] for d in got] == ["INVALID_UTF8"]
+    assert sum(map(len, got)) <= len(bad)
+    socket.create_connection(("127.0.0.1", srv.port), timeout=2).close()  # still serving
+
+
+@pytest_twisted.ensureDeferred
+async def test_silent_session_expires_with_quit(server, sessions):
+    """A UDP session that stops sending is expired after the timeout; its room sees QUIT."""
+    srv = server("--udp-session-timeout=1", "--heartbeat=0.2")
+    alice, bob = sessions(srv, "alice"), sessions(srv, "bob")
+    await alice.start()
+    await bob.start()
+    alice.join("#room")
+    await until(lambda: alice.rooms == ["#room"])
+    bob.join("#room")
+    await until(lambda: bob.rooms == ["#room"])
+    alice._cancel_timers()  # alice goes silent: no keepalive, no QUIT
+    alice._uport.stopListening()
+    alice._bport.stopListening()
+    alice._uport = alice._bport = None
+    alice.state = I.CLOSED
+    await until(lambda: any(e.kind == I.QUIT and e.nick == "alice" for e in bob.events),
+                timeout=5, what="alice's QUIT")
+    quit_event = [e for e in bob.events if e.kind == I.QUIT][0]
+    assert quit_event.room == "#room" and "timed out" in quit_event.text
+
+
+@pytest_twisted.ensureDeferred
+async def test_discovery_by_beacon(server):
+    """With no HOST, a client finds the server from its heartbeat beacon."""
+    srv = server("--heartbeat=0.2")
+    found = await discover(reactor, broadcast_port=srv.port + 1, address=BROADCAST, timeout=5)
+    assert found == ("127.0.0.1", srv.port, "twistchat.local", "twistchat")
+
+
+async def _three_clients_thousand_messages(srv, sessions, fault) -> list:
+    """3 UDP clients each say 1,000 lines in #room; return them once all have all 3,000."""
+    clients = [sessions(srv, nick, fault_in=fault(i), fault_out=fault(i + 10))
+               for i, nick in enumerate(("alice", "bob", "carol"))]
+    for c in clients:
+        await c.start()
+        c.join("#room")
+    await until(lambda: all(c.rooms == ["#room"] for c in clients), what="joins")
+    await until(lambda: all(len([e for e in c.events if e.kind == I.JOIN]) >= 1 for c in clients))
+    for k in range(1000):
+        for c in clients:
+            c.say("#room", f"{c.nick} says {k}")
+        if k % 50 == 49:
+            await task.deferLater(reactor, 0.01, lambda: None)
+    await until(lambda: all(len(messages(c)) >= 3000 for c in clients), timeout=40,
+                what="3,000 messages at every client")
+    await task.deferLater(reactor, 0.3, lambda: None)  # any late duplicate would show now
+    return clients
+
+
+def _assert_same_complete_transcripts(clients) -> None:
+    start = max(e.seq for c in clients for e in c.events if e.kind == I.JOIN and e.own)
+    views = [transcript(c, start=start) for c in clients]
+    assert views[0] == views[1] == views[2]
+    for c in clients:
+        said = [text for nick, text in messages(c) if nick == c.nick]
+        assert said == [f"{c.nick} says {k}" for k in range(1000)]  # none missing, none doubled
+        assert len(messages(c)) == 3000
+        seqs = [e.seq for e in c.events if e.room == "#room" and e.seq is not None]
+        assert seqs == sorted(set(seqs))
+
+
+@pytest_twisted.ensureDeferred
+async def test_3_clients_1000_messages_with_seeded_loss_duplication_reordering(server, sessions):
+    """10% loss (both ways), 5% duplicates, 10% reordered per client: identical, complete transcripts."""
+    srv = server()
+    clients = await _three_clients_thousand_messages(
+        srv, sessions,
+        lambda seed: FaultInjector(reactor, seed, loss=0.10, duplicate=0.05, reorder=0.10))
+    _assert_same_complete_transcripts(clients)
+    assert all(c.stats["repairs_asked"] > 0 for c in clients)
+
+
+NFT = shutil.which("nft")
+
+
+def _nft(*args: str, stdin: str = None) -> subprocess.CompletedProcess:
+    return subprocess.run([NFT, *args], input=stdin, capture_output=True, text=True, timeout=10)
+
+
+@pytest.fixture
+def nft_loss():
+    """A nftables table of this test's own that drops 10% of the UDP datagrams of a port."""
+    if os.geteuid() != 0:
+        pytest.skip("nftables loss needs root")
+    if NFT is None:
+        pytest.skip("nftables loss needs the nft command (Debian package nftables)")
+    table = f"twistchat_test_{os.getpid()}"
+    made = []
+
+    def drop(port: int) -> str:
+        rules = f"""
+table inet {table} {{
+    chain out {{
+        type filter hook output priority 0; policy accept;
+        ip daddr 127.0.0.0/8 udp dport {port} numgen random mod 10 0 counter drop
+        ip daddr 127.0.0.0/8 udp sport {port} numgen random mod 10 0 counter drop
+    }}
+}}
+"""
+        result = _nft("-f", "-", stdin=rules)
+        if result.returncode != 0:
+            pytest.skip(f"nft cannot add a table here: {result.stderr.strip()}")
+        made.append(table)
+        return table
+
+    yield drop
+    for name in made:
+        _nft("delete", "table", "inet", name)
+
+
+@pytest_twisted.ensureDeferred
+async def test_3_clients_1000_messages_under_real_10_percent_loss(server, sessions, nft_loss):
+    """nftables drops 10% of all datagrams to and from the server port: same complete transcripts."""
+    srv = server()
+    table = nft_loss(srv.port)
+    clients = await _three_clients_thousand_messages(
+        srv, sessions, lambda seed: FaultInjector(reactor, seed, duplicate=0.05, reorder=0.10))
+    _assert_same_complete_transcripts(clients)
+    counters = _nft("list", "table", "inet", table).stdout
+    dropped = sum(int(part.split()[0]) for part in counters.split("packets ")[1:])
+    assert dropped > 300  # the loss was real
+
+
+IP = shutil.which("ip")
+
+
+@pytest.fixture
+def namespaces():
+    """Three network namespaces on a bridge in a fourth, subnet 10.251.77.0/24, removed after."""
+    if os.geteuid() != 0:
+        pytest.skip("network namespaces need root")
+    if IP is None:
+        pytest.skip("network namespaces need the ip command (iproute2)")
+    tag = f"tc{os.getpid() % 100000}"
+    names = {"br": f"{tag}br", "srv": f"{tag}s", "c1": f"{tag}c1", "c2": f"{tag}c2"}
+    made = []
+
+    def ip(*args):
+        result = subprocess.run([IP, *args], capture_output=True, text=True, timeout=10)
+        if result.returncode != 0:
+            raise RuntimeError(f"ip {' '.join(args)}: {result.stderr.strip()}")
+
+    try:
+        for ns in names.values():
+            ip("netns", "add", ns)
+            made.append(ns)
+        ip("-n", names["br"], "link", "add", "br0", "type", "bridge")
+        ip("-n", names["br"], "link", "set", "br0", "up")
+        for i, key in enumerate(("srv", "c1", "c2"), start=1):
+            ns = names[key]
+            ip("-n", names["br"], "link", "add", f"p{i}", "type", "veth", "peer", "name", "eth0",
+               "netns", ns)
+            ip("-n", names["br"], "link", "set", f"p{i}", "master", "br0", "up")
+            ip("-n", ns, "addr", "add", f"10.251.77.{i}/24", "dev", "eth0")
+            ip("-n", ns, "link", "set", "eth0", "up")
+            ip("-n", ns, "link", "set", "lo", "up")
+    except (RuntimeError, subprocess.TimeoutExpired) as e:
+        for ns in made:
+            subprocess.run([IP, "netns", "del", ns], capture_output=True, timeout=10)
+        pytest.skip(f"cannot build network namespaces here: {e}")
+    yield names
+    for ns in made:
+        subprocess.run([IP, "netns", "del", ns], capture_output=True, timeout=10)
+
+
+def test_broadcast_between_network_namespaces(namespaces, tmp_path):
+    """Server in one namespace, clients in two others on a bridge: broadcast delivery works there."""
+    port = 6667
+    twistd = os.path.join(os.path.dirname(sys.executable), "twistd")
+    # No --broadcast: the server finds its interface's broadcast address (10.251.77.255).
+    server = subprocess.Popen(
+        [IP, "netns", "exec", namespaces["srv"], twistd, "-n", "--pidfile=", "chat",
+         "--proto=udp", "--interface=10.251.77.1", f"--port={port}", "--db=:memory:"],
+        cwd=tmp_path, env=source_env(), stdout=open(tmp_path / "server.log", "wb"),
+        stderr=subprocess.STDOUT)
+    try:
+        time.sleep(1.5)
+        assert server.poll() is None, (tmp_path / "server.log").read_text()
+        clients = [subprocess.Popen(
+            [IP, "netns", "exec", namespaces[ns], sys.executable, "-m", "tests.udp_netns_client",
+             "10.251.77.1", str(port), nick, "#lan", f"hello from {nick}", "2", "15"],
+            cwd=REPO, env=source_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+            for ns, nick in (("c1", "one"), ("c2", "two"))]
+        outputs = [c.communicate(timeout=30) for c in clients]
+        views = [[json.loads(line) for line in out.decode().splitlines() if line.strip()]
+                 for out, err in outputs]
+        said = [[(v[2], v[3]) for v in view if v[1] == I.MESSAGE] for view in views]
+        for got in said:
+            assert sorted(got) == [("one", "hello from one"), ("two", "hello from two")], \
+                (outputs, (tmp_path / "server.log").read_text())
+        assert said[0] == said[1]  # the same order on both screens
+        log = (tmp_path / "server.log").read_text()
+        assert "10.251.77.255" in log  # it broadcast on the namespace's own subnet
+    finally:
+        server.terminate()
+        try:
+            server.wait(10)
+        except subprocess.TimeoutExpired:
+            server.kill()
+            server.wait(5)
