@@ -104,7 +104,7 @@ class Channel:
     """A room: members with their prefix modes, topic, modes, its own sequence."""
 
     __slots__ = (
-        "name", "key", "members", "topic", "topic_by", "topic_time", "created",
+        "name", "key", "members", "direct", "topic", "topic_by", "topic_time", "created",
         "moderated", "no_external", "topic_lock", "invite_only", "password",
         "limit", "invited", "seq", "recent",
     )
@@ -113,6 +113,10 @@ class Channel:
         self.name = name
         self.key = key
         self.members: dict = {}  # User -> prefix modes held, e.g. "o", "ov", ""
+        # The members whose connection needs each room line handed to it: all but those
+        # whose front-end sends room lines by other means (UDP broadcast).  Fan-out of
+        # PRIVMSG/NOTICE/TOPIC/MODE walks this, so broadcast members cost nothing per line.
+        self.direct: dict = {}
         self.topic = ""
         self.topic_by = ""
         self.topic_time = 0
@@ -395,6 +399,7 @@ class Registry:
 
     def _remove_member(self, channel: Channel, user: User) -> None:
         del channel.members[user]
+        channel.direct.pop(user, None)
         del user.channels[channel.key]
         if not channel.members:
             # The room's sequence lives on in the store and in _last_seqs.
@@ -433,6 +438,8 @@ class Registry:
             channel.invited.discard(user.key)
             modes = ""
         channel.members[user] = modes
+        if not getattr(user.conn, "room_lines_by_broadcast", False):
+            channel.direct[user] = None
         user.channels[key] = channel
         event = self._room_event(channel, Message("JOIN", (channel.name,), user.source))
         out = [Delivery(channel.members, event)]
@@ -487,7 +494,7 @@ class Registry:
         text = _truncate(text, self.limits.topiclen)
         channel.topic, channel.topic_by, channel.topic_time = text, user.source, int(self.clock())
         event = self._room_event(channel, Message("TOPIC", (channel.name, text), user.source))
-        return [Delivery(channel.members, event)]
+        return [Delivery(channel.direct, event)]
 
     def names(self, user: User, name: str, multi_prefix: bool = False) -> list:
         """NAMES for one room: 353 lines that fit 512 bytes, then 366."""
@@ -568,7 +575,7 @@ class Registry:
                     continue
                 event = self._room_event(
                     channel, Message(command, (channel.name, text), user.source), client_tags)
-                out.append(Delivery(channel.members, event, None if echo else user))
+                out.append(Delivery(channel.direct, event, None if echo else user))
             else:
                 target = self.find_user(name)
                 if target is None:
@@ -766,7 +773,7 @@ class Registry:
                     params.append(param)
             event = self._room_event(
                 channel, Message("MODE", (channel.name, text, *params), user.source))
-            out.insert(0, Delivery(channel.members, event))
+            out.insert(0, Delivery(channel.direct, event))
         return out
 
     def _user_mode(self, user: User, nick: str, changes: Optional[str]) -> list:

@@ -293,6 +293,10 @@ class UDPSession:
     learns exactly where its view of a room begins and ends.
     """
 
+    # The registry hands room lines only to members that need them one by one; the
+    # broadcast carries them to UDP sessions (unicast copies are the broadcaster's job).
+    room_lines_by_broadcast = True
+
     __slots__ = (
         "front", "token", "addr", "user", "unicast", "validated", "closed", "last_heard",
         "next_cseq", "held", "useq", "kept", "budget", "tokens", "refilled",
