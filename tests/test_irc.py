@@ -523,6 +523,29 @@ def test_no_delayed_calls_left_after_disconnect():
     assert server.clock.getDelayedCalls() == []
 
 
+def test_ping_counts_from_the_last_line():
+    """The server PINGs ping_interval after a client's last line, not after it connected."""
+    server = MemoryServer(ping_interval=30, ping_timeout=10)
+    alice = server.user("alice")
+    server.clock.advance(20)
+    alice.send("PONG srv")
+    server.clock.advance(11)
+    assert "PING" not in alice.take_verbs()
+    server.clock.advance(20)
+    assert "PING" in alice.take_verbs()
+
+
+def test_connections_share_one_timer():
+    """Timeouts are one sweep for all connections, not a timer per connection (issue #8)."""
+    server = MemoryServer()
+    alice, bob = server.user("alice", "#r"), server.user("bob", "#r")
+    server.connect()  # not registered yet
+    assert len(server.clock.getDelayedCalls()) == 1
+    for proto in (alice.proto, bob.proto):
+        # Idle memory (issue #8): a joined connection keeps its state in slots, no __dict__.
+        assert not proto.__dict__
+
+
 # ------------------------------------------------------------------ fuzzing
 
 from hypothesis import HealthCheck, given, settings  # noqa: E402
@@ -548,6 +571,8 @@ def test_no_input_raises_or_hurts_another_client(lines):
     """Any lines from one client: no internal error, and another client still chats."""
     server = MemoryServer()
     victim = server.user("alice", "#r")
+    # bob joins first: "NICK bob" from mallory would otherwise take his nick.
+    bob = server.user("bob", "#r")
     mallory = server.user("mallory", "#r")
     for line in lines:
         if line.upper().lstrip().startswith("QUIT" if isinstance(line, str) else b"QUIT"):
@@ -555,6 +580,5 @@ def test_no_input_raises_or_hurts_another_client(lines):
         mallory.send(line)
     written = mallory.transport.value()
     assert b"INTERNAL_ERROR" not in written
-    bob = server.user("bob", "#r")
     bob.send("PRIVMSG #r :still fine")
     assert any(m.command == "PRIVMSG" and m.params[1] == "still fine" for m in victim.take())
