@@ -46,8 +46,10 @@ HOST = "127.0.0.1"  # loopback only; fanout and refserver refuse anything else
 REFERENCE_NAME = "refserver"
 REFERENCE_CMD = "{refserver} -a {host} -p {port}"
 TWISTCHAT_NAME = "twistchat"
+# History on, in SQLite, as issue #8's targets are set; the file is removed when the
+# server stops (Server.stop).  --db=:memory: for a run without it.
 TWISTCHAT_CMD = ("twistd -n --pidfile= chat --interface={host} --port={port} "
-                 "--db=:memory: --max-per-ip={conns}")
+                 "--db=history-{port}.sqlite3 --max-per-ip={conns}")
 
 DEFAULTS = dict(rates="100,400,800,1600", clients=500, duration=10.0,
                 msg_len=60, idle_clients=2000, idle_hold=3.0)
@@ -288,6 +290,7 @@ class Server:
                 argv[0] = str(cand)
         self.argv = argv
         self.log_path = log_path
+        self.run_dir = run_dir
         env = dict(os.environ)
         # the repo root on sys.path: twistchat and twisted/plugins/ from a clean clone
         env["PYTHONPATH"] = os.pathsep.join(
@@ -362,6 +365,9 @@ class Server:
             _reap(p)  # only ours if re-parented to us (become_subreaper)
         self._known.clear()
         self._logf.close()
+        # Files this run's server made with its port in the name (--db=history-{port}.sqlite3).
+        for made in self.run_dir.glob(f"*-{self.port}.sqlite3*"):
+            made.unlink(missing_ok=True)
 
 
 def run_fanout(argv: list, timeout: float, deadline: Deadline) -> tuple:
