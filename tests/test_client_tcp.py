@@ -398,15 +398,17 @@ def test_sanitize_nick_from_login_names():
     assert sanitize_nick("") == "guest"
 
 
-def test_open_session_names_missing_udp_clearly():
-    """open_session('udp') without twistchat.client.udp: SessionUnavailable with one sentence."""
-    try:
-        import twistchat.client.udp  # noqa: F401
-    except ImportError:
-        with pytest.raises(SessionUnavailable, match="UDP"):
-            open_session("udp", None, 6667, "alice")
-    else:
-        pytest.skip("twistchat.client.udp exists: the UDP tests cover it")
+def test_open_session_picks_the_transport():
+    """open_session gives a TCP or a UDP session, both providing IChatSession."""
+    from twistchat.client.interfaces import IChatSession
+    from twistchat.client.udp import UDPChatSession
+
+    tcp = open_session("tcp", "127.0.0.1", 6667, "alice")
+    udp = open_session("udp", "127.0.0.1", 6667, "alice")
+    assert isinstance(tcp, TCPChatSession) and isinstance(udp, UDPChatSession)
+    assert IChatSession.providedBy(tcp) and IChatSession.providedBy(udp)
+    with pytest.raises(SessionUnavailable):
+        open_session("carrier-pigeon", "127.0.0.1", 6667, "alice")
 
 
 # ------------------------------------------------------- the real server

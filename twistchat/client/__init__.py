@@ -31,14 +31,10 @@ def open_session(proto: str, host, port: int, nick: str, rooms=("#lobby",), *, r
             raise SessionUnavailable("TCP needs a HOST (only UDP finds its server by itself).")
         return TCPChatSession(host, port, nick, rooms, reactor=reactor, **options)
     if proto == "udp":
-        try:
-            from twistchat.client.udp import UDPChatSession
-        except ImportError as e:
-            raise SessionUnavailable(
-                f"The UDP client is not in this version yet (twistchat.client.udp: {e}).") from None
-        udp_options = {k: v for k, v in options.items() if k not in ("tls", "insecure", "trust_root")}
-        try:
-            return UDPChatSession(host, port, nick, rooms, reactor=reactor, **udp_options)
-        except TypeError as e:
-            raise SessionUnavailable(f"Cannot start the UDP session: {e}") from None
+        from twistchat.client.udp import UDPChatSession
+
+        if options.pop("tls", False):
+            raise SessionUnavailable("TLS is for TCP: UDP sessions are protected by their token.")
+        udp_options = {k: v for k, v in options.items() if k not in ("insecure", "trust_root")}
+        return UDPChatSession(host, port, nick, rooms, reactor=reactor, **udp_options)
     raise SessionUnavailable(f"Unknown transport {proto!r}: use tcp or udp.")
