@@ -391,9 +391,9 @@ def test_command_line_defaults_and_flags():
     args = parse_args([])
     assert (args.host, args.port, args.room, args.proto, args.tls, args.serve) == (None, 6667, "#lobby", "tcp",
                                                                                    False, False)
-    args = parse_args(["10.0.0.1", "--port", "7000", "--room", "dev", "--insecure", "--nick", "zed",
+    args = parse_args(["127.0.0.9", "--port", "7000", "--room", "dev", "--insecure", "--nick", "zed",
                        "--scrollback", "100"])
-    assert (args.host, args.port, args.room, args.tls, args.nick, args.scrollback) == ("10.0.0.1", 7000, "#dev",
+    assert (args.host, args.port, args.room, args.tls, args.nick, args.scrollback) == ("127.0.0.9", 7000, "#dev",
                                                                                        True, "zed", 100)
     with pytest.raises(SystemExit):
         parse_args(["--port", "70000"])
