@@ -557,3 +557,35 @@ def test_service_builds_udp_with_tcp():
     store = getattr(top, "store", None)
     if store is not None and hasattr(store, "close"):
         store.close()
+
+
+_TEXT = st.text(alphabet=st.characters(blacklist_categories=("Cs",), blacklist_characters="\r\n\x00"),
+                max_size=15)
+_UDP_LINES = st.builds(
+    lambda verb, words, tail: " ".join([verb, *words]) + (" :" + tail if tail else ""),
+    st.sampled_from(["PRIVMSG", "NOTICE", "JOIN", "PART", "MODE", "TOPIC", "KICK", "NICK", "WHO",
+                     "WHOIS", "NAMES", "REPAIR", "PING", "CAP", "AWAY", "TAGMSG", "INVITE",
+                     "CHATHISTORY", "LIST", "USER", "QUIT"]),
+    st.lists(st.one_of(st.sampled_from(["#room", "alice", "bob", "*", "0", "-5", "+o", ":", ","]),
+                       _TEXT), max_size=4),
+    _TEXT,
+)
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(_UDP_LINES, min_size=1, max_size=6))
+def test_no_command_of_a_session_hits_an_internal_error(lines):
+    """Any commands from a registered UDP session: no internal error, the server serves on."""
+    w = UDPWorld()
+    try:
+        client = Raw(w)
+        client.register("mallory")
+        client.command("JOIN #room")
+        replies = []
+        for line in lines:
+            replies += client.command(line)
+        assert not [m for m in replies if m.command == "FAIL" and "INTERNAL_ERROR" in m.params]
+        other = Raw(w)
+        assert any(m.command == "001" for m in other.register("bob"))
+    finally:
+        w.stop()

@@ -29,7 +29,9 @@ from twistchat.events import (
 )
 from twistchat.metrics import Metrics
 from twistchat.registry import Registry
-from twistchat.wire import MAX_BODY, MAX_TAGS, InvalidUTF8, LineTooLong, Message, WireError, encode, parse
+from twistchat.wire import (
+    MAX_BODY, MAX_TAGS, InvalidUTF8, LineTooLong, Message, WireError, encode, parse, safe_middle,
+)
 
 
 @dataclass(frozen=True)
@@ -331,8 +333,9 @@ class IRCProtocol(LineReceiver):
             self.sendq_exceeded()
 
     def send(self, command: str, *params: str) -> None:
-        """Send a line from the server to this client."""
-        self.deliver(Message(command, params, self.registry.server_name))
+        """Send a line from the server to this client (client words echoed safely, as ``*``)."""
+        middle = [safe_middle(p) for p in params[:-1]]
+        self.deliver(Message(command, (*middle, *params[-1:]), self.registry.server_name))
 
     def numeric(self, code: str, *params: str) -> None:
         """Send a numeric addressed to this client's nick (or ``*``)."""
