@@ -326,11 +326,14 @@ async def test_3_clients_1000_messages_under_real_10_percent_loss(server, sessio
 
 
 IP = shutil.which("ip")
+# The test's own subnet: its addresses exist only inside the namespaces the fixture below
+# creates (and deletes); nothing here is sent from, or to, the host's own network.
+NETNS_SUBNET = "10.251.77"
 
 
 @pytest.fixture
 def namespaces():
-    """Three network namespaces on a bridge in a fourth, subnet 10.251.77.0/24, removed after."""
+    """Three network namespaces on a bridge in a fourth, subnet NETNS_SUBNET.0/24, removed after."""
     if os.geteuid() != 0:
         pytest.skip("network namespaces need root")
     if IP is None:
@@ -355,7 +358,7 @@ def namespaces():
             ip("-n", names["br"], "link", "add", f"p{i}", "type", "veth", "peer", "name", "eth0",
                "netns", ns)
             ip("-n", names["br"], "link", "set", f"p{i}", "master", "br0", "up")
-            ip("-n", ns, "addr", "add", f"10.251.77.{i}/24", "dev", "eth0")
+            ip("-n", ns, "addr", "add", f"{NETNS_SUBNET}.{i}/24", "dev", "eth0")
             ip("-n", ns, "link", "set", "eth0", "up")
             ip("-n", ns, "link", "set", "lo", "up")
     except (RuntimeError, subprocess.TimeoutExpired) as e:
@@ -371,10 +374,10 @@ def test_broadcast_between_network_namespaces(namespaces, tmp_path):
     """Server in one namespace, clients in two others on a bridge: broadcast delivery works there."""
     port = 6667
     twistd = os.path.join(os.path.dirname(sys.executable), "twistd")
-    # No --broadcast: the server finds its interface's broadcast address (10.251.77.255).
+    # No --broadcast: the server finds its interface's broadcast address (NETNS_SUBNET.255).
     server = subprocess.Popen(
         [IP, "netns", "exec", namespaces["srv"], twistd, "-n", "--pidfile=", "chat",
-         "--proto=udp", "--interface=10.251.77.1", f"--port={port}", "--db=:memory:"],
+         "--proto=udp", f"--interface={NETNS_SUBNET}.1", f"--port={port}", "--db=:memory:"],
         cwd=tmp_path, env=source_env(), stdout=open(tmp_path / "server.log", "wb"),
         stderr=subprocess.STDOUT)
     try:
@@ -382,7 +385,7 @@ def test_broadcast_between_network_namespaces(namespaces, tmp_path):
         assert server.poll() is None, (tmp_path / "server.log").read_text()
         clients = [subprocess.Popen(
             [IP, "netns", "exec", namespaces[ns], sys.executable, "-m", "tests.udp_netns_client",
-             "10.251.77.1", str(port), nick, "#lan", f"hello from {nick}", "2", "15"],
+             f"{NETNS_SUBNET}.1", str(port), nick, "#lan", f"hello from {nick}", "2", "15"],
             cwd=REPO, env=source_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE)
             for ns, nick in (("c1", "one"), ("c2", "two"))]
         outputs = [c.communicate(timeout=30) for c in clients]
@@ -394,7 +397,7 @@ def test_broadcast_between_network_namespaces(namespaces, tmp_path):
                 (outputs, (tmp_path / "server.log").read_text())
         assert said[0] == said[1]  # the same order on both screens
         log = (tmp_path / "server.log").read_text()
-        assert "10.251.77.255" in log  # it broadcast on the namespace's own subnet
+        assert f"{NETNS_SUBNET}.255" in log  # it broadcast on the namespace's own subnet
     finally:
         server.terminate()
         try:
