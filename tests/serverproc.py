@@ -126,6 +126,12 @@ class LineClient:
         self.wait_for(lambda line: " 001 " in line)
         return self
 
+    def join(self, room: str) -> "LineClient":
+        """JOIN ``room`` and read up to the end of its NAMES reply (366)."""
+        self.send(f"JOIN {room}")
+        self.wait_for(lambda line: " 366 " in line)
+        return self
+
     def read_line(self, deadline: float) -> str:
         while b"\r\n" not in self.buffer:
             left = deadline - time.monotonic()

@@ -48,10 +48,8 @@ def test_two_clients_chat_through_the_real_server(chat_server):
     server = chat_server()
     alice = LineClient(server.host, server.port).register("alice")
     bob = LineClient(server.host, server.port).register("bob")
-    alice.send("JOIN #lobby")
-    alice.wait_for(lambda l: " 366 " in l)
-    bob.send("JOIN #lobby")
-    bob.wait_for(lambda l: " 366 " in l)
+    alice.join("#lobby")
+    bob.join("#lobby")
     alice.wait_for(lambda l: "JOIN #lobby" in l and l.startswith(":bob!"))
     bob.send("PRIVMSG #lobby :hello alice")
     got = alice.wait_for(lambda l: "PRIVMSG" in l)
@@ -83,8 +81,7 @@ def test_extra_listener_from_endpoint_description(chat_server, tmp_path):
     server = chat_server(f"--listen=tcp:{second}:interface=127.0.0.1")
     alice = LineClient(server.host, server.port).register("alice")
     bob = LineClient("127.0.0.1", second).register("bob")
-    alice.send("JOIN #r")
-    alice.wait_for(lambda l: " 366 " in l)
+    alice.join("#r")
     bob.send("JOIN #r", "PRIVMSG #r :via the second port")
     assert alice.wait_for(lambda l: "PRIVMSG" in l).endswith(":via the second port")
 
@@ -112,8 +109,7 @@ def test_slow_reader_is_dropped_and_nobody_else_waits(chat_server):
     talker = LineClient(server.host, server.port).register("talker")
     reader = LineClient(server.host, server.port).register("reader")
     for c in (talker, reader):
-        c.send("JOIN #r")
-        c.wait_for(lambda l: " 366 " in l)
+        c.join("#r")
     slow = socket.socket()
     slow.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
     slow.connect((server.host, server.port))
@@ -145,8 +141,7 @@ def test_weechat_talks_to_the_server(chat_server, tmp_path):
     """A real WeeChat joins #lobby: its line reaches us and ours shows in its log."""
     server = chat_server()
     observer = LineClient(server.host, server.port).register("observer")
-    observer.send("JOIN #lobby")
-    observer.wait_for(lambda l: " 366 " in l)
+    observer.join("#lobby")
     home = tmp_path / "weechat"
     home.mkdir()
     commands = ";".join([
@@ -183,8 +178,7 @@ def test_irssi_talks_to_the_server(chat_server, tmp_path):
     """A real irssi in a tmux pane joins #lobby and exchanges a line with us."""
     server = chat_server()
     observer = LineClient(server.host, server.port).register("observer")
-    observer.send("JOIN #lobby")
-    observer.wait_for(lambda l: " 366 " in l)
+    observer.join("#lobby")
     home = tmp_path / "irssi"
     home.mkdir()
     session = f"irssi-test-{server.port}"

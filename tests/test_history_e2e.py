@@ -43,8 +43,7 @@ def test_history_survives_sigterm_restart(tmp_path):
     first = ServerProcess(tmp_path, f"--db={db}").start()
     try:
         alice = LineClient(first.host, first.port).register("alice")
-        alice.send("JOIN #class")
-        alice.wait_for(lambda l: " 366 " in l)
+        alice.join("#class")
         for i in range(20):
             alice.send(f"PRIVMSG #class :note {i}")
         alice.send("PING done")
@@ -85,8 +84,7 @@ def test_unclean_kill_loses_at_most_the_last_flush_interval(tmp_path):
     server = ServerProcess(tmp_path, f"--db={db}", "--history-flush=0.2").start()
     try:
         alice = LineClient(server.host, server.port).register("alice")
-        alice.send("JOIN #r")
-        alice.wait_for(lambda l: " 366 " in l)
+        alice.join("#r")
         for i in range(10):
             alice.send(f"PRIVMSG #r :kept {i}")
         alice.send("PING acked")

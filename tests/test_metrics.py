@@ -97,8 +97,7 @@ def test_scrape_while_two_clients_talk(chat_server, tmp_path):
     alice = LineClient(server.host, server.port).register("alice")
     bob = LineClient(server.host, server.port).register("bob")
     for client in (alice, bob):
-        client.send("JOIN #lobby")
-        client.wait_for(lambda line: " 366 " in line)
+        client.join("#lobby")
     for n in range(5):
         alice.send(f"PRIVMSG #lobby :hello {n}")
         bob.wait_for(lambda line: f":hello {n}" in line)

@@ -107,8 +107,7 @@ def test_sigterm_stops_within_seconds(chat_server):
     alice = LineClient(server.host, server.port).register("alice")
     bob = LineClient(server.host, server.port).register("bob")
     for client in (alice, bob):
-        client.send("JOIN #bye")
-        client.wait_for(lambda line: " 366 " in line)
+        client.join("#bye")
     alice.send("PRIVMSG #bye :last words")
     bob.wait_for(lambda line: "last words" in line)
     started = time.monotonic()

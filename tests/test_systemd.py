@@ -163,8 +163,7 @@ def test_execstart_as_written_serves_irc_and_stops_on_sigterm(unit_run):
     alice = LineClient("127.0.0.1", port).register("alice")
     bob = LineClient("127.0.0.1", port).register("bob")
     for client in (alice, bob):
-        client.send("JOIN #ops")
-        client.wait_for(lambda line: " 366 " in line)
+        client.join("#ops")
     alice.send("PRIVMSG #ops :from the unit")
     assert bob.wait_for(lambda line: "PRIVMSG" in line).endswith("PRIVMSG #ops :from the unit")
     code, took = server.stop()
@@ -256,8 +255,7 @@ def test_socket_activation_through_the_systemd_endpoint(unit_run):
     server = unit_run(argv, launcher=launcher)
     server.wait_listening(port)  # systemd-socket-activate holds the port from the start
     client = LineClient("127.0.0.1", port, timeout=20).register("sockact")
-    client.send("JOIN #sa")
-    client.wait_for(lambda line: " 366 " in line)
+    client.join("#sa")
     client.close()
     code, took = server.stop()
     assert unitrun.clean_exit(code) and took < 5, server.log()
