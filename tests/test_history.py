@@ -275,3 +275,10 @@ def test_labeled_join_reply_comes_before_its_history(server):
     assert [m.command for m in got[end + 1:]][:1] == ["BATCH"]
     assert got[end + 1].params[1] == "chathistory"
     assert texts(got[end + 1:]) == ["line 0", "line 1"]
+
+
+def test_label_with_spaces_and_semicolons_comes_back_intact(server):
+    """A label is a tag value: escaped on the way back, so odd characters survive."""
+    alice = server.user("alice", caps="labeled-response batch")
+    got = alice.ask("@label=a\\sb\\:c PING x")
+    assert got[0].command == "PONG" and got[0].tags["label"] == "a b;c"

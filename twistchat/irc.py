@@ -30,7 +30,8 @@ from twistchat.events import (
 from twistchat.metrics import Metrics
 from twistchat.registry import Registry
 from twistchat.wire import (
-    MAX_BODY, MAX_TAGS, InvalidUTF8, LineTooLong, Message, WireError, encode, parse, safe_middle,
+    MAX_BODY, MAX_TAGS, InvalidUTF8, LineTooLong, Message, WireError, encode, escape_tag_value,
+    parse, safe_middle,
 )
 
 
@@ -76,6 +77,11 @@ class _Pending:
 
     def __init__(self) -> None:
         self.lines = None
+
+
+def _label_tag(label: str) -> bytes:
+    """The ``label=...`` tag for a label as parsed (unescaped), escaped again for the wire."""
+    return b"label=" + escape_tag_value(label).encode("utf-8")
 
 
 def _with_tag(data: bytes, tag: bytes) -> bytes:
@@ -487,7 +493,7 @@ class IRCProtocol(LineReceiver):
 
         https://ircv3.net/specs/extensions/labeled-response
         """
-        tag = b"label=" + label.encode("utf-8")  # labels are tag values: already escaped on input
+        tag = _label_tag(label)
         server = self.registry.server_name
         if not lines:
             self._emit(_with_tag(encode(Message("ACK", (), server)), tag))
@@ -515,7 +521,7 @@ class IRCProtocol(LineReceiver):
         lines = []
         if ref is not None:
             start = encode(Message("BATCH", ("+" + ref, batch_type, target), server))
-            lines.append(_with_tag(start, b"label=" + label.encode()) if label else start)
+            lines.append(self._labeled(start, label))
         for record in records:
             lines.append(encode(history.replay_message(record, self.tag_view, ref, server)))
         if ref is not None:
@@ -580,7 +586,7 @@ class IRCProtocol(LineReceiver):
         self._hold_for(d)
 
     def _labeled(self, line: bytes, label: str) -> bytes:
-        return _with_tag(line, b"label=" + label.encode()) if label else line
+        return _with_tag(line, _label_tag(label)) if label else line
 
     def _targets_lines(self, found: list, label: str) -> list:
         server = self.registry.server_name
