@@ -808,7 +808,7 @@ def main(argv=None) -> int:
                 deadline.check(f"{sp.name} {tag}")
                 try:
                     srv = start(sp, tag)
-                except RuntimeError as e:
+                except RuntimeError:
                     broken[sp.name] = "did not start"
                     raise
 
@@ -865,7 +865,7 @@ def main(argv=None) -> int:
                     row.notes.append(f"server exited ({died}) during run; log {srv.log_path.name}")
                 srv.stop()
                 live.remove(srv)
-            except DeadlineHit as e:
+            except DeadlineHit:
                 row.status = "stopped: global deadline"
                 raise
             except (RuntimeError, OSError, subprocess.SubprocessError) as e:

@@ -304,7 +304,8 @@ def test_invite_lets_user_into_invite_only_room(server):
 
 def test_names_list_who_whois_ison_userhost(server):
     """The query commands answer with their numerics."""
-    alice, bob = server.user("alice", "#r"), server.user("bob", "#r")
+    alice = server.user("alice", "#r")
+    server.user("bob", "#r")
     alice.send("TOPIC #r :hi")
     alice.take()
     listing = alice.ask("LIST")

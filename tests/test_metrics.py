@@ -16,7 +16,6 @@ from tests.memory import MemoryServer
 from tests.serverproc import LineClient, free_port
 from twistchat.logging_setup import ListenerService
 from twistchat.metrics import DROP_REASONS, Metrics, TransportCounters
-from twistchat.registry import Registry
 from twistchat.service import Options, makeService
 
 # name{labels} value -- the sample line of the text format 0.0.4.

@@ -203,9 +203,6 @@ class Registry:
         middle = [safe_middle(p) for p in params[:-1]]
         return Delivery((user,), Message(code, (user.nick, *middle, *params[-1:]), self.server_name))
 
-    def _notice(self, user: User, text: str) -> Delivery:
-        return Delivery((user,), Message("NOTICE", (user.nick, text), self.server_name))
-
     def _new_event(self, target: str, seq: int, message: Message, client_tags=None) -> Event:
         event = Event(
             target, seq, int(self.clock() * 1000),

@@ -10,7 +10,7 @@ defined here, each option with its default.
 
 from __future__ import annotations
 
-from twisted.application import internet, service, strports
+from twisted.application import service
 from twisted.python import usage
 
 from twistchat.irc import ConnectionLimits, IRCFactory
