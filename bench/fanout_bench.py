@@ -36,7 +36,6 @@ import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Optional
 
 BENCH_DIR = Path(__file__).resolve().parent
 REPO = BENCH_DIR.parent
@@ -91,7 +90,7 @@ def log(msg: str) -> None:
 # /proc helpers
 # --------------------------------------------------------------------------
 
-def _stat(pid: int) -> Optional[list]:
+def _stat(pid: int) -> list | None:
     """Fields of /proc/PID/stat from field 3 (state) on; None if gone."""
     try:
         with open(f"/proc/{pid}/stat", "rb") as f:
@@ -108,7 +107,7 @@ def _cpu_ticks(fields: list) -> int:
     return int(fields[11]) + int(fields[12]) + int(fields[13]) + int(fields[14])
 
 
-def _starttime(pid: int) -> Optional[str]:
+def _starttime(pid: int) -> str | None:
     f = _stat(pid)
     return f[19] if f else None
 
@@ -149,7 +148,7 @@ def descendants(pid: int) -> list:
     return out
 
 
-def tree_cpu_s(pid: int) -> Optional[float]:
+def tree_cpu_s(pid: int) -> float | None:
     """CPU seconds (user+system) of pid, its threads and all its descendants."""
     root = _stat(pid)
     if root is None:
@@ -187,7 +186,7 @@ class CpuSampler(threading.Thread):
         self.join(2)
         self._sample()
 
-    def at(self, t: float) -> Optional[float]:
+    def at(self, t: float) -> float | None:
         s = self.samples
         if not s:
             return None
@@ -198,7 +197,7 @@ class CpuSampler(threading.Thread):
                 return v0 if t1 == t0 else v0 + (v1 - v0) * (t - t0) / (t1 - t0)
         return s[-1][1]
 
-    def between(self, a: float, b: float) -> Optional[float]:
+    def between(self, a: float, b: float) -> float | None:
         va, vb = self.at(a), self.at(b)
         return None if va is None or vb is None else vb - va
 
@@ -207,7 +206,7 @@ class CpuSampler(threading.Thread):
 # processes
 # --------------------------------------------------------------------------
 
-def _signal_pid(pid: int, starttime: Optional[str], sig: int) -> None:
+def _signal_pid(pid: int, starttime: str | None, sig: int) -> None:
     """Signal pid only if it is still the process we recorded."""
     if starttime is not None and _starttime(pid) != starttime:
         return
@@ -217,7 +216,7 @@ def _signal_pid(pid: int, starttime: Optional[str], sig: int) -> None:
         pass
 
 
-def _alive(pid: int, starttime: Optional[str]) -> bool:
+def _alive(pid: int, starttime: str | None) -> bool:
     f = _stat(pid)
     return bool(f) and f[0] != "Z" and (starttime is None or f[19] == starttime)
 
@@ -304,7 +303,7 @@ class Server:
             start_new_session=True)  # Ctrl-C reaches us, we stop it by pid
         self.pid = self.proc.pid
         self.starttime = _starttime(self.pid)
-        self.ready_s: Optional[float] = None
+        self.ready_s: float | None = None
         self._known: dict = {}  # descendant pid -> starttime
 
     def wait_ready(self, timeout: float) -> None:
@@ -336,7 +335,7 @@ class Server:
             if st:
                 self._known[k] = st
 
-    def exited(self) -> Optional[int]:
+    def exited(self) -> int | None:
         return self.proc.poll()
 
     def stop(self, grace: float = 5.0) -> None:
@@ -413,11 +412,11 @@ def run_fanout(argv: list, timeout: float, deadline: Deadline) -> tuple:
 @dataclass
 class Row:
     server: str
-    rate: Optional[float]          # None for the idle row
+    rate: float | None          # None for the idle row
     status: str = "ok"             # ok | error text
     raw: dict = field(default_factory=dict)
-    cpu_s: Optional[float] = None  # server tree CPU over send window + drain
-    ready_s: Optional[float] = None
+    cpu_s: float | None = None  # server tree CPU over send window + drain
+    ready_s: float | None = None
     notes: list = field(default_factory=list)
 
     # derived
@@ -426,29 +425,29 @@ class Row:
         return self.status == "ok" and bool(self.raw.get("ok"))
 
     @property
-    def delivered_pct(self) -> Optional[float]:
+    def delivered_pct(self) -> float | None:
         exp = self.raw.get("expected_deliveries")
         if not exp:
             return None
         return 100.0 * (exp - self.raw.get("lost", 0)) / exp
 
     @property
-    def dps(self) -> Optional[float]:
+    def dps(self) -> float | None:
         return self.raw.get("deliveries_per_s")
 
-    def lat(self, k: str) -> Optional[float]:
+    def lat(self, k: str) -> float | None:
         v = (self.raw.get("lat_ms") or {}).get(k)
         return None if v is None or v < 0 else v
 
     @property
-    def cpu_us(self) -> Optional[float]:
+    def cpu_us(self) -> float | None:
         n = self.raw.get("received_deliveries")
         if self.cpu_s is None or not n:
             return None
         return self.cpu_s * 1e6 / n
 
     @property
-    def idle_kib(self) -> Optional[float]:
+    def idle_kib(self) -> float | None:
         v = (self.raw.get("server") or {}).get("rss_per_conn_bytes")
         return None if v is None or v < 0 else v / 1024.0
 
@@ -463,7 +462,7 @@ def fmt(v, spec: str, none: str = "-") -> str:
     return none if v is None else format(v, spec)
 
 
-def ratio(a, b) -> Optional[float]:
+def ratio(a, b) -> float | None:
     if a is None or b is None or b == 0:
         return None
     return a / b
@@ -895,7 +894,7 @@ def main(argv=None) -> int:
               + (f"idle: {a.idle_clients} connections "
                  f"({'registered' if a.idle_no_join else 'registered and joined'}); "
                  if a.idle_clients else "idle: not run; ")
-              + 
+              +
               f"sustainable = all delivered and p99 < {a.p99_limit:g} ms")
     print()
     print(f"fanout benchmark ({outcome}): {params}")

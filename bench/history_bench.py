@@ -44,7 +44,14 @@ sys.path.insert(0, str(REPO))
 sys.path.insert(0, str(BENCH_DIR))
 
 from fanout_bench import (  # noqa: E402
-    BUILD_DIR, HOST, Server, ServerSpec, become_subreaper, machine_info, render_md, render_text,
+    BUILD_DIR,
+    HOST,
+    Server,
+    ServerSpec,
+    become_subreaper,
+    machine_info,
+    render_md,
+    render_text,
 )
 
 TEXT = "x" * 60

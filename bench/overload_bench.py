@@ -39,8 +39,19 @@ BENCH_DIR = Path(__file__).resolve().parent
 sys.path.insert(0, str(BENCH_DIR))
 
 from fanout_bench import (  # noqa: E402
-    BUILD_DIR, HOST, Deadline, Server, ServerSpec, become_subreaper, build, free_port,
-    machine_info, raise_nofile, render_md, render_text, run_fanout,
+    BUILD_DIR,
+    HOST,
+    Deadline,
+    Server,
+    ServerSpec,
+    become_subreaper,
+    build,
+    free_port,
+    machine_info,
+    raise_nofile,
+    render_md,
+    render_text,
+    run_fanout,
 )
 
 SERVER_CMD = ("twistd -n --pidfile= chat --interface={host} --port={port} "

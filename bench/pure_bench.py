@@ -34,7 +34,14 @@ from twisted.internet.testing import StringTransport  # noqa: E402
 
 from twistchat import commands  # noqa: E402
 from twistchat.events import (  # noqa: E402
-    NO_TAGS, TAG_CLIENT, TAG_MSGID, TAG_SEQ, TAG_TIME, Event, deliver, format_server_time,
+    NO_TAGS,
+    TAG_CLIENT,
+    TAG_MSGID,
+    TAG_SEQ,
+    TAG_TIME,
+    Event,
+    deliver,
+    format_server_time,
 )
 from twistchat.irc import ConnectionLimits, IRCFactory  # noqa: E402
 from twistchat.registry import Registry  # noqa: E402

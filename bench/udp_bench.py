@@ -216,7 +216,7 @@ def _start_udp_server(server: ServerProcess, timeout: float = 15.0) -> None:
             try:
                 if b"HEARTBEAT" in listen.recv(2048):
                     return
-            except socket.timeout:
+            except TimeoutError:
                 pass
         raise RuntimeError(f"no heartbeat within {timeout} s:\n{server.log()}")
     finally:
@@ -233,7 +233,7 @@ def _drain(sock: socket.socket, wait: float) -> int:
             if b"PRIVMSG" in data:
                 count += 1
             sock.settimeout(0.0001)
-    except (socket.timeout, BlockingIOError):
+    except (TimeoutError, BlockingIOError):
         return count
 
 

@@ -35,11 +35,11 @@ class MemoryServer:
                                   password, store=store, history_on_join=history_on_join,
                                   history_max=history_max)
 
-    def connect(self, host: str = "127.0.0.1") -> "MemoryClient":
+    def connect(self, host: str = "127.0.0.1") -> MemoryClient:
         """A new connection from ``host``."""
         return MemoryClient(self, host)
 
-    def user(self, nick: str, *rooms: str, caps: str = "") -> "MemoryClient":
+    def user(self, nick: str, *rooms: str, caps: str = "") -> MemoryClient:
         """A registered client called ``nick``, in ``rooms``, with its output read."""
         client = self.connect()
         if caps:

@@ -69,7 +69,7 @@ class ServerProcess:
         return [twistd_path(), "-n", "--pidfile=", "chat", f"--interface={self.host}",
                 f"--port={self.port}", *self.args]
 
-    def start(self, timeout: float = 15.0) -> "ServerProcess":
+    def start(self, timeout: float = 15.0) -> ServerProcess:
         """Start the server and wait until it accepts TCP connections."""
         self.workdir.mkdir(parents=True, exist_ok=True)
         self._log = open(self.log_path, "ab")
@@ -121,12 +121,12 @@ class LineClient:
     def send(self, *lines: str) -> None:
         self.sock.sendall(b"".join(line.encode() + b"\r\n" for line in lines))
 
-    def register(self, nick: str) -> "LineClient":
+    def register(self, nick: str) -> LineClient:
         self.send(f"NICK {nick}", f"USER {nick} 0 * :{nick}")
         self.wait_for(lambda line: " 001 " in line)
         return self
 
-    def join(self, room: str) -> "LineClient":
+    def join(self, room: str) -> LineClient:
         """JOIN ``room`` and read up to the end of its NAMES reply (366)."""
         self.send(f"JOIN {room}")
         self.wait_for(lambda line: " 366 " in line)

@@ -20,7 +20,8 @@ from twisted.python.failure import Failure
 from zope.interface.verify import verifyObject
 
 from tests.serverproc import ServerProcess, free_port
-from twistchat.client import SessionUnavailable, interfaces as I, open_session
+from twistchat.client import SessionUnavailable, open_session
+from twistchat.client import interfaces as I
 from twistchat.client.interfaces import IChatSession
 from twistchat.client.tcp import TCPChatSession, sanitize_nick
 from twistchat.events import format_server_time

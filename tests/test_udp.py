@@ -10,13 +10,19 @@ import ipaddress
 import re
 
 import pytest
-from hypothesis import given, settings, strategies as st
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from twisted.internet.protocol import DatagramProtocol
 
 from tests.memory import MemoryServer
 from tests.udpnet import BROADCAST, UDPWorld
 from twistchat.udp import (
-    MAX_DATAGRAM, MIN_REGISTER, UDPLimits, broadcast_domain, heartbeat_lines, parse_heartbeat,
+    MAX_DATAGRAM,
+    MIN_REGISTER,
+    UDPLimits,
+    broadcast_domain,
+    heartbeat_lines,
+    parse_heartbeat,
     peek_tags,
 )
 from twistchat.wire import parse
@@ -542,8 +548,9 @@ def test_broadcast_domain_follows_the_interface():
 
 def test_service_builds_udp_with_tcp():
     """--proto=both starts TCP and UDP on one registry; flags reach the UDP limits."""
-    from twistchat.service import Options, makeService
     from twisted.internet.task import Clock
+
+    from twistchat.service import Options, makeService
 
     options = Options()
     options.parseOptions(["--proto=both", "--port=0", "--heartbeat=0.5", "--db=:memory:",

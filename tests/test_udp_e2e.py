@@ -163,7 +163,7 @@ def _raw_exchange(port: int, payloads: list, wait: float = 0.5) -> list:
         try:
             while True:
                 got.append(sock.recvfrom(4096)[0])
-        except socket.timeout:
+        except TimeoutError:
             return got
 
 

@@ -671,7 +671,7 @@ def test_encode():
     """
     plain = Message("PRIVMSG", ("#r", "héllo wörld"), "n!u@h")
     tagged = Message("PRIVMSG", ("#r", "hi"), "n!u@h", {"time": "t", "+a": "x;y"})
-    assert encode(plain) == ":n!u@h PRIVMSG #r :héllo wörld\r\n".encode("utf-8")
+    assert encode(plain) == ":n!u@h PRIVMSG #r :héllo wörld\r\n".encode()
     assert encode(tagged) == b"@time=t;+a=x\\:y :n!u@h PRIVMSG #r hi\r\n"
     for msg in (plain, tagged):
         assert encode(msg) == format_message(msg).encode("utf-8") + b"\r\n"

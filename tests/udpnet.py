@@ -23,7 +23,7 @@ BROADCAST = "127.255.255.255"
 class FakePort:
     """One bound datagram port: what a DatagramProtocol's transport provides."""
 
-    def __init__(self, net: "FakeNet", proto, host: str, port: int) -> None:
+    def __init__(self, net: FakeNet, proto, host: str, port: int) -> None:
         self.net, self.proto, self.host, self.port = net, proto, host, port
         self.sent: list = []  # (data, addr), everything written
         self.listening = True

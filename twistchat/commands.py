@@ -12,8 +12,8 @@ chat rules stay in the registry.  Registration (NICK/USER/PASS/CAP before
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable
 
 from twistchat.registry import Registry, User
 from twistchat.wire import Message

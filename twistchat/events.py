@@ -15,9 +15,10 @@ plain RFC 1459 clients want none; IRCv3 clients pick ``server-time``,
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime, timezone
-from typing import Iterable, Optional, Union
+from typing import Union
 
 from twistchat.wire import Message, encode
 
@@ -70,7 +71,7 @@ class Event:
         time_ms: int,
         msgid: str,
         message: Message,
-        client_tags: Optional[dict] = None,
+        client_tags: dict | None = None,
     ) -> None:
         self.target = target
         self.seq = seq

@@ -21,7 +21,6 @@ room the asker cannot see gets the same answer as one that does not exist
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Optional
 
 from twistchat.events import TAG_CLIENT, TAG_MSGID, TAG_TIME, format_server_time, parse_server_time
 from twistchat.registry import CHANTYPES, Registry, User, casefold
@@ -52,8 +51,8 @@ class HistoryError(Exception):
 class Selector:
     """``timestamp=...`` (``time_ms``) or ``msgid=...`` (``msgid``), or ``*``."""
 
-    time_ms: Optional[int] = None
-    msgid: Optional[str] = None
+    time_ms: int | None = None
+    msgid: str | None = None
 
     @property
     def star(self) -> bool:
@@ -99,7 +98,7 @@ def target_key(registry: Registry, user: User, sub: str, target: str) -> str:
     return dm_key(user.key, casefold(target))
 
 
-async def _seq(store, key: str, selector: Selector, sub: str, *, after: bool) -> Optional[int]:
+async def _seq(store, key: str, selector: Selector, sub: str, *, after: bool) -> int | None:
     """
     The exclusive sequence bound a selector stands for.
 
@@ -232,7 +231,7 @@ async def _targets(store, registry: Registry, user: User, params: tuple, maximum
     return named
 
 
-def replay_message(record, view: int, batch: Optional[str], server_name: str) -> Message:
+def replay_message(record, view: int, batch: str | None, server_name: str) -> Message:
     """The line a client sees for one stored record, with the tags its view asks for."""
     tags = {}
     if view & TAG_CLIENT and record.tags:

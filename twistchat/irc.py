@@ -25,13 +25,27 @@ from zope.interface import implementer
 
 from twistchat import commands, history
 from twistchat.events import (
-    NO_TAGS, TAG_CLIENT, TAG_MSGID, TAG_TIME, Event, deliver, format_server_time,
+    NO_TAGS,
+    TAG_CLIENT,
+    TAG_MSGID,
+    TAG_TIME,
+    Event,
+    deliver,
+    format_server_time,
 )
 from twistchat.metrics import Metrics
 from twistchat.registry import Registry
 from twistchat.wire import (
-    MAX_BODY, MAX_TAGS, InvalidUTF8, LineTooLong, Message, WireError, encode, escape_tag_value,
-    parse, safe_middle,
+    MAX_BODY,
+    MAX_TAGS,
+    InvalidUTF8,
+    LineTooLong,
+    Message,
+    WireError,
+    encode,
+    escape_tag_value,
+    parse,
+    safe_middle,
 )
 
 
@@ -106,7 +120,7 @@ class _SendQWatch:
 
     __slots__ = ("proto",)
 
-    def __init__(self, proto: "IRCProtocol") -> None:
+    def __init__(self, proto: IRCProtocol) -> None:
         self.proto = proto
 
     def pauseProducing(self) -> None:
@@ -147,7 +161,7 @@ class IRCProtocol(LineReceiver):
         "_drain_call", "_connected_at", "_last_seen", "_ping_sent",
     )
 
-    def __init__(self, factory: "IRCFactory") -> None:
+    def __init__(self, factory: IRCFactory) -> None:
         self.transport = None
         self.connected = 0
         self._buffer = b""

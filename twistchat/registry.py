@@ -21,8 +21,8 @@ import itertools
 import os
 import time
 from collections import deque
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
-from typing import Callable, Iterable, Optional
 
 from twistchat.events import Delivery, Event
 from twistchat.wire import Message, safe_middle
@@ -84,7 +84,7 @@ class User:
         self.user = ""
         self.host = host
         self.realname = ""
-        self.away: Optional[str] = None
+        self.away: str | None = None
         self.channels: dict = {}  # casefolded name -> Channel
         self.registered = False
         self.invisible = False
@@ -126,8 +126,8 @@ class Channel:
         self.no_external = True
         self.topic_lock = True
         self.invite_only = False
-        self.password: Optional[str] = None
-        self.limit: Optional[int] = None
+        self.password: str | None = None
+        self.limit: int | None = None
         self.invited: set = set()  # casefolded nicks
         self.seq = seq  # the last sequence number handed out
         self.recent: deque = deque(maxlen=recent)  # recent Events, for repair and history
@@ -171,8 +171,8 @@ class Registry:
         network: str = "twistchat",
         limits: Limits = Limits(),
         clock: Callable[[], float] = time.time,
-        last_seqs: Optional[dict] = None,
-        motd: Optional[list] = None,
+        last_seqs: dict | None = None,
+        motd: list | None = None,
     ) -> None:
         self.server_name = server_name
         self.network = network
@@ -226,11 +226,11 @@ class Registry:
             peers.update(channel.members)
         return peers
 
-    def find_user(self, nick: str) -> Optional[User]:
+    def find_user(self, nick: str) -> User | None:
         """The registered user called ``nick`` (any case), or None."""
         return self.users.get(casefold(nick))
 
-    def find_channel(self, name: str) -> Optional[Channel]:
+    def find_channel(self, name: str) -> Channel | None:
         """The room called ``name`` (any case), or None."""
         return self.channels.get(casefold(name))
 
@@ -405,7 +405,7 @@ class Registry:
 
     # ------------------------------------------------------------------- rooms
 
-    def join(self, user: User, name: str, password: Optional[str] = None) -> list:
+    def join(self, user: User, name: str, password: str | None = None) -> list:
         """
         JOIN one room: checks +i +k +l and CHANLIMIT; the first joiner becomes operator.
 
@@ -473,7 +473,7 @@ class Registry:
             self.reply(user, "333", channel.name, channel.topic_by, str(channel.topic_time)),
         ]
 
-    def topic(self, user: User, name: str, text: Optional[str] = None) -> list:
+    def topic(self, user: User, name: str, text: str | None = None) -> list:
         """TOPIC: query (331/332/333) or set (+t: operators only)."""
         channel = self.find_channel(name)
         if channel is None:
@@ -515,7 +515,7 @@ class Registry:
         out.append(self.reply(user, "366", shown, "End of /NAMES list"))
         return out
 
-    def list_channels(self, user: User, names: Optional[list] = None) -> list:
+    def list_channels(self, user: User, names: list | None = None) -> list:
         """LIST: 321, one 322 per room (all, or the ones named), 323."""
         out = [self.reply(user, "321", "Channel", "Users  Name")]
         if names is None:
@@ -531,7 +531,7 @@ class Registry:
     # ---------------------------------------------------------------- messages
 
     def message(self, user: User, command: str, targets: str, text: str,
-                client_tags: Optional[dict] = None, echo: bool = False) -> list:
+                client_tags: dict | None = None, echo: bool = False) -> list:
         """
         PRIVMSG or NOTICE to rooms and nicks (comma list, at most TARGMAX).
 
@@ -662,7 +662,7 @@ class Registry:
             out.append(self.reply(user, "301", target.nick, target.away))
         return out
 
-    def mode(self, user: User, target: str, changes: Optional[str] = None,
+    def mode(self, user: User, target: str, changes: str | None = None,
              args: Iterable[str] = ()) -> list:
         """MODE on a room (query, or +o/+v/+t/+n/+m/+i/+k/+l) or on oneself (+i)."""
         if target[:1] not in CHANTYPES:
@@ -773,7 +773,7 @@ class Registry:
             out.insert(0, Delivery(channel.direct, event))
         return out
 
-    def _user_mode(self, user: User, nick: str, changes: Optional[str]) -> list:
+    def _user_mode(self, user: User, nick: str, changes: str | None) -> list:
         if casefold(nick) != user.key:
             if self.find_user(nick) is None:
                 return [self.reply(user, "401", nick, "No such nick/channel")]
@@ -812,7 +812,7 @@ class Registry:
         out.append(self.reply(user, "315", mask, "End of WHO list"))
         return out
 
-    def _who_line(self, asker: User, member: User, channel: Optional[Channel]) -> Delivery:
+    def _who_line(self, asker: User, member: User, channel: Channel | None) -> Delivery:
         flags = "G" if member.away is not None else "H"
         if channel is not None:
             flags += channel.prefix(member)
@@ -856,7 +856,7 @@ class Registry:
                 entries.append(f"{found.nick}={here}{found.user}@{found.host}")
         return [self.reply(user, "302", " ".join(entries))]
 
-    def set_away(self, user: User, text: Optional[str]) -> list:
+    def set_away(self, user: User, text: str | None) -> list:
         """AWAY with text marks the user away (306); without, back (305)."""
         # IRCv3 away-notify: peers are told; front-ends show AWAY only to clients that asked.
         if text:

@@ -17,8 +17,8 @@ from twistchat.irc import ConnectionLimits, IRCFactory
 from twistchat.logging_setup import ListenerService, UDPListenerService
 from twistchat.metrics import Metrics, metrics_site
 from twistchat.registry import Limits, Registry
-from twistchat.udp import Broadcast, UDPFrontEnd, UDPLimits, broadcast_domain
 from twistchat.store import StoreError, open_store, record_from_event
+from twistchat.udp import Broadcast, UDPFrontEnd, UDPLimits, broadcast_domain
 
 FRONT_ENDS = ("tcp", "udp")  # every front-end this version has; "both" = all of them
 

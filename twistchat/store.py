@@ -48,11 +48,12 @@ import sqlite3
 import threading
 from bisect import bisect_left, bisect_right
 from collections import deque
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from itertools import chain
 from operator import attrgetter
 from types import MappingProxyType
-from typing import Any, Callable, Iterable, Mapping, Optional
+from typing import Any
 
 from twisted.internet.defer import Deferred, DeferredLock, fail, succeed
 from twisted.internet.task import LoopingCall
@@ -171,7 +172,7 @@ def is_dm_key(target: str) -> bool:
     return target.startswith(DM_PREFIX)
 
 
-def dm_parties(target: str) -> Optional[tuple[str, str]]:
+def dm_parties(target: str) -> tuple[str, str] | None:
     """The two casefolded nicks of a :func:`dm_key`, or None for any other target."""
     if not target.startswith(DM_PREFIX):
         return None
@@ -268,8 +269,8 @@ class _Range:
     """
 
     target: str
-    low: Optional[int]
-    high: Optional[int]
+    low: int | None
+    high: int | None
     limit: int
     from_end: bool
 
@@ -347,7 +348,7 @@ def _merge(stored: list, pending: list) -> list:
     return sorted(by_seq.values(), key=_SEQ)
 
 
-def _time_pick(candidates: Iterable[tuple[int, int]], after: bool) -> Optional[int]:
+def _time_pick(candidates: Iterable[tuple[int, int]], after: bool) -> int | None:
     """The seq of the earliest (``after``) or latest ``(time_ms, seq)`` candidate."""
     candidates = list(candidates)
     if not candidates:
@@ -355,7 +356,7 @@ def _time_pick(candidates: Iterable[tuple[int, int]], after: bool) -> Optional[i
     return (min if after else max)(candidates)[1]
 
 
-def _target_window(since_ms: Optional[int], until_ms: Optional[int]) -> tuple[int, int, bool]:
+def _target_window(since_ms: int | None, until_ms: int | None) -> tuple[int, int, bool]:
     """
     TARGETS' time window: ``(low, high, ascending)``, bounds exclusive.
 
@@ -376,7 +377,7 @@ def _target_window(since_ms: Optional[int], until_ms: Optional[int]) -> tuple[in
 
 
 def _visible_filter(
-    visible: Optional[Iterable[str]], dm_party: Optional[str]
+    visible: Iterable[str] | None, dm_party: str | None
 ) -> Callable[[str], bool]:
     """
     Which targets an asker may list.
@@ -547,7 +548,7 @@ def _sql_around(conn: sqlite3.Connection, target: str, seq: int, limit: int) -> 
     return _sql_range(conn, below) + _sql_range(conn, above)
 
 
-def _sql_msgid(conn: sqlite3.Connection, target: str, msgid: str) -> Optional[int]:
+def _sql_msgid(conn: sqlite3.Connection, target: str, msgid: str) -> int | None:
     """The stored seq of ``msgid`` in ``target`` (writer thread)."""
     row = conn.execute(
         "SELECT seq FROM history WHERE target = ? AND msgid = ? LIMIT 1", (target, msgid)
@@ -555,7 +556,7 @@ def _sql_msgid(conn: sqlite3.Connection, target: str, msgid: str) -> Optional[in
     return row[0] if row else None
 
 
-def _sql_time(conn: sqlite3.Connection, target: str, time_ms: int, after: bool) -> Optional[tuple]:
+def _sql_time(conn: sqlite3.Connection, target: str, time_ms: int, after: bool) -> tuple | None:
     """``(time_ms, seq)`` of the stored record seq_for_time picks (writer thread)."""
     if after:
         sql = ("SELECT time_ms, seq FROM history WHERE target = ? AND time_ms > ? "
@@ -615,8 +616,8 @@ class SQLiteStore:
         reactor: Any = None,
         clock: Any = None,
         flush_interval: float = DEFAULT_FLUSH_INTERVAL,
-        max_per_target: Optional[int] = DEFAULT_MAX_PER_TARGET,
-        max_age_days: Optional[float] = None,
+        max_per_target: int | None = DEFAULT_MAX_PER_TARGET,
+        max_age_days: float | None = None,
         prune_interval: float = DEFAULT_PRUNE_INTERVAL,
         max_pending: int = DEFAULT_MAX_PENDING,
         busy_timeout: float = DEFAULT_BUSY_TIMEOUT,
@@ -645,7 +646,7 @@ class SQLiteStore:
         self._warned_drops = False
         self._warned_bad_append = False
         self._state = "new"  # new -> running -> stopping -> closed
-        self._stopped: Optional[Deferred] = None
+        self._stopped: Deferred | None = None
         self._shutdown_trigger = None
         self._flush_loop = LoopingCall(self._tick)
         self._flush_loop.clock = self._clock
@@ -720,7 +721,7 @@ class SQLiteStore:
                                         f"(schema {version}, this one reads {SCHEMA_VERSION})")
 
     @staticmethod
-    def _close_quietly(conn: Optional[sqlite3.Connection]) -> None:
+    def _close_quietly(conn: sqlite3.Connection | None) -> None:
         """Close ``conn`` if open, ignoring errors (it is being abandoned)."""
         if conn is not None:
             try:
@@ -1015,8 +1016,8 @@ class SQLiteStore:
                             path=self.path, removed=removed)
         return removed
 
-    def _prune_target(self, target: str, keep: Optional[int],
-                      cutoff_ms: Optional[int]) -> tuple[int, bool]:
+    def _prune_target(self, target: str, keep: int | None,
+                      cutoff_ms: int | None) -> tuple[int, bool]:
         """
         Delete the oldest records of ``target`` beyond the limits, one chunk (writer thread).
 
@@ -1139,11 +1140,11 @@ class SQLiteStore:
     def targets(
         self,
         *,
-        since_ms: Optional[int] = None,
-        until_ms: Optional[int] = None,
+        since_ms: int | None = None,
+        until_ms: int | None = None,
         limit: int,
-        visible: Optional[Iterable[str]] = None,
-        dm_party: Optional[str] = None,
+        visible: Iterable[str] | None = None,
+        dm_party: str | None = None,
     ) -> Deferred:
         """
         ``[(target, latest time_ms)]`` of targets active strictly between two times.
@@ -1230,8 +1231,8 @@ class MemoryStore:
         self,
         *,
         clock: Any = None,
-        max_per_target: Optional[int] = DEFAULT_MAX_PER_TARGET,
-        max_age_days: Optional[float] = None,
+        max_per_target: int | None = DEFAULT_MAX_PER_TARGET,
+        max_age_days: float | None = None,
         prune_interval: float = DEFAULT_PRUNE_INTERVAL,
     ) -> None:
         if clock is None:
@@ -1358,11 +1359,11 @@ class MemoryStore:
     def targets(
         self,
         *,
-        since_ms: Optional[int] = None,
-        until_ms: Optional[int] = None,
+        since_ms: int | None = None,
+        until_ms: int | None = None,
         limit: int,
-        visible: Optional[Iterable[str]] = None,
-        dm_party: Optional[str] = None,
+        visible: Iterable[str] | None = None,
+        dm_party: str | None = None,
     ) -> Deferred:
         """``[(target, latest time_ms)]`` active strictly inside the window; see SQLiteStore."""
         low, high, ascending = _target_window(since_ms, until_ms)
@@ -1383,8 +1384,8 @@ def open_store(
     reactor: Any = None,
     clock: Any = None,
     flush_interval: float = DEFAULT_FLUSH_INTERVAL,
-    max_per_target: Optional[int] = DEFAULT_MAX_PER_TARGET,
-    max_age_days: Optional[float] = None,
+    max_per_target: int | None = DEFAULT_MAX_PER_TARGET,
+    max_age_days: float | None = None,
     prune_interval: float = DEFAULT_PRUNE_INTERVAL,
 ) -> IHistoryStore:
     """

@@ -36,7 +36,6 @@ import socket
 from collections import deque
 from dataclasses import dataclass
 from itertools import islice
-from typing import Optional
 
 from twisted.internet import error, protocol, task
 from twisted.logger import Logger
@@ -45,7 +44,13 @@ from twistchat import commands
 from twistchat.events import TAG_SEQ, TAG_TIME, Event, deliver, format_server_time
 from twistchat.registry import Registry, casefold
 from twistchat.wire import (
-    MAX_BODY, InvalidUTF8, LineTooLong, Message, WireError, encode, parse,
+    MAX_BODY,
+    InvalidUTF8,
+    LineTooLong,
+    Message,
+    WireError,
+    encode,
+    parse,
 )
 
 __all__ = [
@@ -145,7 +150,7 @@ def _local_ipv4_interfaces() -> list:
     return found
 
 
-def broadcast_domain(interface: str, broadcast: Optional[str] = None,
+def broadcast_domain(interface: str, broadcast: str | None = None,
                      interfaces=None) -> tuple:
     """
     ``(broadcast address, domain network)`` for a server bound to ``interface``.
@@ -303,7 +308,7 @@ class UDPSession:
         "repair_tokens", "repair_refilled",
     )
 
-    def __init__(self, front: "UDPFrontEnd", token: str, addr: tuple, unicast: bool,
+    def __init__(self, front: UDPFrontEnd, token: str, addr: tuple, unicast: bool,
                  now: float) -> None:
         self.front = front
         self.token = token
@@ -317,7 +322,7 @@ class UDPSession:
         self.held: dict = {}  # cseq -> datagram, arrived early
         self.useq = 0  # last numbered unicast line sent
         self.kept: deque = deque(maxlen=front.limits.unicast_kept)  # (useq, bytes)
-        self.budget: Optional[_Budget] = None  # set while answering an unverified NICK
+        self.budget: _Budget | None = None  # set while answering an unverified NICK
         self.tokens = float(front.limits.flood_burst)
         self.refilled = now
         self.repair_tokens = float(front.limits.repair_burst)
@@ -415,7 +420,7 @@ class UDPFrontEnd(protocol.DatagramProtocol):
         # sessions that need unicast copies).
         self._audience: dict = {}
         self._stale: set = set()
-        self._loop: Optional[task.LoopingCall] = None
+        self._loop: task.LoopingCall | None = None
         self.port = 0
         registry.listeners.append(self.on_event)
 
@@ -466,7 +471,7 @@ class UDPFrontEnd(protocol.DatagramProtocol):
             self.metrics.udp.lines_out += 1
         self._write(data, session.addr)
 
-    def _reply(self, addr: tuple, budget: Optional[_Budget], command: str, *params: str,
+    def _reply(self, addr: tuple, budget: _Budget | None, command: str, *params: str,
                nick: str = "*") -> None:
         """An unnumbered server line to ``addr`` (an error for a datagram we could not run)."""
         data = encode(Message(command, (nick, *params) if command.isdigit() else params,
@@ -566,8 +571,8 @@ class UDPFrontEnd(protocol.DatagramProtocol):
             name = "drop_" + reason
             setattr(self.metrics, name, getattr(self.metrics, name) + 1)
 
-    def _parse(self, data: bytes, addr: tuple, budget: Optional[_Budget],
-               nick: str = "*", reply=None) -> Optional[Message]:
+    def _parse(self, data: bytes, addr: tuple, budget: _Budget | None,
+               nick: str = "*", reply=None) -> Message | None:
         """Parse one datagram's line; on error, answer it (417 / FAIL) and return None."""
         if reply is None:
             def reply(command, *params):

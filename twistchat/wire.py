@@ -52,8 +52,8 @@ Reason codes: ``EMPTY``, ``NO_COMMAND``, ``BAD_COMMAND``, ``BAD_TAGS``,
 from __future__ import annotations
 
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Mapping
 
 __all__ = [
     "MAX_BODY",
@@ -62,11 +62,15 @@ __all__ = [
     "LineTooLong",
     "Message",
     "WireError",
+    "casefold",
     "encode",
     "escape_tag_value",
     "format_message",
     "format_tags",
+    "is_valid_channel",
+    "is_valid_nick",
     "parse",
+    "sanitize_nick",
     "split_source",
     "unescape_tag_value",
 ]
@@ -467,7 +471,7 @@ def encode(msg: Message) -> bytes:
     # Fast path: most lines (any IRC client without message-tags) have none.
     if not msg.tags:
         return (_format_body(msg) + "\r\n").encode("utf-8")
-    return (f"@{format_tags(msg.tags)} {_format_body(msg)}\r\n").encode("utf-8")
+    return (f"@{format_tags(msg.tags)} {_format_body(msg)}\r\n").encode()
 
 
 def split_source(source: str) -> tuple[str, str, str]:
@@ -491,3 +495,50 @@ def safe_middle(param: str) -> str:
     if not param or " " in param or param[0] == ":" or "\r" in param or "\n" in param or "\0" in param:
         return "*"
     return param
+
+
+# --------------------------------------------------------------------------
+# Names: case folding and the nick and room grammar, shared by the server's core
+# and every client (one copy, issue #11).
+
+# rfc1459 case mapping (ISUPPORT CASEMAPPING=rfc1459): A-Z and []\~ fold to a-z and {}|^.
+_RFC1459 = str.maketrans(
+    "ABCDEFGHIJKLMNOPQRSTUVWXYZ[]\\~", "abcdefghijklmnopqrstuvwxyz{}|^"
+)
+# RFC 2812 2.3.1: nickname = ( letter / special ) *( letter / digit / special / "-" )
+_NICK_FIRST = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz[]\\`_^{|}")
+_NICK_REST = _NICK_FIRST | frozenset("0123456789-")
+# RFC 2812 2.3.1: chanstring excludes NUL, BELL, CR, LF, SPACE, "," and ":".
+_CHANNEL_FORBIDDEN = frozenset("\x00\x07\r\n ,:")
+CHANTYPES = "#"
+
+
+def casefold(name: str) -> str:
+    """Fold a nick or room name under rfc1459 case mapping (the server's CASEMAPPING)."""
+    return name.translate(_RFC1459)
+
+
+def is_valid_nick(nick: str, nicklen: int = 30) -> bool:
+    """RFC 2812 2.3.1 nickname grammar, at most ``nicklen`` characters."""
+    return (
+        0 < len(nick) <= nicklen
+        and nick[0] in _NICK_FIRST
+        and all(c in _NICK_REST for c in nick[1:])
+    )
+
+
+def is_valid_channel(name: str, channellen: int = 50) -> bool:
+    """RFC 2812 2.3.1 channel grammar (CHANTYPES ``#``), at most ``channellen`` bytes."""
+    return (
+        1 < len(name.encode("utf-8")) <= channellen
+        and name[0] in CHANTYPES
+        and not any(c in _CHANNEL_FORBIDDEN for c in name)
+    )
+
+
+def sanitize_nick(name: str, nicklen: int = 30) -> str:
+    """A valid nick made from ``name`` (a login name): bad characters become ``_``."""
+    nick = "".join(c if c in _NICK_REST else "_" for c in name)[:nicklen]
+    if not nick or nick[0] not in _NICK_FIRST:
+        nick = ("_" + nick)[:nicklen] if nick else "guest"
+    return nick

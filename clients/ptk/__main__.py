@@ -18,11 +18,10 @@ import getpass
 import socket
 import sys
 
-from twistchat.client import SessionUnavailable, open_session
-from twistchat.client.tcp import DEFAULT_PORT, sanitize_nick
-
 from clients.ptk.app import DEFAULT_SCROLLBACK, ChatState, build_app
 from clients.ptk.reactor_thread import ReactorThread, UIBridge
+from twistchat.client import SessionUnavailable, open_session
+from twistchat.client.tcp import DEFAULT_PORT, sanitize_nick
 
 
 def _port(text: str) -> int:

@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import time
 from collections import deque
-from typing import Callable, Optional
+from collections.abc import Callable
 
 from prompt_toolkit.application import Application
 from prompt_toolkit.buffer import Buffer
@@ -123,10 +123,10 @@ class ChatState:
         self.hint = ""
         self.hint_until = 0.0
         self.quit_reason = "Client Quit"
-        self.app: Optional[Application] = None
+        self.app: Application | None = None
         self.page = 10  # lines per PageUp/PageDown; the layout updates it
         self._autoswitch = {_fold(r) for r in autojoin}
-        self._reply_window: Optional[ChatWindow] = None
+        self._reply_window: ChatWindow | None = None
         self._notes: list = []
         self._completion = None  # (result text, cursor, matches, index, start, suffix)
 
@@ -137,14 +137,14 @@ class ChatState:
         """The window shown now."""
         return self.windows[self.current]
 
-    def find(self, name: str) -> Optional[ChatWindow]:
+    def find(self, name: str) -> ChatWindow | None:
         key = _fold(name)
         for window in self.windows:
             if _fold(window.name) == key:
                 return window
         return None
 
-    def window_for(self, name: Optional[str]) -> ChatWindow:
+    def window_for(self, name: str | None) -> ChatWindow:
         """The window of ``name`` (the server window for None), created if needed."""
         if not name:
             return self.windows[0]

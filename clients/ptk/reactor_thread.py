@@ -16,7 +16,7 @@ and the bounded join when quitting.
 from __future__ import annotations
 
 import threading
-from typing import Callable, Optional
+from collections.abc import Callable
 
 from twisted.internet import threads
 from twisted.logger import Logger
@@ -31,9 +31,9 @@ class ReactorThread:
         if reactor is None:
             from twisted.internet import reactor
         self.reactor = reactor
-        self.thread: Optional[threading.Thread] = None
+        self.thread: threading.Thread | None = None
 
-    def start(self) -> "ReactorThread":
+    def start(self) -> ReactorThread:
         """Start the reactor thread (once)."""
         if self.thread is None:
             self.thread = threading.Thread(
@@ -50,7 +50,7 @@ class ReactorThread:
         """Run ``fn`` in the reactor thread and wait for its (Deferred) result."""
         return threads.blockingCallFromThread(self.reactor, fn, *args, **kwargs)
 
-    def stop(self, before: Optional[Callable] = None, timeout: float = 3.0) -> bool:
+    def stop(self, before: Callable | None = None, timeout: float = 3.0) -> bool:
         """
         Run ``before()`` (may return a Deferred: a clean QUIT), stop the reactor, join.
 

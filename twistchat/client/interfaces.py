@@ -12,7 +12,6 @@ magic-wormhole's ``_interfaces.py`` does).  No prompt_toolkit here.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Optional
 
 from zope.interface import Attribute, Interface
 
@@ -49,14 +48,14 @@ class ChatEvent:
     """
 
     kind: str
-    room: Optional[str] = None
-    nick: Optional[str] = None
+    room: str | None = None
+    nick: str | None = None
     text: str = ""
     time_ms: int = 0
-    seq: Optional[int] = None
+    seq: int | None = None
     own: bool = False
     names: tuple = ()
-    message: Optional[Message] = field(default=None, compare=False)
+    message: Message | None = field(default=None, compare=False)
 
 
 # Session states (ChatEvent(STATE, text=...)).

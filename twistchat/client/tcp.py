@@ -32,10 +32,11 @@ from __future__ import annotations
 
 import random
 from collections import deque
-from typing import Callable, Optional
+from collections.abc import Callable
 
 from twisted.application.internet import ClientService, backoffPolicy
-from twisted.internet import defer, error as ierror
+from twisted.internet import defer
+from twisted.internet import error as ierror
 from twisted.internet.endpoints import HostnameEndpoint, wrapClientTLS
 from twisted.internet.protocol import Factory, Protocol
 from twisted.internet.task import LoopingCall
@@ -124,13 +125,13 @@ class _IRCClientProtocol(Protocol):
     a server's over-long line must cost us that line only.
     """
 
-    def __init__(self, session: "TCPChatSession") -> None:
+    def __init__(self, session: TCPChatSession) -> None:
         self.session = session
         self._buffer = b""
         self._discarding = False
         self.lost = False
         self.registered = False
-        self.ready: Optional[defer.Deferred] = None
+        self.ready: defer.Deferred | None = None
 
     def connectionMade(self) -> None:
         self.session._connection_made(self)
@@ -156,7 +157,7 @@ class _IRCClientProtocol(Protocol):
                 continue
             self.session._line_received(self, line)
 
-    def send(self, command: str, *params: str, tags: Optional[dict] = None) -> None:
+    def send(self, command: str, *params: str, tags: dict | None = None) -> None:
         """Write one line (no-op once the connection is gone)."""
         if self.lost or self.transport is None:
             return
@@ -208,12 +209,12 @@ class TCPChatSession:
         reactor=None,
         tls: bool = False,
         insecure: bool = False,
-        trust_root: Optional[str] = None,
-        username: Optional[str] = None,
+        trust_root: str | None = None,
+        username: str | None = None,
         realname: str = "twistchat user",
-        password: Optional[str] = None,
+        password: str | None = None,
         endpoint=None,
-        retry: Optional[dict] = None,
+        retry: dict | None = None,
         ping_interval: float = 30.0,
         ping_timeout: float = 60.0,
         register_timeout: float = 30.0,
@@ -234,10 +235,10 @@ class TCPChatSession:
         self.password = password
         self.state = I.CONNECTING
         self.rooms: list = []
-        self.lag: Optional[float] = None
+        self.lag: float | None = None
         self.caps: set = set()
         self.isupport: dict = {}
-        self.server_name: Optional[str] = None
+        self.server_name: str | None = None
         self.ping_interval = ping_interval
         self.ping_timeout = ping_timeout
         self.register_timeout = register_timeout
@@ -248,12 +249,12 @@ class TCPChatSession:
         self._want: dict = {}  # casefolded room -> name, in join order: rejoined on reconnect
         for room in rooms:
             self._want.setdefault(casefold(room), room)
-        self._proto: Optional[_IRCClientProtocol] = None
+        self._proto: _IRCClientProtocol | None = None
         self._closing = False
         self._started: list = []  # Deferreds of start(), fired on first 001
         self._ever_registered = False
         self._failures = 0  # connection attempts in a row that did not reach 001
-        self._last_failure_text: Optional[str] = None
+        self._last_failure_text: str | None = None
         self._last: dict = {}  # casefolded room -> (msgid or None, server-time text or None)
         self._seen: dict = {}  # casefolded room -> (deque, set) of msgids shown
         self._batches: dict = {}  # batch id -> [type, params, [messages]]
@@ -264,8 +265,8 @@ class TCPChatSession:
         self._cap_ls: list = []
         self._alt_nicks = 0
         self._ping_call = None
-        self._ping_sent: Optional[float] = None
-        self._ping_token: Optional[str] = None
+        self._ping_sent: float | None = None
+        self._ping_token: str | None = None
         self._register_call = None
         self._quit_call = None
         self._stopping = False
@@ -288,7 +289,7 @@ class TCPChatSession:
             clock=reactor, prepareConnection=self._prepare)
 
     @staticmethod
-    def _tls_options(host: str, insecure: bool, trust_root: Optional[str]):
+    def _tls_options(host: str, insecure: bool, trust_root: str | None):
         from twisted.internet import ssl
 
         if insecure:
@@ -347,7 +348,7 @@ class TCPChatSession:
         else:
             self._proto.send("NICK", nick)
 
-    def topic(self, room: str, text: Optional[str] = None) -> None:
+    def topic(self, room: str, text: str | None = None) -> None:
         """Query (None) or set a room's topic."""
         if text is None:
             self._send_registered("TOPIC", room)
@@ -434,7 +435,7 @@ class TCPChatSession:
             self.state = state
             self._emit(ChatEvent(I.STATE, text=state, time_ms=self._now_ms()))
 
-    def _registered_proto(self) -> Optional[_IRCClientProtocol]:
+    def _registered_proto(self) -> _IRCClientProtocol | None:
         proto = self._proto
         if proto is None or proto.lost or not proto.registered:
             return None
@@ -467,7 +468,7 @@ class TCPChatSession:
         for line in text.replace("\0", "").replace("\r\n", "\n").replace("\r", "\n").split("\n"):
             if not line:
                 continue
-            overhead = len(f"PRIVMSG {target} :".encode("utf-8")) + (9 if action else 0)
+            overhead = len(f"PRIVMSG {target} :".encode()) + (9 if action else 0)
             for chunk in _split_utf8(line, max(SEND_LIMIT - overhead, 16)):
                 body = f"\x01ACTION {chunk}\x01" if action else chunk
                 proto.send("PRIVMSG", target, body)

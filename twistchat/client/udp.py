@@ -29,7 +29,7 @@ from __future__ import annotations
 
 import random
 import socket
-from typing import Callable, Optional
+from collections.abc import Callable
 
 from twisted.internet import defer, protocol
 from twisted.logger import Logger
@@ -143,11 +143,11 @@ class _Room:
     def __init__(self, name: str) -> None:
         self.name = name
         self.key = casefold(name)
-        self.next: Optional[int] = None  # unknown until our own JOIN arrives
+        self.next: int | None = None  # unknown until our own JOIN arrives
         self.held: dict = {}  # seq -> Message, not yet shown
         self.latest = 0  # the highest seq the server said exists
         self.asked: dict = {}  # hole start -> when we last asked
-        self.hole_since: Optional[float] = None
+        self.hole_since: float | None = None
 
 
 class _Unicast:
@@ -161,7 +161,7 @@ class _Unicast:
         self.held: dict = {}
         self.latest = 0
         self.asked: dict = {}
-        self.hole_since: Optional[float] = None
+        self.hole_since: float | None = None
 
 
 def _holes(stream, limit: int, most: int = 8) -> list:
@@ -202,11 +202,11 @@ class UDPChatSession:
     transport_name = "udp"
     _log = Logger()
 
-    def __init__(self, host: Optional[str], port: int = DEFAULT_PORT, nick: str = "guest",
+    def __init__(self, host: str | None, port: int = DEFAULT_PORT, nick: str = "guest",
                  rooms=(), reactor=None, net=None, fault_in=None, fault_out=None,
                  unicast: bool = False, interface: str = "", window: int = 32,
                  reorder_delay: float = 0.03, repair_limit: int = 100,
-                 register_timeout: float = 10.0, broadcast_port: Optional[int] = None) -> None:
+                 register_timeout: float = 10.0, broadcast_port: int | None = None) -> None:
         if reactor is None:
             from twisted.internet import reactor
         self.reactor = reactor
@@ -219,7 +219,7 @@ class UDPChatSession:
         self.nick = self.wanted_nick = nick
         self.state = I.CONNECTING
         self.rooms: list = []
-        self.lag: Optional[float] = None
+        self.lag: float | None = None
         self.fault_in, self.fault_out = fault_in, fault_out
         self.unicast = unicast
         self.interface = interface
@@ -227,22 +227,22 @@ class UDPChatSession:
         self.reorder_delay = reorder_delay
         self.repair_limit = repair_limit
         self.register_timeout = register_timeout
-        self.token: Optional[str] = None
+        self.token: str | None = None
         self.server_timeout = 60.0
-        self.broadcast_addr: Optional[tuple] = None
-        self._handler: Optional[Callable] = None
+        self.broadcast_addr: tuple | None = None
+        self._handler: Callable | None = None
         self._queued: list = []  # events before a handler was set
-        self._server: Optional[tuple] = None  # (ip, port) the server sends from
+        self._server: tuple | None = None  # (ip, port) the server sends from
         self._uport = self._bport = None
-        self._started: Optional[defer.Deferred] = None
-        self._closed: Optional[defer.Deferred] = None
+        self._started: defer.Deferred | None = None
+        self._closed: defer.Deferred | None = None
         self._timers: dict = {}
         self._register_tries = 0
         self._alt = 0
         self._cseq = 0
         self._unacked: dict = {}  # cseq -> [data, first sent, last sent, tries]
         self._backlog: list = []  # commands beyond the window, not yet sent
-        self._srtt: Optional[float] = None
+        self._srtt: float | None = None
         self._unicast = _Unicast()
         self._room: dict = {}  # key -> _Room
         self._names: dict = {}  # key -> names so far (353)
@@ -308,7 +308,7 @@ class UDPChatSession:
         """Ask for a new nick; ``nick`` changes when the server's NICK event arrives."""
         self._command("NICK", nick)
 
-    def topic(self, room: str, text: Optional[str] = None) -> None:
+    def topic(self, room: str, text: str | None = None) -> None:
         """Query or set a room's topic."""
         self._command("TOPIC", room, *(() if text is None else (text,)))
 
@@ -660,7 +660,7 @@ class UDPChatSession:
         stream.held[seq] = message
         self._drain(stream)
 
-    def _room_key(self, message: Message) -> Optional[str]:
+    def _room_key(self, message: Message) -> str | None:
         room = message.tags.get("room")
         if room:
             return casefold(room)
@@ -788,7 +788,7 @@ class UDPChatSession:
     def _is_me(self, nick: str) -> bool:
         return bool(nick) and casefold(nick) == casefold(self.nick)
 
-    def _show(self, message: Message, room: Optional[_Room] = None) -> None:
+    def _show(self, message: Message, room: _Room | None = None) -> None:
         """Turn one in-order server line into ChatEvents."""
         tags = message.tags
         time_ms = _time_ms(tags.get("time")) or int(self._now() * 1000)
@@ -900,7 +900,7 @@ def _nick(message: Message) -> str:
     return message.source.split("!", 1)[0] if message.source else ""
 
 
-def _time_ms(text: Optional[str]) -> int:
+def _time_ms(text: str | None) -> int:
     if not text:
         return 0
     try:
