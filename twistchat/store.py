@@ -63,6 +63,10 @@ from twisted.python.failure import Failure
 from twisted.python.threadpool import ThreadPool
 from zope.interface import Attribute, Interface, implementer
 
+# dm_key and its kin are re-exported: callers imported them from here before
+# twistchat.core.targets became their one definition (issue #11).
+from twistchat.core.targets import DM_PREFIX, dm_key, dm_parties, is_dm_key  # noqa: F401
+
 __all__ = [
     "HistoryRecord",
     "IHistoryStore",
@@ -75,12 +79,6 @@ __all__ = [
     "open_store",
     "record_from_event",
 ]
-
-# Private conversations are stored under "~dm:<nick>:<nick>", the two casefolded
-# nicks sorted.  "~" and ":" never occur in a casefolded nick (RFC 2812 2.3.1
-# nickname grammar; rfc1459 casemapping folds "~" to "^"), nor does "~" start a
-# room name (CHANTYPES=#), so such a key can name neither a room nor a nick.
-DM_PREFIX = "~dm:"
 
 # SQLite INTEGER is a signed 64-bit number; clamp what clients hand us (a UDP
 # repair range, a limit) so a huge number is an empty answer, not an error.
@@ -153,31 +151,6 @@ class HistoryRecord:
                 object.__setattr__(self, "tags", _NO_TAGS)
         elif type(tags) is not MappingProxyType:
             object.__setattr__(self, "tags", MappingProxyType(dict(tags)))
-
-
-def dm_key(nick_a: str, nick_b: str) -> str:
-    """
-    The target key of the private conversation between two casefolded nicks.
-
-    Order-independent: ``dm_key("bob", "alice") == dm_key("alice", "bob") ==
-    "~dm:alice:bob"``.  Callers casefold (``registry.casefold``) first.
-    """
-    if nick_b < nick_a:
-        nick_a, nick_b = nick_b, nick_a
-    return f"{DM_PREFIX}{nick_a}:{nick_b}"
-
-
-def is_dm_key(target: str) -> bool:
-    """True if ``target`` is a private conversation key made by :func:`dm_key`."""
-    return target.startswith(DM_PREFIX)
-
-
-def dm_parties(target: str) -> tuple[str, str] | None:
-    """The two casefolded nicks of a :func:`dm_key`, or None for any other target."""
-    if not target.startswith(DM_PREFIX):
-        return None
-    a, sep, b = target[len(DM_PREFIX):].partition(":")
-    return (a, b) if sep else None
 
 
 def record_from_event(event: Any) -> HistoryRecord:
