@@ -26,7 +26,7 @@ from twisted.internet import reactor, task
 from twisted.logger import globalLogPublisher
 from zope.interface.verify import verifyObject
 
-import twistchat.store as store_module
+import twistchat.store.database as database_module
 from twistchat.store import (
     HistoryRecord,
     IHistoryStore,
@@ -568,7 +568,7 @@ async def test_newer_schema_is_refused(stores):
     """A file written by a newer schema version is refused rather than misread."""
     await stores.open().stop()
     conn = sqlite3.connect(stores.path())
-    conn.execute(f"PRAGMA user_version={store_module.SCHEMA_VERSION + 1}")
+    conn.execute(f"PRAGMA user_version={database_module.SCHEMA_VERSION + 1}")
     conn.close()
     with pytest.raises(StoreError) as caught:
         SQLiteStore(stores.path(), reactor=reactor, clock=stores.clock)
@@ -790,7 +790,7 @@ async def test_prune_by_count(stores):
 @pytest_twisted.ensureDeferred
 async def test_prune_deletes_in_chunks(stores, monkeypatch):
     """A large prune runs as several small transactions and still removes everything it should."""
-    monkeypatch.setattr(store_module, "_PRUNE_CHUNK", 7)
+    monkeypatch.setattr(database_module, "_PRUNE_CHUNK", 7)
     store = stores.open(max_per_target=10)
     for seq in range(1, 101):
         store.append(rec("#a", seq))

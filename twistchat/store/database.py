@@ -1,0 +1,374 @@
+"""
+The SQLite file: its schema, its identity and epoch, and every SQL statement run on it.
+
+test-case-name: tests.test_store
+
+Plain functions of an ``sqlite3.Connection``, with no Twisted and no state of
+their own: :class:`~twistchat.store.sqlite.SQLiteStore` runs them in its one
+writer thread (opening at construction, before that thread exists).  Whatever
+the file format says lives here, so a change of schema touches one module.
+
+The file says what it is with two pragmas: ``application_id`` (any 32-bit
+number; "TwCh") and ``user_version``, the schema version this code writes.  A
+``meta`` key/value table holds the store's epoch (issue #11): a random value
+made the first time a file is used, kept for the file's life, so that a new
+file (whose sequence numbers restart at 1) is told apart from an old one.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sqlite3
+from collections.abc import Callable
+from typing import Any
+
+from twistchat.store.interface import StoreError
+from twistchat.store.records import NO_TAGS, HistoryRecord
+from twistchat.store.windows import INT_MAX, INT_MIN, Range, around_windows, clamp
+
+__all__ = [
+    "APPLICATION_ID", "SCHEMA_VERSION", "check_identity", "close", "enable_wal", "explain",
+    "initialise", "load_last_seqs", "prune_target", "read_around", "read_msgid", "read_range",
+    "read_targets", "read_time", "rollback", "write_batch",
+]
+
+APPLICATION_ID = 0x54774368
+SCHEMA_VERSION = 1
+
+# WITHOUT ROWID: the table is clustered on (target, seq), so "the last N of a
+# target" is one contiguous read; secondary indexes carry the primary key, so
+# (target, time_ms) and (target, msgid) answer with seq without a table lookup.
+_SCHEMA = (
+    """CREATE TABLE IF NOT EXISTS history (
+        target  TEXT    NOT NULL,
+        seq     INTEGER NOT NULL,
+        time_ms INTEGER NOT NULL,
+        msgid   TEXT    NOT NULL,
+        command TEXT    NOT NULL,
+        source  TEXT    NOT NULL,
+        params  TEXT    NOT NULL,  -- JSON array of strings
+        tags    TEXT,              -- JSON object of client-only tags; NULL if none
+        PRIMARY KEY (target, seq)
+    ) WITHOUT ROWID""",
+    "CREATE INDEX IF NOT EXISTS history_time ON history (target, time_ms)",
+    "CREATE INDEX IF NOT EXISTS history_msgid ON history (target, msgid)",
+    # The last seq and time of every target ever written.  Kept apart from
+    # history so that pruning never lowers a target's last seq: numbers must
+    # not be reused after a restart even when all of a room's history aged out.
+    """CREATE TABLE IF NOT EXISTS targets (
+        target       TEXT    PRIMARY KEY,
+        last_seq     INTEGER NOT NULL,
+        last_time_ms INTEGER NOT NULL
+    )""",
+    "CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL)",
+)
+
+_COLUMNS = "target, seq, time_ms, msgid, command, source, params, tags"
+_INSERT = f"INSERT OR IGNORE INTO history ({_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?)"
+_UPSERT_TARGET = (
+    "INSERT INTO targets (target, last_seq, last_time_ms) VALUES (?, ?, ?) "
+    "ON CONFLICT (target) DO UPDATE SET "
+    "last_seq = max(last_seq, excluded.last_seq), "
+    "last_time_ms = max(last_time_ms, excluded.last_time_ms)"
+)
+
+# Errors that belong to one record (a value SQLite or JSON cannot hold, see
+# _row), not to the database: such a record is skipped so it cannot block the
+# rest of its batch forever.
+_RECORD_ERRORS = (ValueError, TypeError, OverflowError)
+
+# Rows deleted per transaction when pruning, so that writes and queries
+# interleave with a large first prune instead of waiting for all of it.
+_PRUNE_CHUNK = 10_000
+
+def _dumps(value: Any) -> str:
+    """Compact JSON, UTF-8 text kept as is."""
+    return json.dumps(value, ensure_ascii=False, separators=(",", ":"))
+
+
+def _row(record: HistoryRecord) -> tuple:
+    """
+    The history row of ``record``.
+
+    TypeError or OverflowError if a field is of a type or size SQLite cannot
+    hold as this schema says (a caller's bug; the record is then skipped).
+    """
+    target, seq, time_ms = record.target, record.seq, record.time_ms
+    if type(seq) is not int or type(time_ms) is not int:
+        raise TypeError("seq and time_ms must be int")
+    if not (INT_MIN <= seq <= INT_MAX and INT_MIN <= time_ms <= INT_MAX):
+        raise OverflowError("seq or time_ms beyond 64 bits")
+    texts = (target, record.msgid, record.command, record.source)
+    if any(type(text) is not str for text in texts):
+        raise TypeError("target, msgid, command and source must be str")
+    return (
+        target, seq, time_ms, record.msgid, record.command, record.source,
+        _dumps(record.params), _dumps(dict(record.tags)) if record.tags else None,
+    )
+
+
+def _record(row: tuple) -> HistoryRecord:
+    """The record of a history row."""
+    target, seq, time_ms, msgid, command, source, params, tags = row
+    return HistoryRecord(target, seq, time_ms, msgid, command, source,
+                         tuple(json.loads(params)), json.loads(tags) if tags else NO_TAGS)
+
+
+def read_range(conn: sqlite3.Connection, window: Range) -> list:
+    """The stored records of ``window`` (writer thread)."""
+    if window.empty:
+        return []
+    where = "target = ?"
+    args: list[str | int] = [window.target]
+    if window.low is not None:
+        where += " AND seq > ?"
+        args.append(clamp(window.low))
+    if window.high is not None:
+        where += " AND seq < ?"
+        args.append(clamp(window.high))
+    order = "DESC" if window.from_end else "ASC"
+    args.append(clamp(window.limit))
+    rows = conn.execute(
+        f"SELECT {_COLUMNS} FROM history WHERE {where} ORDER BY seq {order} LIMIT ?", args
+    ).fetchall()
+    if window.from_end:
+        rows.reverse()
+    return [_record(row) for row in rows]
+
+
+def read_around(conn: sqlite3.Connection, target: str, seq: int, limit: int) -> list:
+    """Every stored record AROUND may pick, ascending (writer thread)."""
+    below, above = around_windows(target, seq, limit)
+    return read_range(conn, below) + read_range(conn, above)
+
+
+def read_msgid(conn: sqlite3.Connection, target: str, msgid: str) -> int | None:
+    """The stored seq of ``msgid`` in ``target`` (writer thread)."""
+    row = conn.execute(
+        "SELECT seq FROM history WHERE target = ? AND msgid = ? LIMIT 1", (target, msgid)
+    ).fetchone()
+    return row[0] if row else None
+
+
+def read_time(conn: sqlite3.Connection, target: str, time_ms: int, after: bool) -> tuple | None:
+    """``(time_ms, seq)`` of the stored record seq_for_time picks (writer thread)."""
+    if after:
+        sql = ("SELECT time_ms, seq FROM history WHERE target = ? AND time_ms > ? "
+               "ORDER BY time_ms ASC, seq ASC LIMIT 1")
+    else:
+        sql = ("SELECT time_ms, seq FROM history WHERE target = ? AND time_ms < ? "
+               "ORDER BY time_ms DESC, seq DESC LIMIT 1")
+    return conn.execute(sql, (target, clamp(time_ms))).fetchone()
+
+
+def read_targets(conn: sqlite3.Connection, low: int, high: int,
+                 visible: Callable[[str], bool]) -> dict:
+    """``{target: latest stored time in (low, high)}`` for visible targets (writer thread)."""
+    low_arg, high_arg = clamp(low), clamp(high)
+    # The targets table says which targets were active after ``low`` at all;
+    # for each, the (target, time_ms) index finds the latest time in the window.
+    candidates = [
+        target for (target,) in conn.execute(
+            "SELECT target FROM targets WHERE last_time_ms > ?", (low_arg,))
+        if visible(target)
+    ]
+    latest = {}
+    for target in candidates:
+        (time_ms,) = conn.execute(
+            "SELECT max(time_ms) FROM history WHERE target = ? AND time_ms > ? AND time_ms < ?",
+            (target, low_arg, high_arg),
+        ).fetchone()
+        if time_ms is not None and low < time_ms < high:
+            latest[target] = time_ms
+    return latest
+
+
+# -- opening (at construction, in the reactor thread) ------------------------------
+
+
+def check_identity(conn: sqlite3.Connection, path: str) -> None:
+    """StoreError unless ``conn`` holds a twistchat database this code can read, or nothing."""
+    app_id = conn.execute("PRAGMA application_id").fetchone()[0]
+    version = conn.execute("PRAGMA user_version").fetchone()[0]
+    if app_id != APPLICATION_ID:
+        tables = conn.execute("SELECT count(*) FROM sqlite_master").fetchone()[0]
+        if app_id != 0 or tables:
+            raise StoreError(path, "it is an SQLite database of another program, "
+                                   "not a twistchat history")
+    elif version > SCHEMA_VERSION:
+        raise StoreError(path, f"it was written by a newer twistchat "
+                               f"(schema {version}, this one reads {SCHEMA_VERSION})")
+
+
+def enable_wal(conn: sqlite3.Connection) -> str:
+    """
+    Put the file in WAL mode with ``synchronous=NORMAL``; the journal mode it runs in.
+
+    Some file systems (network mounts) have no shared memory for WAL; SQLite
+    then keeps its rollback journal, which is safe too: the caller warns.
+    WAL + synchronous=NORMAL: a commit survives the process being killed; only
+    a power loss may undo the last commits.  FULL would fsync every batch.
+    https://www.sqlite.org/pragma.html#pragma_synchronous
+    """
+    mode = str(conn.execute("PRAGMA journal_mode=WAL").fetchone()[0])
+    conn.execute("PRAGMA synchronous=NORMAL")
+    return mode.lower()
+
+
+def initialise(conn: sqlite3.Connection, now_ms: int) -> None:
+    """
+    Create what is missing of the schema and stamp the file, in one write transaction.
+
+    Writing at once makes a read-only file or directory fail here, at start-up,
+    with a clear sentence, instead of at the first flush.
+    """
+    conn.execute("BEGIN IMMEDIATE")
+    for statement in _SCHEMA:
+        conn.execute(statement)
+    conn.execute(f"PRAGMA application_id={APPLICATION_ID}")
+    conn.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
+    conn.execute("INSERT OR REPLACE INTO meta (key, value) VALUES ('opened_ms', ?)",
+                 (str(now_ms),))
+    conn.execute("COMMIT")
+
+
+def load_last_seqs(conn: sqlite3.Connection) -> dict:
+    """``{target: last seq}`` from the targets table."""
+    return dict(conn.execute("SELECT target, last_seq FROM targets"))
+
+
+def close(conn: sqlite3.Connection) -> None:
+    """Close ``conn`` (writer thread); SQLite checkpoints the WAL into the file."""
+    try:
+        conn.execute("PRAGMA optimize")
+    except sqlite3.Error:
+        pass
+    conn.close()
+
+
+def close_quietly(conn: sqlite3.Connection | None) -> None:
+    """Close ``conn`` if open, ignoring errors (it is being abandoned)."""
+    if conn is not None:
+        try:
+            conn.close()
+        except sqlite3.Error:
+            pass
+
+
+# -- writing (writer thread) ---------------------------------------------------------
+
+
+def write_batch(conn: sqlite3.Connection, batch: list) -> int:
+    """
+    Insert ``batch`` and move the targets' last seqs, in one transaction.
+
+    Returns how many records were skipped as unstorable.  Database errors
+    (locked, full, I/O) roll back and raise: the batch is retried later.
+    """
+    rows = []
+    last: dict = {}  # target -> (last seq, last time) of this batch
+    for record in batch:
+        try:
+            row = _row(record)
+        except _RECORD_ERRORS:
+            continue
+        rows.append(row)
+        target, seq, time_ms = row[0], row[1], row[2]
+        known = last.get(target)
+        if known is None or seq > known[0] or time_ms > known[1]:
+            last[target] = (seq, time_ms) if known is None else (
+                max(seq, known[0]), max(time_ms, known[1]))
+    stored = len(rows)
+    try:
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            conn.executemany(_INSERT, rows)
+        except _RECORD_ERRORS:
+            # A text SQLite cannot encode (a lone surrogate): insert one by
+            # one, skipping the bad ones (rows already in are ignored).
+            for row in rows:
+                try:
+                    conn.execute(_INSERT, row)
+                except _RECORD_ERRORS:
+                    stored -= 1
+        conn.executemany(_UPSERT_TARGET, [
+            (target, seq, time_ms) for target, (seq, time_ms) in last.items()])
+        conn.execute("COMMIT")
+    except BaseException:
+        rollback(conn)
+        raise
+    return len(batch) - stored
+
+
+def prune_target(conn: sqlite3.Connection, target: str, keep: int | None,
+                 cutoff_ms: int | None) -> tuple[int, bool]:
+    """
+    Delete the oldest records of ``target`` beyond the limits, one chunk.
+
+    Returns ``(removed, more)``.  Records go oldest first, by seq, so what
+    remains is always an unbroken tail of the transcript.
+    """
+    threshold = None  # delete seq <= threshold
+    if cutoff_ms is not None:
+        row = conn.execute(
+            "SELECT seq FROM history WHERE target = ? AND time_ms < ? "
+            "ORDER BY time_ms DESC, seq DESC LIMIT 1", (target, clamp(cutoff_ms))).fetchone()
+        if row:
+            threshold = row[0]
+    lowest, highest = conn.execute(
+        "SELECT min(seq), max(seq) FROM history WHERE target = ?", (target,)).fetchone()
+    if lowest is None:
+        return 0, False
+    if keep is not None and highest - lowest + 1 > keep:
+        # Only when the seq span exceeds the limit can the count; then the
+        # OFFSET walk finds the newest seq to delete.
+        row = conn.execute(
+            "SELECT seq FROM history WHERE target = ? ORDER BY seq DESC LIMIT 1 OFFSET ?",
+            (target, max(0, keep))).fetchone()
+        if row and (threshold is None or row[0] > threshold):
+            threshold = row[0]
+    if threshold is None or threshold < lowest:
+        return 0, False
+    upto = min(threshold, lowest + _PRUNE_CHUNK - 1)
+    try:
+        conn.execute("BEGIN IMMEDIATE")
+        removed = conn.execute("DELETE FROM history WHERE target = ? AND seq <= ?",
+                               (target, upto)).rowcount
+        conn.execute("COMMIT")
+    except BaseException:
+        rollback(conn)
+        raise
+    return removed, upto < threshold
+
+
+def rollback(conn: sqlite3.Connection) -> None:
+    """Roll back the open transaction, if any (SQLite ends some on error by itself)."""
+    if conn.in_transaction:
+        try:
+            conn.execute("ROLLBACK")
+        except sqlite3.Error:
+            pass
+
+
+def explain(exc: BaseException, path: str) -> str:
+    """A few words for an sqlite3 error about ``path``, to end a StoreError sentence."""
+    text = str(exc)
+    if "unable to open database file" in text:
+        if os.path.exists(path):
+            # SQLite also creates "-wal" and "-shm" files beside the database.
+            return "cannot open it for writing (the file or its directory is read-only)"
+        return "cannot create the file (does its directory exist, and may this user write there?)"
+    known = {
+        "file is not a database":
+            "the file is not an SQLite database (corrupt, or another kind of file)",
+        "attempt to write a readonly database": "the file or its directory is read-only",
+        "database is locked": "the database is locked by another process",
+        "database or disk is full": "the disk is full",
+        "database disk image is malformed": "the file is corrupt",
+        "disk I/O error": "disk I/O error",
+    }
+    for key, reason in known.items():
+        if key in text:
+            return reason
+    return text or type(exc).__name__
