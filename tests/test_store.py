@@ -363,6 +363,103 @@ def test_open_store_picks_the_provider(stores):
     assert verifyObject(IHistoryStore, memory) and verifyObject(IHistoryStore, on_disk)
 
 
+# --- epochs ---------------------------------------------------------------------
+
+# The version-1 schema as files were written before the meta table (and with it
+# the epoch) existed: history, its indexes and targets, nothing else.
+V1_SCHEMA_WITHOUT_META = (
+    """CREATE TABLE history (
+        target TEXT NOT NULL, seq INTEGER NOT NULL, time_ms INTEGER NOT NULL,
+        msgid TEXT NOT NULL, command TEXT NOT NULL, source TEXT NOT NULL,
+        params TEXT NOT NULL, tags TEXT, PRIMARY KEY (target, seq)
+    ) WITHOUT ROWID""",
+    "CREATE INDEX history_time ON history (target, time_ms)",
+    "CREATE INDEX history_msgid ON history (target, msgid)",
+    """CREATE TABLE targets (
+        target TEXT PRIMARY KEY, last_seq INTEGER NOT NULL, last_time_ms INTEGER NOT NULL
+    )""",
+)
+
+
+@pytest_twisted.ensureDeferred
+async def test_epoch_is_kept_in_the_file(stores):
+    """The same file reopened gives the same epoch, whatever was written in between."""
+    store = stores.open()
+    epoch = store.epoch()
+    assert isinstance(epoch, str) and epoch
+    store.append(rec("#a", 1))
+    assert await store.flush() is True
+    store = await stores.reopen(store)
+    assert store.epoch() == epoch
+    store = await stores.reopen(store)
+    assert store.epoch() == epoch
+
+
+@pytest_twisted.ensureDeferred
+async def test_new_file_gets_a_new_epoch(stores):
+    """Another file, or the same path made anew, restarts numbering: a different epoch."""
+    first = stores.open()
+    other = stores.open(stores.path("other.sqlite3"))
+    assert first.epoch() != other.epoch()
+    epoch = first.epoch()
+    await first.stop()
+    for suffix in ("", "-wal", "-shm"):
+        if os.path.exists(first.path + suffix):
+            os.remove(first.path + suffix)
+    again = stores.open(first.path)
+    assert again.last_seqs() == {}
+    assert again.epoch() not in (epoch, other.epoch())
+
+
+def test_memory_store_epoch_is_per_instance(stores):
+    """Every MemoryStore numbers from scratch, so each has its own epoch, fixed for its life."""
+    one, two = MemoryStore(clock=stores.clock), open_store(":memory:", clock=stores.clock)
+    stores.made += [one, two]
+    assert one.epoch() != two.epoch()
+    assert one.epoch() == one.epoch() and one.epoch()
+    one.append(rec("#a", 1))
+    assert one.epoch() == one.epoch()
+
+
+@pytest_twisted.ensureDeferred
+async def test_version_1_file_without_meta_gets_an_epoch_and_keeps_it(stores):
+    """
+    A schema-1 file from before the meta table opens as before, then has an epoch for good.
+
+    The file is made the old way, with sqlite3 alone: its records and last
+    seqs are all there, the meta table is added, and the epoch it is given on
+    the first opening is the one every later opening reads.
+    """
+    path = stores.path()
+    conn = sqlite3.connect(path)
+    for statement in V1_SCHEMA_WITHOUT_META:
+        conn.execute(statement)
+    conn.execute(f"PRAGMA application_id={database_module.APPLICATION_ID}")
+    conn.execute("PRAGMA user_version=1")
+    conn.executemany(
+        "INSERT INTO history VALUES (?, ?, ?, ?, 'PRIVMSG', 'alice!a@h', ?, NULL)",
+        [("#a", seq, T0 + seq, f"m{seq}", f'["#a", "old {seq}"]') for seq in (1, 2, 3)])
+    conn.execute("INSERT INTO targets VALUES ('#a', 3, ?)", (T0 + 3,))
+    conn.commit()
+    conn.close()
+
+    store = stores.open()
+    epoch = store.epoch()
+    assert epoch
+    assert store.last_seqs() == {"#a": 3}
+    assert [r.params for r in await store.latest("#a", 10)] == [
+        ("#a", "old 1"), ("#a", "old 2"), ("#a", "old 3")]
+    store = await stores.reopen(store)
+    assert store.epoch() == epoch
+    await store.stop()
+    conn = sqlite3.connect(path)
+    try:
+        assert conn.execute("PRAGMA user_version").fetchone() == (1,)
+        assert conn.execute("SELECT value FROM meta WHERE key = 'epoch'").fetchone() == (epoch,)
+    finally:
+        conn.close()
+
+
 # --- durability ----------------------------------------------------------------
 
 

@@ -12,7 +12,9 @@ BEFORE, AFTER, AROUND, BETWEEN, TARGETS) and the UDP side's gap repair asks
 (a range of sequence numbers).  At start-up, :meth:`IHistoryStore.last_seqs`
 tells the registry where every target's numbering stands, so numbers keep
 rising across restarts (issue #7), even for targets whose history retention
-has pruned away entirely.
+has pruned away entirely, and :meth:`IHistoryStore.epoch` names that numbering
+(issue #11): it changes only when numbering starts over (a new file, a
+memory store), so the room log can tell a gap from a new log.
 
 One job per module:
 

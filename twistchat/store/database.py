@@ -12,7 +12,9 @@ The file says what it is with two pragmas: ``application_id`` (any 32-bit
 number; "TwCh") and ``user_version``, the schema version this code writes.  A
 ``meta`` key/value table holds the store's epoch (issue #11): a random value
 made the first time a file is used, kept for the file's life, so that a new
-file (whose sequence numbers restart at 1) is told apart from an old one.
+file (whose sequence numbers restart at 1) is told apart from an old one.  A
+file of schema version 1 written before the table existed gains it, and an
+epoch, the first time it is opened: no version change is needed.
 """
 
 from __future__ import annotations
@@ -23,7 +25,7 @@ import sqlite3
 from collections.abc import Callable
 from typing import Any
 
-from twistchat.store.interface import StoreError
+from twistchat.store.interface import StoreError, new_epoch
 from twistchat.store.records import NO_TAGS, HistoryRecord
 from twistchat.store.windows import INT_MAX, INT_MIN, Range, around_windows, clamp
 
@@ -61,6 +63,9 @@ _SCHEMA = (
         last_seq     INTEGER NOT NULL,
         last_time_ms INTEGER NOT NULL
     )""",
+    # Key/value facts about the file: "epoch" (made once, never changed) and
+    # "opened_ms" (the last start-up).  IF NOT EXISTS, as every statement here,
+    # so that opening adds what an older file of the same version lacks.
     "CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL)",
 )
 
@@ -216,12 +221,15 @@ def enable_wal(conn: sqlite3.Connection) -> str:
     return mode.lower()
 
 
-def initialise(conn: sqlite3.Connection, now_ms: int) -> None:
+def initialise(conn: sqlite3.Connection, now_ms: int) -> str:
     """
     Create what is missing of the schema and stamp the file, in one write transaction.
 
-    Writing at once makes a read-only file or directory fail here, at start-up,
-    with a clear sentence, instead of at the first flush.
+    Returns the file's epoch, made now if the file has none yet (a new file,
+    or one written before epochs).  Under BEGIN IMMEDIATE, so two processes
+    opening one new file at once agree on it.  Writing at once also makes a
+    read-only file or directory fail here, at start-up, with a clear
+    sentence, instead of at the first flush.
     """
     conn.execute("BEGIN IMMEDIATE")
     for statement in _SCHEMA:
@@ -230,7 +238,10 @@ def initialise(conn: sqlite3.Connection, now_ms: int) -> None:
     conn.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
     conn.execute("INSERT OR REPLACE INTO meta (key, value) VALUES ('opened_ms', ?)",
                  (str(now_ms),))
+    conn.execute("INSERT OR IGNORE INTO meta (key, value) VALUES ('epoch', ?)", (new_epoch(),))
+    (epoch,) = conn.execute("SELECT value FROM meta WHERE key = 'epoch'").fetchone()
     conn.execute("COMMIT")
+    return str(epoch)
 
 
 def load_last_seqs(conn: sqlite3.Connection) -> dict:

@@ -16,16 +16,30 @@ every flush; ``append`` never raises.
 
 from __future__ import annotations
 
+import os
+
 from twisted.internet.defer import Deferred
 from zope.interface import Attribute, Interface
 
 from twistchat.store.records import HistoryRecord
 
-__all__ = ["DEFAULT_MAX_PER_TARGET", "DEFAULT_PRUNE_INTERVAL", "IHistoryStore", "StoreError"]
+__all__ = [
+    "DEFAULT_MAX_PER_TARGET", "DEFAULT_PRUNE_INTERVAL", "IHistoryStore", "StoreError", "new_epoch",
+]
 
 # Retention defaults, the same for every provider; each overridable by a service flag.
 DEFAULT_MAX_PER_TARGET = 100_000  # records kept per room / conversation
 DEFAULT_PRUNE_INTERVAL = 60.0  # seconds between retention passes
+
+
+def new_epoch() -> str:
+    """
+    A fresh epoch: 16 random hex digits.
+
+    64 bits from ``os.urandom``, so two logs never share one by chance (nor by
+    a clock set back, as a timestamp could).
+    """
+    return os.urandom(8).hex()
 
 
 class StoreError(Exception):
@@ -50,6 +64,20 @@ class IHistoryStore(Interface):
     Every query answers a ``Deferred`` of records in ascending ``seq`` order,
     including records appended but not yet written.  Sequence bounds are
     exclusive.  A ``limit`` of 0 or less is an empty answer.
+
+    The *epoch* (issue #11) names one numbering of sequence numbers: it changes
+    whenever numbering may have restarted, so that a client holding ``(epoch,
+    seq)`` can tell "I missed events" (same epoch, a gap) from "this is a new
+    log" (another epoch: forget what you hold, seqs start again).  It is one
+    opaque string for every target of the store, made by :func:`new_epoch`:
+
+    * SQLiteStore keeps it in the file (its ``meta`` table), made the first
+      time the file is used, so a restart on the same file keeps it and a new
+      or replaced file (numbering from 1 again) gets another;
+    * MemoryStore makes one per instance: its numbering restarts with every
+      process.
+
+    Compare epochs for equality only; they have no order.
     """
 
     dropped = Attribute("Number of records lost: queue bound hit while writes failed, "
@@ -63,6 +91,9 @@ class IHistoryStore(Interface):
 
     def last_seqs() -> dict:
         """``{target: last seq}`` for every target ever recorded; synchronous."""
+
+    def epoch() -> str:
+        """The epoch of this store's numbering (see above); synchronous, never changes."""
 
     def append(record: HistoryRecord) -> None:
         """Queue one record; never blocks, never raises."""

@@ -6,7 +6,8 @@ test-case-name: tests.test_store
 The same answers as :class:`~twistchat.store.sqlite.SQLiteStore` from one
 sorted list of records per target, with the query semantics of
 :mod:`twistchat.store.windows`; nothing is written, no thread is started, and
-everything is lost at exit.
+everything is lost at exit.  So numbering restarts with every instance, and
+each instance has an epoch of its own.
 """
 
 from __future__ import annotations
@@ -21,7 +22,12 @@ from twisted.logger import Logger
 from zope.interface import implementer
 
 from twistchat.store import windows
-from twistchat.store.interface import DEFAULT_MAX_PER_TARGET, DEFAULT_PRUNE_INTERVAL, IHistoryStore
+from twistchat.store.interface import (
+    DEFAULT_MAX_PER_TARGET,
+    DEFAULT_PRUNE_INTERVAL,
+    IHistoryStore,
+    new_epoch,
+)
 from twistchat.store.records import HistoryRecord
 from twistchat.store.windows import BY_SEQ, BY_TIME, Range
 
@@ -61,6 +67,8 @@ class MemoryStore:
         self._records: dict = {}
         self._last_seqs: dict = {}
         self._closed = False
+        # Nothing outlives the instance, so its numbering starts over with it.
+        self._epoch = new_epoch()
         self._prune_loop = LoopingCall(self.prune)
         self._prune_loop.clock = clock
 
@@ -80,6 +88,10 @@ class MemoryStore:
     def last_seqs(self) -> dict:
         """``{target: last seq}`` of every target appended since construction."""
         return dict(self._last_seqs)
+
+    def epoch(self) -> str:
+        """This instance's epoch, made at construction: no two MemoryStores share one."""
+        return self._epoch
 
     def append(self, record: HistoryRecord) -> None:
         """Keep ``record``; never raises.  A seq already held is ignored (first wins)."""

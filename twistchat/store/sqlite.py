@@ -147,6 +147,7 @@ class SQLiteStore:
         # exit: it loses the queue, as a kill would) must not hang on it.
         self._pool.threadFactory = _DaemonThread
         self._last_seqs: dict = {}
+        self._epoch = ""
         self._conn = self._open()
 
     # -- opening -----------------------------------------------------------
@@ -171,7 +172,7 @@ class SQLiteStore:
             if mode != "wal" and self.path != ":memory:":
                 self._log.warn("History database {path} runs in {mode} journal mode, not WAL",
                                path=self.path, mode=mode)
-            database.initialise(conn, int(self._clock.seconds() * 1000))
+            self._epoch = database.initialise(conn, int(self._clock.seconds() * 1000))
             self._last_seqs = database.load_last_seqs(conn)
         except StoreError:
             database.close_quietly(conn)
@@ -264,6 +265,15 @@ class SQLiteStore:
         Synchronous, for the registry at start-up.  Pruning never lowers it.
         """
         return dict(self._last_seqs)
+
+    def epoch(self) -> str:
+        """
+        The file's epoch: made when the file was first used, the same at every reopening.
+
+        A new file (or one deleted and made again) has another, as its
+        numbering starts over.  Synchronous: read once, at construction.
+        """
+        return self._epoch
 
     @property
     def queued(self) -> int:
