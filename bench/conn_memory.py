@@ -78,8 +78,8 @@ def main(argv=None) -> int:
         threading.Thread(target=proc.wait, daemon=True).start()
 
     def check():
-        members = sum(len(c.members) for c in top.registry.channels.values())
-        state["stable"] = state["stable"] + 1 if min(len(top.registry.users), members) >= a.n else 0
+        members = sum(len(list(top.registry.audience(key))) for key in ("#bench", "#lobby", "#room"))
+        state["stable"] = state["stable"] + 1 if min(top.registry.user_count(), members) >= a.n else 0
         if state["stable"] < 2:
             return
         snap, types = snapshot()
@@ -101,7 +101,7 @@ def main(argv=None) -> int:
         reactor.stop()
 
     def give_up():
-        print(f"timed out: {len(top.registry.users)} of {a.n} registered", file=sys.stderr)
+        print(f"timed out: {top.registry.user_count()} of {a.n} registered", file=sys.stderr)
         reactor.stop()
 
     reactor.callWhenRunning(top.startService)

@@ -213,7 +213,7 @@ def chathistory_run(a, db: Path) -> dict:
         rng = random.Random(8)
         before, counts = [], set()
         end = time.monotonic() + a.phase_timeout
-        from twistchat.events import format_server_time
+        from twistchat.core.events import format_server_time
         for _ in range(a.requests):
             if time.monotonic() > end:
                 break

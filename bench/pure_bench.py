@@ -32,8 +32,8 @@ from twisted.internet.address import IPv4Address  # noqa: E402
 from twisted.internet.task import Clock  # noqa: E402
 from twisted.internet.testing import StringTransport  # noqa: E402
 
-from twistchat import commands  # noqa: E402
-from twistchat.events import (  # noqa: E402
+from twistchat.core import commands  # noqa: E402
+from twistchat.core.events import (  # noqa: E402
     NO_TAGS,
     TAG_CLIENT,
     TAG_MSGID,
@@ -43,8 +43,8 @@ from twistchat.events import (  # noqa: E402
     deliver,
     format_server_time,
 )
-from twistchat.irc import ConnectionLimits, IRCFactory  # noqa: E402
-from twistchat.registry import Registry  # noqa: E402
+from twistchat.frontends.irc import ConnectionLimits, IRCFactory  # noqa: E402
+from twistchat.core.registry import Limits, Registry  # noqa: E402
 from twistchat.store import MemoryStore, SQLiteStore, record_from_event  # noqa: E402
 from twistchat.wire import Message, encode, parse  # noqa: E402
 
@@ -66,10 +66,12 @@ class Room:
     def __init__(self, n: int = MEMBERS, caps: str = "", listeners=()) -> None:
         self.clock = Clock()
         self.clock.advance(NOW)
-        self.registry = Registry(server_name="bench", clock=self.clock.seconds)
-        self.registry.listeners.extend(listeners)
+        self.registry = Registry(server_name="bench", clock=self.clock.seconds,
+                                 limits=Limits(max_per_ip=n + 1))
+        for listener in listeners:
+            self.registry.log.subscribe(listener)
         # The flood limit is not what is measured here: one client sends every line.
-        limits = ConnectionLimits(flood_burst=10**9, max_per_ip=n + 1)
+        limits = ConnectionLimits(flood_burst=10**9)
         self.factory = IRCFactory(self.registry, self.clock, limits)
         self.protos = []
         for i in range(n):
@@ -81,7 +83,7 @@ class Room:
             proto.dataReceived("".join(line + "\r\n" for line in lines).encode())
             self.protos.append(proto)
         self.users = [p.user for p in self.protos]
-        self.channel = self.registry.channels["#bench"]
+        self.channel = self.registry.find_channel("#bench")
         assert len(self.channel.members) == n
 
 
@@ -171,7 +173,7 @@ def make_benchmarks(tmp: str) -> list:
         store, event = state["sqlite"], state["event"]
         store._pending.clear()  # the queue only: no flush runs without a reactor
         for i in range(k):
-            event.seq = i
+            object.__setattr__(event, "seq", i)  # Events are frozen; a new seq, same bytes
             store.append(record_from_event(event))
     out.append(bench("record_from_event + SQLiteStore.append", sqlite_append, setup=store_setup,
                      note="queue only; the writer thread is not timed"))
@@ -180,7 +182,7 @@ def make_benchmarks(tmp: str) -> list:
         store, event = state["memory"], state["event"]
         store._records.clear()
         for i in range(k):
-            event.seq = i
+            object.__setattr__(event, "seq", i)  # Events are frozen; a new seq, same bytes
             store.append(record_from_event(event))
     out.append(bench("record_from_event + MemoryStore.append", memory_append, setup=store_setup))
 

@@ -10,8 +10,9 @@ from twisted.internet.address import IPv4Address
 from twisted.internet.task import Clock
 from twisted.internet.testing import StringTransport
 
-from twistchat.irc import ConnectionLimits, IRCFactory
-from twistchat.registry import Limits, Registry
+from twistchat.frontends.irc import ConnectionLimits, IRCFactory
+from twistchat.core.registry import Limits, Registry
+from twistchat.history import History
 from twistchat.store import record_from_event
 from twistchat.wire import Message, parse
 
@@ -26,14 +27,18 @@ class MemoryServer:
         self.clock = Clock()
         self.clock.advance(1_800_000_000)
         self.store = store
+        registry_limits = dict(registry_limits or {})
+        if "max_per_ip" in conn_limits:  # one limit over every front-end: the core's
+            registry_limits["max_per_ip"] = conn_limits.pop("max_per_ip")
         self.registry = Registry(server_name="srv", clock=self.clock.seconds, motd=motd,
-                                 limits=Limits(**(registry_limits or {})),
+                                 limits=Limits(**registry_limits), password=password,
                                  last_seqs=store.last_seqs() if store else None)
+        history = None
         if store is not None:
-            self.registry.listeners.append(lambda e: store.append(record_from_event(e)))
+            self.registry.log.subscribe(lambda e: store.append(record_from_event(e)))
+            history = History(store, self.registry, history_max, history_on_join)
         self.factory = IRCFactory(self.registry, self.clock, ConnectionLimits(**conn_limits),
-                                  password, store=store, history_on_join=history_on_join,
-                                  history_max=history_max)
+                                  history)
 
     def connect(self, host: str = "127.0.0.1") -> MemoryClient:
         """A new connection from ``host``."""

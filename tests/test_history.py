@@ -8,7 +8,7 @@ real SQLite file and the real twistd is in tests/test_history_e2e.py.
 import pytest
 
 from tests.memory import MemoryServer, first, numerics
-from twistchat.events import format_server_time
+from twistchat.core.events import format_server_time
 from twistchat.store import MemoryStore
 
 ALL_CAPS = ("server-time message-tags batch labeled-response draft/chathistory "

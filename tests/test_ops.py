@@ -160,9 +160,9 @@ def test_client_errors_are_one_line_events_with_peer_and_reason(tmp_path, monkey
     for line in log.splitlines():
         assert JOURNAL_LINE.match(line), f"not one event per line: {line!r}"
     assert "Traceback" not in log and "Unhandled" not in log
-    assert "<6>[twistchat.irc.IRCProtocol] drop 127.0.0.1: Excess Flood" in log
-    assert "<6>[twistchat.irc.IRCProtocol] disconnect 127.0.0.1 flooder: Excess Flood" in log
-    assert re.search(r"<6>\[twistchat\.irc\.IRCProtocol\] disconnect 127\.0\.0\.1 messy: \S", log)
+    assert "<6>[twistchat.frontends.irc.IRCProtocol] drop 127.0.0.1: Excess Flood" in log
+    assert "<6>[twistchat.frontends.irc.IRCProtocol] disconnect 127.0.0.1 flooder: Excess Flood" in log
+    assert re.search(r"<6>\[twistchat\.frontends\.irc\.IRCProtocol\] disconnect 127\.0\.0\.1 messy: \S", log)
     assert f"<6>[twistchat.listen] listening on tcp:{server.port}:interface=127.0.0.1" in log
 
 
@@ -176,17 +176,17 @@ def _failure() -> Failure:
 def test_a_failure_is_folded_into_one_line():
     """Our own bug (log.failure) still gives one line: message, exception, innermost frames."""
     event = {"log_format": "error handling {verb}", "verb": "PRIVMSG",
-             "log_level": LogLevel.critical, "log_namespace": "twistchat.irc",
+             "log_level": LogLevel.critical, "log_namespace": "twistchat.frontends.irc",
              "log_failure": _failure(), "log_time": 0.0}
     line = format_line(event, journal=True)
     assert "\n" not in line
-    assert line.startswith("<2>[twistchat.irc] error handling PRIVMSG: ZeroDivisionError: ")
+    assert line.startswith("<2>[twistchat.frontends.irc] error handling PRIVMSG: ZeroDivisionError: ")
     assert "(at test_ops.py:" in line
 
 
 def test_outside_the_journal_lines_carry_a_timestamp():
     """Without $JOURNAL_STREAM (a terminal, a file) each line starts with the time and level."""
     event = {"log_format": "connect {peer}\nsecond line", "peer": "::1",
-             "log_level": LogLevel.info, "log_namespace": "twistchat.irc", "log_time": 0.0}
+             "log_level": LogLevel.info, "log_namespace": "twistchat.frontends.irc", "log_time": 0.0}
     line = format_line(event, journal=False)
-    assert re.match(r"^1970-01-01T00:00:00\S* \[twistchat\.irc#info\] connect ::1 second line$", line)
+    assert re.match(r"^1970-01-01T00:00:00\S* \[twistchat\.frontends\.irc#info\] connect ::1 second line$", line)

@@ -2,8 +2,8 @@
 The registry without any I/O: rules, sequence numbers, what goes to whom.
 """
 
-from twistchat.events import TAG_SEQ, TAG_TIME, Event, deliver
-from twistchat.registry import Registry, casefold
+from twistchat.core.events import TAG_SEQ, TAG_TIME, Event, deliver
+from twistchat.core.registry import Registry, casefold
 
 
 class Conn:
@@ -30,9 +30,14 @@ def make(**kwargs):
     return registry, clock
 
 
+_hosts = iter(range(1, 10**6))
+
+
 def joined(registry, nick, *rooms):
+    """A registered user ``nick`` (from an address of its own) in ``rooms``."""
     conn = Conn()
-    user = registry.connect(conn, "127.0.0.1")
+    n = next(_hosts)
+    user = registry.connect(conn, f"127.0.{n // 250}.{n % 250 + 1}")
     deliver(registry.register(user, nick, nick, nick))
     for room in rooms:
         deliver(registry.join(user, room))
@@ -68,7 +73,7 @@ def test_room_sequence_numbers_rise_by_one_per_event():
     alice, _ = joined(registry, "alice", "#r")
     bob, _ = joined(registry, "bob", "#r")
     events = []
-    registry.listeners.append(events.append)
+    registry.log.subscribe(events.append)
     registry.message(alice, "PRIVMSG", "#r", "one")
     registry.topic(alice, "#r", "t")
     registry.part(bob, "#r")
@@ -81,7 +86,7 @@ def test_sequence_numbers_continue_from_the_store():
     """A room the store knew at seq 41 starts again at 42 (no reuse after restart)."""
     registry, _ = make(last_seqs={"#r": 41})
     events = []
-    registry.listeners.append(events.append)
+    registry.log.subscribe(events.append)
     joined(registry, "alice", "#R")
     assert events[0].seq == 42
 
@@ -91,9 +96,9 @@ def test_empty_room_keeps_its_sequence():
     registry, _ = make()
     alice, _ = joined(registry, "alice", "#r")
     registry.part(alice, "#r")
-    assert "#r" not in registry.channels
+    assert registry.find_channel("#r") is None
     events = []
-    registry.listeners.append(events.append)
+    registry.log.subscribe(events.append)
     registry.join(alice, "#r")
     assert events[0].seq == 3
 
@@ -104,7 +109,7 @@ def test_private_messages_are_numbered_per_conversation():
     alice, _ = joined(registry, "Alice")
     bob, bob_conn = joined(registry, "bob")
     events = []
-    registry.listeners.append(events.append)
+    registry.log.subscribe(events.append)
     deliver(registry.message(alice, "PRIVMSG", "bob", "hi"))
     deliver(registry.message(bob, "PRIVMSG", "alice", "hey"))
     assert [(e.target, e.seq) for e in events] == [("~dm:alice:bob", 1), ("~dm:alice:bob", 2)]
@@ -127,7 +132,7 @@ def test_event_line_views_are_cached():
     (delivery,) = registry.message(alice, "PRIVMSG", "#r", "x")
     event: Event = delivery.payload
     plain = event.line()
-    assert plain == b":alice!alice@127.0.0.1 PRIVMSG #r x\r\n"
+    assert plain == f":alice!alice@{alice.host} PRIVMSG #r x\r\n".encode()
     assert event.line() is plain
     tagged = event.line(TAG_SEQ | TAG_TIME)
     assert tagged.startswith(b"@seq=") and b";time=" in tagged
@@ -135,15 +140,16 @@ def test_event_line_views_are_cached():
 
 def test_recent_history_is_bounded():
     """Each room keeps at most recent_history events in memory."""
-    from twistchat.registry import Limits
+    from twistchat.core.registry import Limits
 
     registry, _ = make(limits=Limits(recent_history=10))
     alice, _ = joined(registry, "alice", "#r")
     for i in range(25):
         registry.message(alice, "PRIVMSG", "#r", str(i))
-    recent = registry.recent_events("#r")
+    lowest, recent = registry.log.held("#r", 1, 10**9, 100)
     assert len(recent) == 10 and recent[-1].message.params[1] == "24"
-    assert [e.seq for e in registry.recent_events("#r", after_seq=24)] == [25, 26]
+    assert lowest == recent[0].seq == 17  # JOIN was 1, messages 2..26: the last ten held
+    assert [e.seq for e in registry.log.held("#r", 25, 10**9, 100)[1]] == [25, 26]
 
 
 def test_quit_reaches_each_peer_once_and_frees_everything():
@@ -152,11 +158,11 @@ def test_quit_reaches_each_peer_once_and_frees_everything():
     alice, _ = joined(registry, "alice", "#a", "#b")
     bob, bob_conn = joined(registry, "bob", "#a", "#b")
     events = []
-    registry.listeners.append(events.append)
+    registry.log.subscribe(events.append)
     deliver(registry.quit(alice, "bye"))
     assert len(bob_conn.got) == 1 and bob_conn.got[0].message.command == "QUIT"
     assert sorted(e.target for e in events) == ["#a", "#b"]
-    assert registry.find_user("alice") is None and registry.connections == 1
+    assert registry.find_user("alice") is None and registry.connection_count() == 1
 
 
 def test_names_reply_is_split_to_fit_512_bytes():

@@ -346,7 +346,7 @@ def test_record_is_an_immutable_value():
 
 def test_record_from_event():
     """A registry Event becomes a record with its number, time, msgid, line and client tags."""
-    from twistchat.events import Event
+    from twistchat.core.events import Event
     from twistchat.wire import Message
 
     event = Event("#a", 7, T0, "abc1", Message("PRIVMSG", ("#a", "hi"), "al!a@h"), {"+x": "1"})

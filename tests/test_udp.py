@@ -1,5 +1,5 @@
 """
-The UDP front-end (twistchat.udp) on an in-memory network and a task.Clock: no sockets.
+The UDP front-end (twistchat.frontends.udp) on an in-memory network and a task.Clock: no sockets.
 
 Each test names one rule of docs/udp-protocol.md in its docstring.
 """
@@ -16,7 +16,7 @@ from twisted.internet.protocol import DatagramProtocol
 
 from tests.memory import MemoryServer
 from tests.udpnet import BROADCAST, UDPWorld
-from twistchat.udp import (
+from twistchat.frontends.udp import (
     MAX_DATAGRAM,
     MIN_REGISTER,
     UDPLimits,
@@ -192,7 +192,7 @@ def test_forged_token_is_dropped_silently(world):
     client.register("alice")
     forger = Raw(world)
     forger.send(b"@token=" + b"0" * 32 + b";cseq=1 JOIN #room")
-    assert forger.got == [] and not world.registry.channels
+    assert forger.got == [] and world.registry.room_count() == 0
 
 
 def test_right_token_from_another_address_is_dropped(world):
@@ -201,9 +201,9 @@ def test_right_token_from_another_address_is_dropped(world):
     alice.register("alice")
     thief = Raw(world, "127.0.0.2")
     thief.send(f"@token={alice.token};cseq=1 JOIN #room".encode())
-    assert thief.got == [] and not world.registry.channels
+    assert thief.got == [] and world.registry.room_count() == 0
     alice.command("JOIN #room")
-    assert "#room" in world.registry.channels
+    assert world.registry.find_channel("#room") is not None
 
 
 def test_room_events_are_broadcast_once_with_seq_and_time(world):
@@ -239,7 +239,7 @@ def test_tcp_and_udp_users_share_a_room_and_its_numbers():
              if m.command == "PRIVMSG"]
     assert heard == [("ircuser", "from tcp", "3"), ("udpuser", "from udp", "4")]
     assert [m.params[-1] for m in irc.take() if m.command == "PRIVMSG"] == ["from udp"]
-    assert [e.seq for e in tcp.registry.channels["#room"].recent] == [1, 2, 3, 4]
+    assert [e.seq for e in tcp.registry.log.held("#room", 1, 10**9, 10**9)[1]] == [1, 2, 3, 4]
     w.stop()
 
 
@@ -290,13 +290,14 @@ def test_heartbeat_carries_latest_seq_and_is_the_beacon(world):
 
 def test_heartbeat_splits_many_rooms_within_1200_bytes():
     """A heartbeat with many rooms is several datagrams, each within MAX_DATAGRAM."""
-    rooms = [(f"#room-with-a-long-name-{i}", i * 1000) for i in range(200)]
+    rooms = [(f"#room-with-a-long-name-{i}", i * 1000, "e1") for i in range(200)]
     lines = heartbeat_lines("srv", "net", 6667, rooms, 0)
     assert len(lines) > 1 and all(len(line) <= MAX_DATAGRAM for line in lines)
     merged = {}
     for line in lines:
         merged.update(parse_heartbeat(parse(line, max_body=MAX_DATAGRAM + 2)))
-    assert merged == dict(rooms)
+    assert merged == {name: seq for name, seq, _ in rooms}
+    assert all(parse(line, max_body=MAX_DATAGRAM + 2).tags["epoch"] == "e1" for line in lines)
 
 
 def test_repair_sends_missing_events_in_order(world):
@@ -413,7 +414,7 @@ def test_over_long_datagram_gets_417(world):
     stranger = Raw(world)
     stranger.send(b"x" * 1500)
     assert [m.command for m in stranger.take()] == ["417"]
-    assert alice.command("JOIN #room") and "#room" in world.registry.channels
+    assert alice.command("JOIN #room") and world.registry.find_channel("#room") is not None
 
 
 def test_invalid_utf8_and_malformed_lines_get_errors(world):
@@ -431,9 +432,9 @@ def test_invalid_utf8_and_malformed_lines_get_errors(world):
     got = alice.take()
     assert ("FAIL", "INVALID_MESSAGE") in [(m.command, m.params[1]) for m in got
                                            if m.command == "FAIL"]
-    assert "#room" not in world.registry.channels
+    assert world.registry.find_channel("#room") is None
     alice.command("JOIN #room")
-    assert "#room" in world.registry.channels
+    assert world.registry.find_channel("#room") is not None
 
 
 def test_silent_session_expires_with_quit_to_its_rooms():

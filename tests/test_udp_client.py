@@ -14,7 +14,7 @@ from tests.udpnet import BROADCAST, UDPWorld
 from twistchat.client import interfaces as I
 from twistchat.client.interfaces import IChatSession
 from twistchat.client.udp import FaultInjector, UDPChatSession, discover
-from twistchat.udp import UDPLimits
+from twistchat.frontends.udp import UDPLimits
 
 
 def session(world: UDPWorld, nick: str, seed: int = None, loss: float = 0.0,

@@ -14,8 +14,8 @@ import ipaddress
 from twisted.internet.address import IPv4Address
 from twisted.internet.task import Clock
 
-from twistchat.registry import Registry
-from twistchat.udp import Broadcast, UDPFrontEnd, UDPLimits
+from twistchat.core.registry import Registry
+from twistchat.frontends.udp import Broadcast, UDPFrontEnd, UDPLimits
 
 BROADCAST = "127.255.255.255"
 

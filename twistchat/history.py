@@ -12,20 +12,34 @@ https://ircv3.net/specs/extensions/chathistory ::
     CHATHISTORY BETWEEN <target> <timestamp | msgid> <timestamp | msgid> <limit>
     CHATHISTORY TARGETS <timestamp> <timestamp> <limit>
 
-Who may read what is a chat rule, so it asks the registry: a room's history
-only for its members, a private conversation only for its two parties.  A
-room the asker cannot see gets the same answer as one that does not exist
-(INVALID_TARGET), so the reply reveals nothing.
+Who may read what is a chat rule, so it asks the registry
+(:meth:`~twistchat.core.registry.Registry.can_read`): a room's history only for
+its members, a private conversation only for its two parties.  A room the asker
+cannot see gets the same answer as one that does not exist (INVALID_TARGET), so
+the reply reveals nothing.
+
+:class:`History` is what front-ends hold: CHATHISTORY requests and history on
+join, planned over the room log (where a room's numbering stands) and the
+store (the records).  Front-ends never see the store itself.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
-from twistchat.events import TAG_CLIENT, TAG_MSGID, TAG_TIME, format_server_time, parse_server_time
-from twistchat.registry import CHANTYPES, Registry, User, casefold
-from twistchat.store import dm_key, dm_parties
-from twistchat.wire import Message, safe_middle
+from twisted.internet.defer import Deferred
+
+from twistchat.core.events import TAG_CLIENT, TAG_MSGID, TAG_TIME
+from twistchat.core.registry import Registry, User
+from twistchat.wire import (
+    CHANTYPES,
+    Message,
+    casefold,
+    format_server_time,
+    is_decimal,
+    parse_server_time,
+    safe_middle,
+)
 
 SUBCOMMANDS = ("LATEST", "BEFORE", "AFTER", "AROUND", "BETWEEN", "TARGETS")
 # Lines replayed to clients without draft/event-playback (what Ergo replays by default).
@@ -79,7 +93,7 @@ def parse_selector(sub: str, text: str, allow_star: bool = False) -> Selector:
 
 def parse_limit(sub: str, text: str, maximum: int) -> int:
     """The limit: a whole number from 1 to the advertised maximum."""
-    if not text.isdigit() or not 0 < int(text) <= maximum:
+    if not is_decimal(text) or not 0 < int(text) <= maximum:
         raise HistoryError("INVALID_PARAMS", sub,
                            text=f"Limit must be a whole number from 1 to {maximum}")
     return int(text)
@@ -88,14 +102,15 @@ def parse_limit(sub: str, text: str, maximum: int) -> int:
 def target_key(registry: Registry, user: User, sub: str, target: str) -> str:
     """The store key of ``target`` if ``user`` may read it; INVALID_TARGET otherwise."""
     if target[:1] in CHANTYPES:
-        channel = registry.find_channel(target)
-        if channel is None or user not in channel.members:
+        key = casefold(target)
+        if not registry.can_read(user, key):
             raise HistoryError("INVALID_TARGET", sub, target,
                                text="No such channel, or you are not in it")
-        return channel.key
-    if not registry.valid_nick(target):
+        return key
+    conversation = registry.conversation_key(user, target)
+    if conversation is None:
         raise HistoryError("INVALID_TARGET", sub, target, text="Invalid target")
-    return dm_key(user.key, casefold(target))
+    return conversation
 
 
 async def _seq(store, key: str, selector: Selector, sub: str, *, after: bool) -> int | None:
@@ -136,7 +151,8 @@ async def query(store, registry: Registry, user: User, params: tuple, maximum: i
     limit_at = 4 if sub == "BETWEEN" else 3
     if sub in SUBCOMMANDS and sub != "TARGETS" and len(params) > limit_at:
         limit = parse_limit(sub, params[limit_at], maximum)
-        wider = params[:limit_at] + (str(min(limit * OVERFETCH, 10 * maximum)),) + params[limit_at + 1:]
+        wider = (*params[:limit_at], str(min(limit * OVERFETCH, 10 * maximum)),
+                 *params[limit_at + 1:])
         target, records = await _query(store, registry, user, wider, 10 * maximum)
         kept = [r for r in records if r.command in MESSAGE_COMMANDS]
         if sub in ("LATEST", "BEFORE") or (sub == "BETWEEN" and not _order(
@@ -216,19 +232,10 @@ async def _targets(store, registry: Registry, user: User, params: tuple, maximum
     if since.time_ms is None or until.time_ms is None:
         raise HistoryError("INVALID_PARAMS", "TARGETS", text="TARGETS takes two timestamps")
     low, high = sorted((since.time_ms, until.time_ms))
+    rooms = {key for key, _ in registry.rooms_of(user)}
     found = await store.targets(since_ms=low, until_ms=high, limit=limit,
-                                visible=set(user.channels), dm_party=user.key)
-    named = []
-    for key, time_ms in found:
-        parties = dm_parties(key)
-        if parties is None:
-            channel = registry.channels.get(key)
-            named.append((channel.name if channel else key, time_ms))
-        else:
-            other = parties[1] if parties[0] == user.key else parties[0]
-            found_user = registry.users.get(other)
-            named.append((found_user.nick if found_user else other, time_ms))
-    return named
+                                visible=rooms, dm_party=user.key)
+    return [(registry.target_name(user, key), time_ms) for key, time_ms in found]
 
 
 def replay_message(record, view: int, batch: str | None, server_name: str) -> Message:
@@ -243,3 +250,46 @@ def replay_message(record, view: int, batch: str | None, server_name: str) -> Me
     if view & TAG_TIME:
         tags["time"] = format_server_time(record.time_ms)
     return Message(record.command, record.params, record.source or server_name, tags)
+
+
+class History:
+    """
+    History as a front-end sees it: CHATHISTORY and history on join.
+
+    ``store`` is the history store (an ``IHistoryStore``), ``registry`` the
+    core; ``maximum`` is the most a CHATHISTORY request returns (ISUPPORT
+    ``CHATHISTORY``), ``on_join`` the most messages replayed on JOIN (0: none).
+    """
+
+    def __init__(self, store, registry: Registry, maximum: int = 100,
+                 on_join: int = 50) -> None:
+        self.store = store
+        self.registry = registry
+        self.maximum = maximum
+        self.on_join_count = on_join
+
+    def query(self, user: User, params: tuple, messages_only: bool) -> Deferred:
+        """One CHATHISTORY request: a Deferred of :func:`query`'s answer, or HistoryError."""
+        return Deferred.fromCoroutine(query(self.store, self.registry, user, params,
+                                            self.maximum, messages_only=messages_only))
+
+    def on_join(self, user: User, key: str, messages_only: bool) -> Deferred | None:
+        """
+        The last messages of room ``key`` before ``user``'s JOIN, oldest first; None for none.
+
+        Only events before the JOIN (whose number the room log has just
+        handed out) are replayed: later ones reach the client live.
+        """
+        count = self.on_join_count
+        if not count or not self.registry.can_read(user, key):
+            return None
+        joined_at = self.registry.latest(key)
+        d = self.store.before(key, joined_at, min(count * 4, 1000))
+
+        def kept(records: list) -> list:
+            if messages_only:
+                records = [r for r in records if r.command in MESSAGE_COMMANDS]
+            return records[-count:]
+
+        d.addCallback(kept)
+        return d

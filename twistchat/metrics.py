@@ -50,6 +50,7 @@ DROP_REASONS = {
     "per_ip": "a connection was refused: too many from one address (--max-per-ip)",
     "udp_token": "a UDP datagram was refused: missing or wrong session token, or wrong address",
     "udp_expired": "a UDP session stayed silent past its timeout",
+    "udp_repair_denied": "a UDP repair asked for a room the session may not read",
 }
 
 CONTENT_TYPE = b"text/plain; version=0.0.4; charset=utf-8"
@@ -117,9 +118,9 @@ class Metrics:
         registry = self.registry
         if registry is not None:
             family("twistchat_registered_users", "gauge", "Users registered (with a nick) now.",
-                   [("", len(registry.users))])
+                   [("", registry.user_count())])
             family("twistchat_rooms", "gauge", "Rooms that exist now.",
-                   [("", len(registry.channels))])
+                   [("", registry.room_count())])
         family("twistchat_messages_in_total", "counter",
                "IRC messages (lines) received from clients, by transport.",
                by_transport("lines_in"))

@@ -10,15 +10,19 @@ defined here, each option with its default.
 
 from __future__ import annotations
 
+from typing import Any
+
 from twisted.application import service
 from twisted.python import usage
 
-from twistchat.irc import ConnectionLimits, IRCFactory
+from twistchat.core.registry import Limits, Registry
+from twistchat.core.roomlog import LocalRoomLog
+from twistchat.frontends.irc import ConnectionLimits, IRCFactory
+from twistchat.frontends.udp import Broadcast, UDPFrontEnd, UDPLimits, broadcast_domain
+from twistchat.history import History
 from twistchat.logging_setup import ListenerService, UDPListenerService
 from twistchat.metrics import Metrics, metrics_site
-from twistchat.registry import Limits, Registry
 from twistchat.store import StoreError, open_store, record_from_event
-from twistchat.udp import Broadcast, UDPFrontEnd, UDPLimits, broadcast_domain
 
 FRONT_ENDS = ("tcp", "udp")  # every front-end this version has; "both" = all of them
 
@@ -52,7 +56,7 @@ LIMIT_FLAGS = [
     ("registration-timeout", 60.0, _positive_float, "Seconds a connection may take to register.", "conn", "registration_timeout"),
     ("ping-interval", 120.0, _positive_float, "Idle seconds before the server sends PING.", "conn", "ping_interval"),
     ("ping-timeout", 60.0, _positive_float, "Seconds to answer the server's PING.", "conn", "ping_timeout"),
-    ("max-per-ip", 16, _positive_int, "Connections allowed from one address.", "conn", "max_per_ip"),
+    ("max-per-ip", 16, _positive_int, "Connections allowed from one address (TCP and UDP together).", "registry", "max_per_ip"),
     ("nicklen", 30, _positive_int, "Longest nick (NICKLEN).", "registry", "nicklen"),
     ("channellen", 50, _positive_int, "Longest room name in bytes (CHANNELLEN).", "registry", "channellen"),
     ("topiclen", 390, _positive_int, "Longest topic in bytes (TOPICLEN).", "registry", "topiclen"),
@@ -177,11 +181,21 @@ class StoreService(service.Service):
         return self.store.stop()
 
 
-def makeService(options: Options, reactor=None) -> service.MultiService:
-    """One registry and the front-ends ``--proto`` asks for."""
+class ChatService(service.MultiService):
+    """The whole server: the store, the core, and its front-ends (``makeService``'s answer)."""
+
+    registry: Registry
+    store: Any
+    metrics: Metrics
+    irc_factory: IRCFactory
+    udp: UDPFrontEnd | None = None
+
+
+def makeService(options: Options, reactor: Any = None) -> ChatService:
+    """One store, one core (room log + registry), and the front-ends ``--proto`` asks for."""
     if reactor is None:
         from twisted.internet import reactor
-    top = service.MultiService()
+    top = ChatService()
     try:
         store = open_store(
             options["db"], reactor=reactor, flush_interval=options["history-flush"],
@@ -189,29 +203,34 @@ def makeService(options: Options, reactor=None) -> service.MultiService:
             max_age_days=options["history-days"] or None)
     except StoreError as e:
         # One clear line, no traceback (issue #7): twistd prints this and exits 1.
-        raise SystemExit(f"twistd chat: {e}")
+        raise SystemExit(f"twistd chat: {e}") from None
+    limits = Limits(**options.limits("registry"))
+    # The room log: numbering continues where the store left off, in the store's epoch.
+    log = LocalRoomLog(epoch=store.epoch(), last_seqs=store.last_seqs(),
+                       recent=limits.recent_history)
+    log.subscribe(lambda event: store.append(record_from_event(event)))
     registry = Registry(
         server_name=options["server-name"],
         network=options["network"],
-        limits=Limits(**options.limits("registry")),
+        limits=limits,
         clock=reactor.seconds,
         motd=options["motd_lines"],
-        last_seqs=store.last_seqs(),
+        log=log,
+        password=options["password"],
     )
     top.registry = registry
     top.store = store
-    registry.listeners.append(lambda event: store.append(record_from_event(event)))
     registry.extra_isupport += [f"CHATHISTORY={options['history-max']}",
                                 "MSGREFTYPES=msgid,timestamp"]
     StoreService(store).setServiceParent(top)
-    factory = IRCFactory(registry, reactor, ConnectionLimits(**options.limits("conn")),
-                         options["password"], store=store,
-                         history_on_join=options["history-on-join"],
-                         history_max=options["history-max"])
-    top.irc_factory = factory
     # Counters for --metrics (issue #6); front-ends bump them whether or not anyone scrapes.
-    top.metrics = factory.metrics = Metrics(registry, clock=reactor.seconds)
+    top.metrics = Metrics(registry, clock=reactor.seconds)
     store.metrics = top.metrics
+    factory = IRCFactory(registry, reactor, ConnectionLimits(**options.limits("conn")),
+                         History(store, registry, options["history-max"],
+                                 options["history-on-join"]),
+                         top.metrics)
+    top.irc_factory = factory
     descriptions = [] if options["no-default-listener"] or options["proto"] == "udp" else [
         f"tcp:{options['port']}:interface={_escape_endpoint(options['interface'])}"]
     descriptions += options["listen"]
@@ -224,13 +243,13 @@ def makeService(options: Options, reactor=None) -> service.MultiService:
     if options["proto"] in ("udp", "both"):
         address, domain = options["broadcast_domain"]
         conn = options.limits("conn")
-        limits = UDPLimits(
+        udp_limits = UDPLimits(
             heartbeat=options["heartbeat"], session_timeout=options["udp-session-timeout"],
             repair_limit=options["repair-limit"], repair_rate=options["repair-rate"],
-            max_sessions=options["udp-max-sessions"], max_per_ip=conn["max_per_ip"],
-            max_line=conn["max_line"], flood_burst=conn["flood_burst"], flood_rate=conn["flood_rate"])
+            max_sessions=options["udp-max-sessions"], max_line=conn["max_line"],
+            flood_burst=conn["flood_burst"], flood_rate=conn["flood_rate"])
         top.udp = UDPFrontEnd(registry, reactor, Broadcast(address, options["broadcast-port"], domain),
-                              limits, top.metrics)
+                              udp_limits, top.metrics)
         top.udp.noisy = False
         UDPListenerService(options["port"], top.udp, interface=options["interface"],
                            reactor=reactor).setServiceParent(top)

@@ -45,7 +45,7 @@ from zope.interface import implementer
 
 from twistchat.client import interfaces as I
 from twistchat.client.interfaces import ChatEvent, IChatSession
-from twistchat.events import parse_server_time
+from twistchat.wire import parse_server_time
 from twistchat.wire import Message, WireError, encode, parse, split_source
 
 __all__ = ["TCPChatSession", "DEFAULT_PORT", "casefold", "valid_nick", "sanitize_nick"]

@@ -37,7 +37,7 @@ from zope.interface import implementer
 
 from twistchat.client import interfaces as I
 from twistchat.client.interfaces import ChatEvent, IChatSession
-from twistchat.events import parse_server_time
+from twistchat.wire import parse_server_time
 from twistchat.wire import Message, WireError, encode, format_message, parse
 
 __all__ = ["UDPChatSession", "ReactorNet", "FaultInjector", "discover", "DEFAULT_PORT"]

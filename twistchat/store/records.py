@@ -60,7 +60,7 @@ class HistoryRecord:
 
 def record_from_event(event: Any) -> HistoryRecord:
     """
-    The record of a registry ``Event`` (``twistchat.events.Event``).
+    The record of a registry ``Event`` (``twistchat.core.events.Event``).
 
     Duck-typed on ``target``, ``seq``, ``time_ms``, ``msgid``, ``message``
     (``command``, ``source``, ``params``) and ``client_tags``, so this module

@@ -5,15 +5,19 @@ test-case-name: tests.test_irc
 
 One :class:`IRCProtocol` per connection.  It frames lines, enforces the
 per-connection limits (line length, flood, output queue, registration and ping
-timeouts), runs registration and IRCv3 capability negotiation, and hands every
-other command to :func:`twistchat.commands.dispatch`.  It holds no chat state:
-that is the registry's.
+timeouts), negotiates IRCv3 capabilities (which decide its *view*: which tags
+and lines this client is shown, :mod:`twistchat.frontends.ircv3`) and hands
+every command to :func:`twistchat.core.commands.dispatch`.  It holds no chat
+state and decides no chat rule: registration, who may connect, read history or
+speak are the core's.  History reaches it through
+:class:`twistchat.history.History`; it never sees the store.
 """
 
 from __future__ import annotations
 
 from collections import deque
 from dataclasses import dataclass
+from typing import Any
 
 from twisted.internet import protocol
 from twisted.internet.defer import Deferred, succeed
@@ -21,20 +25,16 @@ from twisted.internet.interfaces import IPushProducer, ISSLTransport
 from twisted.internet.task import LoopingCall
 from twisted.logger import Logger
 from twisted.protocols.basic import LineReceiver
+from twisted.python.failure import Failure
 from zope.interface import implementer
 
-from twistchat import commands, history
-from twistchat.events import (
-    NO_TAGS,
-    TAG_CLIENT,
-    TAG_MSGID,
-    TAG_TIME,
-    Event,
-    deliver,
-    format_server_time,
-)
-from twistchat.metrics import Metrics
-from twistchat.registry import Registry
+from twistchat import history
+from twistchat.core import commands
+from twistchat.core.events import Disconnect, Event, deliver
+from twistchat.core.ratelimit import TokenBucket
+from twistchat.core.registry import Registry, User
+from twistchat.frontends import ircv3
+from twistchat.metrics import Metrics, TransportCounters
 from twistchat.wire import (
     MAX_BODY,
     MAX_TAGS,
@@ -43,10 +43,13 @@ from twistchat.wire import (
     Message,
     WireError,
     encode,
-    escape_tag_value,
     parse,
     safe_middle,
 )
+
+__all__ = ["CAPABILITIES", "ConnectionLimits", "IRCFactory", "IRCProtocol"]
+
+CAPABILITIES = ircv3.CAPABILITIES
 
 
 @dataclass(frozen=True)
@@ -62,26 +65,11 @@ class ConnectionLimits:
     registration_timeout: float = 60.0
     ping_interval: float = 120.0  # idle seconds before the server PINGs
     ping_timeout: float = 60.0  # seconds to answer that PING
-    max_per_ip: int = 16  # connections from one address
 
-
-# A token, less float rounding (refills are computed from clock differences).
-_ONE_TOKEN = 1 - 1e-9
 
 # Seconds between checks of every connection's registration and ping timeouts
 # (IRCFactory.sweep); shorter if a timeout is configured shorter than this.
 SWEEP_INTERVAL = 1.0
-
-_NO_CAPS: frozenset = frozenset()
-
-# IRCv3 capabilities this front-end offers (https://ircv3.net/specs/extensions/capability-negotiation).
-CAPABILITIES = (
-    "away-notify", "batch", "draft/chathistory", "draft/event-playback", "echo-message",
-    "labeled-response", "message-tags", "multi-prefix", "server-time",
-)
-# Lines only clients that asked for a capability may see (IRCv3: "MUST NOT send ... unless
-# the client has negotiated the capability").
-CAP_GATED = {"AWAY": "away-notify", "TAGMSG": "message-tags", "BATCH": "batch"}
 
 
 class _Pending:
@@ -90,19 +78,7 @@ class _Pending:
     __slots__ = ("lines",)
 
     def __init__(self) -> None:
-        self.lines = None
-
-
-def _label_tag(label: str) -> bytes:
-    """The ``label=...`` tag for a label as parsed (unescaped), escaped again for the wire."""
-    return b"label=" + escape_tag_value(label).encode("utf-8")
-
-
-def _with_tag(data: bytes, tag: bytes) -> bytes:
-    """Add one ``key=value`` tag to an encoded line."""
-    if data.startswith(b"@"):
-        return b"@" + tag + b";" + data[1:]
-    return b"@" + tag + b" " + data
+        self.lines: list[bytes] | None = None
 
 
 @implementer(IPushProducer)
@@ -135,7 +111,7 @@ class _SendQWatch:
         pass
 
 
-def _socket_transport(transport):
+def _socket_transport(transport: Any) -> Any:
     """The innermost transport (below TLS), whose buffer holds the unsent bytes."""
     while getattr(transport, "transport", None) is not None:
         transport = transport.transport
@@ -154,15 +130,14 @@ class IRCProtocol(LineReceiver):
     # instances; any attribute not named here still works, in a __dict__ made on demand.
     __slots__ = (
         "transport", "connected", "factory", "_buffer", "_busyReceiving", "line_mode",
-        "registry", "limits", "clock", "counters", "MAX_LENGTH", "user", "host", "caps",
-        "tag_view", "context", "cap_negotiating", "password_ok", "pending_nick",
-        "pending_user", "closing", "backlog", "_quit_reason", "_capture", "_held", "_label",
-        "_label_used", "_batches", "_discarding", "_tokens", "_refilled", "_flood_queue",
+        "registry", "limits", "clock", "counters", "MAX_LENGTH", "user", "host", "view",
+        "closing", "backlog", "_quit_reason", "_capture", "_held", "_label",
+        "_label_used", "_batches", "_discarding", "_flood", "_flood_queue",
         "_drain_call", "_connected_at", "_last_seen", "_ping_sent",
     )
 
     def __init__(self, factory: IRCFactory) -> None:
-        self.transport = None
+        self.transport: Any = None
         self.connected = 0
         self._buffer = b""
         self._busyReceiving = False
@@ -171,49 +146,50 @@ class IRCProtocol(LineReceiver):
         self.registry: Registry = factory.registry
         self.limits: ConnectionLimits = factory.limits
         self.clock = factory.clock
-        self.counters = factory.metrics.tcp  # this transport's metrics; TLS picks its own at connect
+        # This transport's metrics; TLS picks its own at connect.
+        self.counters: TransportCounters = factory.metrics.tcp
         self.MAX_LENGTH = factory.max_length
-        self.user = None
+        self.user: User | None = None
         self.host = "unknown"
-        self.caps: frozenset = _NO_CAPS  # replaced, not changed, by CAP REQ
-        self.tag_view = NO_TAGS
-        self.context = commands.PLAIN
-        self.cap_negotiating = False
-        self.password_ok = factory.password is None
-        self.pending_nick = None
-        self.pending_user = None
+        self.view = ircv3.NO_CAPS  # replaced, not changed, by CAP REQ
         self.closing = False
-        self.backlog = None  # bytes queued since the transport paused us (None: not paused)
-        self._quit_reason = None
-        self._capture = None  # output of a labeled command (IRCv3 labeled-response)
-        self._held = None  # output held back behind history being fetched
-        self._label = None  # the label of the command being handled
+        self.backlog: int | None = None  # bytes queued since the transport paused us
+        self._quit_reason: str | None = None
+        self._capture: list[bytes] | None = None  # output of a labeled command
+        self._held: list[Any] | None = None  # output held back behind history being fetched
+        self._label: str | None = None  # the label of the command being handled
         self._label_used = False
         self._batches = 0
         self._discarding = False
-        self._tokens = float(self.limits.flood_burst)
-        self._refilled = self.clock.seconds()
-        self._flood_queue = None  # a deque while lines are held back (made only then)
-        self._drain_call = None
+        now = self.clock.seconds()
+        self._flood = TokenBucket(self.limits.flood_burst, self.limits.flood_rate, now)
+        self._flood_queue: deque[bytes] | None = None  # lines held back (made only then)
+        self._drain_call: Any = None
         # Timeouts are checked by the factory's sweep (IRCFactory.sweep), not by a
         # DelayedCall per connection and a reset per line.  _last_seen: the last line.
-        self._connected_at = self._last_seen = self._refilled
-        self._ping_sent = None  # when we sent PING, while waiting for any line back
+        self._connected_at = self._last_seen = now
+        self._ping_sent: float | None = None  # when we sent PING, while waiting for a line
+
+    @property
+    def caps(self) -> frozenset[str]:
+        """The IRCv3 capabilities this client negotiated."""
+        return self.view.caps
 
     # ------------------------------------------------------------ connection
 
     def connectionMade(self) -> None:
         peer = self.transport.getPeer()
         self.host = getattr(peer, "host", "unknown")
-        if not self.factory.admit(self.host):
+        self.user = self.registry.connect(self, self.host)
+        if self.user is None:
             self.factory.metrics.drop_per_ip += 1
-            self._log.info("refuse {peer}: too many connections from one address", peer=self.host)
+            self._log.info("refuse {peer}: too many connections from one address",
+                           peer=self.host)
             self.transport.write(encode(Message(
                 "ERROR", (f"Closing link: {self.host} (Too many connections from your IP)",))))
             self.closing = True
             self.transport.loseConnection()
             return
-        self.user = self.registry.connect(self, self.host)
         if ISSLTransport.providedBy(self.transport):
             self.counters = self.factory.metrics.tls
         self.counters.connections += 1
@@ -226,7 +202,7 @@ class IRCProtocol(LineReceiver):
         self._log.info("connect {peer} ({transport})", peer=self.host,
                        transport="tls" if self.counters is self.factory.metrics.tls else "tcp")
 
-    def connectionLost(self, reason=protocol.connectionDone) -> None:
+    def connectionLost(self, reason: Failure = protocol.connectionDone) -> None:
         if self._drain_call is not None and self._drain_call.active():
             self._drain_call.cancel()
         self._flood_queue = None
@@ -234,7 +210,6 @@ class IRCProtocol(LineReceiver):
             return
         self.factory.unwatch(self)
         self.counters.connections -= 1
-        self.factory.release(self.host)
         user, self.user = self.user, None
         nick = user.nick
         quit_reason = self._quit_reason or _reason_text(reason)
@@ -242,7 +217,7 @@ class IRCProtocol(LineReceiver):
         self._log.info("disconnect {peer} {nick}: {reason}", peer=self.host, nick=nick,
                        reason=quit_reason)
 
-    def close(self, why: str, quit_reason: str = None) -> None:
+    def close(self, why: str, quit_reason: str | None = None) -> None:
         """Send ERROR and close; the user's QUIT says ``quit_reason`` (or ``why``)."""
         if self.closing:
             return
@@ -263,16 +238,19 @@ class IRCProtocol(LineReceiver):
 
     # ------------------------------------------------------------------ output
 
-    def deliver(self, payload) -> None:
-        """Write one registry payload: an Event (formatted once per tag view) or a Message."""
+    def deliver(self, payload: Any) -> None:
+        """Write one core payload: an Event (formatted once per tag view) or a Message."""
         if self.closing:
             return
         if type(payload) is Event:
-            data = payload.line(self.tag_view)
+            data = payload.line(self.view.tags)
+        elif type(payload) is Disconnect:
+            self.close(payload.why, payload.quit_reason)
+            return
+        elif self.view.shows(payload):
+            data = self.view.format(payload, int(self.clock.seconds() * 1000))
         else:
-            data = self._format(payload)
-            if data is None:
-                return
+            return
         self.counters.lines_out += 1
         if self._capture is not None:
             self._capture.append(data)
@@ -283,20 +261,6 @@ class IRCProtocol(LineReceiver):
                 self._grow_backlog(len(data))
             self.transport.write(data)
 
-    def _format(self, message: Message):
-        """Encode a Message for this client: tags it asked for, nothing it did not."""
-        needed = CAP_GATED.get(message.command)
-        if needed is not None and needed not in self.caps:
-            return None
-        if self.tag_view & TAG_TIME and message.command.isalpha():
-            # server-time on relayed (non-numeric) lines too.
-            tags = dict(message.tags) if self.tag_view & TAG_CLIENT else {}
-            tags.setdefault("time", format_server_time(int(self.clock.seconds() * 1000)))
-            message = Message(message.command, message.params, message.source, tags)
-        elif message.tags and not self.tag_view & TAG_CLIENT:
-            message = Message(message.command, message.params, message.source)
-        return encode(message)
-
     def _emit(self, data: bytes) -> None:
         """Write a line made outside :meth:`deliver` (labels, history), after any held output."""
         if self._held is not None:
@@ -306,7 +270,7 @@ class IRCProtocol(LineReceiver):
                 self._grow_backlog(len(data))
             self.transport.write(data)
 
-    def _hold_for(self, lines_deferred) -> None:
+    def _hold_for(self, lines_deferred: Deferred) -> None:
         """
         Keep this client's later output back until ``lines_deferred`` gives the lines due first.
 
@@ -319,10 +283,10 @@ class IRCProtocol(LineReceiver):
             self._held = []
         self._held.append(marker)
 
-        def resolved(lines):
+        def resolved(lines: list[bytes]) -> None:
             marker.lines = lines
 
-        def failed(failure):
+        def failed(failure: Failure) -> None:
             self._log.failure("history for {peer} failed", failure, peer=self.host)
             marker.lines = []
 
@@ -335,7 +299,6 @@ class IRCProtocol(LineReceiver):
         if held is None:
             return
         self._held = None
-        index = 0
         for index, item in enumerate(held):
             if type(item) is _Pending:
                 if item.lines is None:
@@ -348,6 +311,7 @@ class IRCProtocol(LineReceiver):
 
     def _grow_backlog(self, size: int) -> None:
         """Count output queued while the transport says it is full; drop past the SendQ."""
+        assert self.backlog is not None
         self.backlog += size
         if self.backlog > self.limits.sendq:
             self.sendq_exceeded()
@@ -395,7 +359,8 @@ class IRCProtocol(LineReceiver):
             line = line[:-1]
         if not line.strip():
             return  # RFC 1459 2.3.1: empty messages are silently ignored
-        if not self._take_token(now):
+        if self._flood_queue or not self._flood.take(now):
+            # Held back, in order behind the lines already held.
             queue = self._flood_queue
             if queue is None:
                 queue = self._flood_queue = deque()
@@ -409,36 +374,18 @@ class IRCProtocol(LineReceiver):
             return
         self._handle_line(line)
 
-    def _take_token(self, now: float) -> bool:
-        """Token bucket: ``flood_burst`` lines at once, ``flood_rate`` per second after."""
-        if self._flood_queue:
-            return False  # keep order: held-back lines go first
-        self._tokens = min(self.limits.flood_burst,
-                           self._tokens + (now - self._refilled) * self.limits.flood_rate)
-        self._refilled = now
-        if self._tokens >= _ONE_TOKEN:
-            self._tokens -= 1
-            return True
-        return False
-
     def _schedule_drain(self) -> None:
         if self._drain_call is None or not self._drain_call.active():
-            wait = max(0.0, (1 - self._tokens) / self.limits.flood_rate)
-            self._drain_call = self.clock.callLater(wait, self._drain)
+            self._drain_call = self.clock.callLater(self._flood.wait(), self._drain)
 
     def _drain(self) -> None:
         """Run held-back lines as tokens come back."""
         self._drain_call = None
         queue = self._flood_queue
         while queue and not self.closing:
-            now = self.clock.seconds()
-            self._tokens = min(self.limits.flood_burst,
-                               self._tokens + (now - self._refilled) * self.limits.flood_rate)
-            self._refilled = now
-            if self._tokens < _ONE_TOKEN:
+            if not self._flood.take(self.clock.seconds()):
                 self._schedule_drain()
                 return
-            self._tokens -= 1
             self._handle_line(queue.popleft())
         if not queue:
             self._flood_queue = None
@@ -465,260 +412,138 @@ class IRCProtocol(LineReceiver):
             self.send("FAIL", message.verb, "INTERNAL_ERROR", "The server failed on that command")
 
     def handle(self, message: Message) -> None:
-        """One parsed line: connection-level verbs here, the rest to the command table."""
+        """One parsed line: run it, labeled if it carries a label (IRCv3 labeled-response)."""
         label = message.tags.get("label") if "labeled-response" in self.caps else None
         if label is None:
             joined = self._run(message)
         else:
-            # IRCv3 labeled-response: collect this command's replies and mark them.
+            # Collect this command's replies and mark them.
             self._capture, self._label, self._label_used = [], label, False
             try:
                 joined = self._run(message)
             finally:
                 captured, self._capture, self._label = self._capture, None, None
             if not self._label_used:
-                self._emit_labeled(label, captured)
+                for line in ircv3.labeled_lines(label, captured or [],
+                                                self.registry.server_name, self._batch_ref()):
+                    self._emit(line)
         if joined:
             self._history_on_join(joined)
 
-    def _run(self, message: Message):
+    def _run(self, message: Message) -> list[str] | None:
         """Run one command; return the keys of rooms it joined (for history on join)."""
-        verb = message.verb
-        handler = getattr(self, "irc_" + verb, None)
-        if handler is not None:
-            handler(message.params, message)
-        elif not self.user.registered:
-            self.numeric("451", "You have not registered")
-        else:
-            ctx = self.context
-            if message.tags and "message-tags" in self.caps:
-                client_tags = {k: v for k, v in message.tags.items() if k.startswith("+")}
-                if client_tags:
-                    ctx = commands.Context(ctx.echo, ctx.multi_prefix, client_tags)
-            rooms_before = set(self.user.channels) if verb == "JOIN" else None
-            deliver(commands.dispatch(self.registry, self.user, message, ctx))
-            if rooms_before is not None:
-                return [key for key in self.user.channels if key not in rooms_before]
+        user = self.user
+        assert user is not None
+        context = self.view.context
+        if message.tags and "message-tags" in self.caps:
+            client_tags = {k: v for k, v in message.tags.items() if k.startswith("+")}
+            if client_tags:
+                context = commands.Context(context.echo, context.multi_prefix, client_tags,
+                                           context.caps)
+        was_registered = user.registered
+        before = {key for key, _ in self.registry.rooms_of(user)} \
+            if message.verb == "JOIN" else None
+        deliver(commands.dispatch(self.registry, user, message, context, self))
+        if user.registered and not was_registered:
+            self._log.info("registered {peer} as {nick}", peer=self.host, nick=user.nick)
+        if before is not None:
+            return [key for key, _ in self.registry.rooms_of(user) if key not in before]
         return None
 
-    def _emit_labeled(self, label: str, lines: list) -> None:
-        """
-        The replies to a labeled command: none gets ACK, one gets the label, more a batch.
-
-        https://ircv3.net/specs/extensions/labeled-response
-        """
-        tag = _label_tag(label)
-        server = self.registry.server_name
-        if not lines:
-            self._emit(_with_tag(encode(Message("ACK", (), server)), tag))
-        elif len(lines) == 1:
-            self._emit(_with_tag(lines[0], tag))
-        else:
-            ref = self._batch_ref()
-            self._emit(_with_tag(encode(Message("BATCH", ("+" + ref, "labeled-response"), server)), tag))
-            batch_tag = b"batch=" + ref.encode()
-            for line in lines:
-                self._emit(_with_tag(line, batch_tag))
-            self._emit(encode(Message("BATCH", ("-" + ref,), server)))
+    def local_handler(self, verb: str) -> commands.LocalHandler | None:
+        """The verbs this front-end serves itself (``commands.COMMANDS``, ``local``)."""
+        if verb == "CAP":
+            return self._cap
+        if verb == "CHATHISTORY":
+            return self._chathistory
+        return None
 
     def _batch_ref(self) -> str:
         self._batches += 1
         return f"b{self._batches}"
 
+    def _new_batch(self) -> str | None:
+        """A batch reference for lines that belong together, if the client has ``batch``."""
+        return self._batch_ref() if "batch" in self.caps else None
+
     # ---------------------------------------------------------------- history
 
-    def _history_lines(self, target: str, records, batch_type: str = "chathistory",
-                       label: str = None) -> list:
-        """Encode replayed records, in a batch if the client negotiated ``batch``."""
-        server = self.registry.server_name
-        ref = self._batch_ref() if "batch" in self.caps else None
-        lines = []
-        if ref is not None:
-            start = encode(Message("BATCH", ("+" + ref, batch_type, target), server))
-            lines.append(self._labeled(start, label))
-        for record in records:
-            lines.append(encode(history.replay_message(record, self.tag_view, ref, server)))
-        if ref is not None:
-            lines.append(encode(Message("BATCH", ("-" + ref,), server)))
-        return lines
-
-    def _replayable(self, records) -> list:
-        """Without draft/event-playback, only messages are replayed (as Ergo does)."""
-        if "draft/event-playback" in self.caps:
-            return list(records)
-        return [r for r in records if r.command in history.MESSAGE_COMMANDS]
-
-    def _history_on_join(self, room_keys: list) -> None:
+    def _history_on_join(self, room_keys: list[str]) -> None:
         """
         After a JOIN, the room's last messages to a client that negotiated server-time.
 
         Sent right after the JOIN's NAMES reply, where Ergo puts it; clients
-        without server-time get nothing unexpected.  Only events before the
-        JOIN are replayed: later ones reach the client live.
+        without server-time get nothing unexpected.
         """
-        count = self.factory.history_on_join
-        store = self.factory.store
-        if not room_keys or not count or store is None or "server-time" not in self.caps:
+        found = self.factory.history
+        if found is None or "server-time" not in self.caps or self.user is None:
             return
+        messages_only = "draft/event-playback" not in self.caps
         for key in room_keys:
-            channel = self.registry.channels[key]
-            d = store.before(key, channel.seq, min(count * 4, 1000))
-            d.addCallback(lambda records, name=channel.name: self._history_lines(
-                name, self._replayable(records)[-count:]))
+            d = found.on_join(self.user, key, messages_only)
+            if d is None:
+                continue
+            name = self.registry.room_name(key) or key
+            d.addCallback(lambda records, name=name: ircv3.history_lines(
+                records, name, self.view, self._new_batch(), self.registry.server_name))
             self._hold_for(d)
 
-    def irc_CHATHISTORY(self, params, message) -> None:
+    def _chathistory(self, message: Message) -> list:
         """IRCv3 draft/chathistory; answered in order with the client's other replies."""
-        if not self.user.registered:
-            self.numeric("451", "You have not registered")
-            return
-        store = self.factory.store
+        params = message.params
+        server = self.registry.server_name
         label, self._label_used = self._label, self._label is not None
-        if store is None:
+        found = self.factory.history
+        if found is None or self.user is None:
             error = history.HistoryError("MESSAGE_ERROR", (params[0] if params else "*").upper(),
                                          text="History is not kept on this server")
-            self._hold_for(succeed([self._labeled(encode(error.message(self.registry.server_name)), label)]))
-            return
-        d = Deferred.fromCoroutine(history.query(
-            store, self.registry, self.user, params, self.factory.history_max,
-            messages_only="draft/event-playback" not in self.caps))
+            self._hold_for(succeed([ircv3.label(encode(error.message(server)), label)]))
+            return []
+        d = found.query(self.user, params, messages_only="draft/event-playback" not in self.caps)
 
-        def answer(result):
-            target, found = result
+        def answer(result: tuple) -> list[bytes]:
+            target, records = result
             if target == "*":
-                return self._targets_lines(found, label)
-            lines = self._history_lines(target, found, label=label)
-            if "batch" not in self.caps:
-                lines[:1] = [self._labeled(lines[0], label)] if lines else []
-            return lines
+                return ircv3.targets_lines(records, self._new_batch(), server, label)
+            return ircv3.history_lines(records, target, self.view, self._new_batch(), server,
+                                       label)
 
-        def refused(failure):
+        def refused(failure: Failure) -> list[bytes]:
             failure.trap(history.HistoryError)
-            return [self._labeled(encode(failure.value.message(self.registry.server_name)), label)]
+            return [ircv3.label(encode(failure.value.message(server)), label)]
 
         d.addCallbacks(answer, refused)
         self._hold_for(d)
+        return []
 
-    def _labeled(self, line: bytes, label: str) -> bytes:
-        return _with_tag(line, _label_tag(label)) if label else line
+    # --------------------------------------------------- capability negotiation
 
-    def _targets_lines(self, found: list, label: str) -> list:
-        server = self.registry.server_name
-        ref = self._batch_ref() if "batch" in self.caps else None
-        lines = []
-        if ref is not None:
-            lines.append(self._labeled(
-                encode(Message("BATCH", ("+" + ref, "draft/chathistory-targets"), server)), label))
-        for name, time_ms in found:
-            tags = {"batch": ref} if ref else {}
-            lines.append(encode(Message("CHATHISTORY", ("TARGETS", name,
-                                                        format_server_time(time_ms)), server, tags)))
-        if ref is not None:
-            lines.append(encode(Message("BATCH", ("-" + ref,), server)))
-        return lines
-
-    # ----------------------------------------------------- connection commands
-
-    def irc_PASS(self, params, message) -> None:
-        if self.user.registered:
-            self.numeric("462", "You may not reregister")
-        elif not params:
-            self.numeric("461", "PASS", "Not enough parameters")
-        else:
-            self.password_ok = self.factory.password in (None, params[0])
-
-    def irc_NICK(self, params, message) -> None:
-        if self.user.registered:
-            deliver(self.registry.change_nick(self.user, params[0] if params else ""))
-            return
-        errors = self.registry.check_nick(self.user, params[0] if params else "")
-        if errors:
-            deliver(errors)
-            return
-        self.pending_nick = params[0]
-        self._try_register()
-
-    def irc_USER(self, params, message) -> None:
-        if self.user.registered:
-            self.numeric("462", "You may not reregister")
-            return
-        if len(params) < 4:
-            self.numeric("461", "USER", "Not enough parameters")
-            return
-        self.pending_user = (params[0], params[3])
-        self._try_register()
-
-    def _try_register(self) -> None:
-        if self.pending_nick is None or self.pending_user is None or self.cap_negotiating:
-            return
-        if not self.password_ok:
-            self.numeric("464", "Password incorrect")
-            self.close("Bad password")
-            return
-        out = self.registry.register(self.user, self.pending_nick, *self.pending_user)
-        if self.user.registered:
-            self.pending_nick = self.pending_user = None
-            self._log.info("registered {peer} as {nick}", peer=self.host, nick=self.user.nick)
-        else:
-            self.pending_nick = None  # 436: the client must choose again
-        deliver(out)
-
-    def irc_CAP(self, params, message) -> None:
+    def _cap(self, message: Message) -> list:
         """IRCv3 capability negotiation: LS, LIST, REQ (all or nothing), END."""
+        params = message.params
+        user = self.user
+        assert user is not None
         sub = params[0].upper() if params else ""
-        nick = self.user.nick
+        nick = user.nick
         if sub == "LS":
-            if not self.user.registered:
-                self.cap_negotiating = True
-            self.send("CAP", nick, "LS", " ".join(CAPABILITIES))
+            self.registry.hold_registration(user)
+            self.send("CAP", nick, "LS", " ".join(ircv3.CAPABILITIES))
         elif sub == "LIST":
             self.send("CAP", nick, "LIST", " ".join(sorted(self.caps)))
         elif sub == "REQ":
-            if not self.user.registered:
-                self.cap_negotiating = True
-            wanted = params[1].split() if len(params) > 1 else []
-            names = [w.lstrip("-") for w in wanted]
-            if not wanted or any(n not in CAPABILITIES for n in names):
-                self.send("CAP", nick, "NAK", params[1] if len(params) > 1 else "")
-                return
-            caps = set(self.caps)
-            for w in wanted:
-                if w.startswith("-"):
-                    caps.discard(w[1:])
-                else:
-                    caps.add(w)
-            self.caps = frozenset(caps)
-            self._caps_changed()
-            self.send("CAP", nick, "ACK", params[1])
+            self.registry.hold_registration(user)
+            text = params[1] if len(params) > 1 else ""
+            caps = ircv3.requested(self.caps, text.split())
+            if caps is None:
+                self.send("CAP", nick, "NAK", text)
+            else:
+                self.view = ircv3.View.of(caps)
+                self.send("CAP", nick, "ACK", text)
         elif sub == "END":
-            if self.cap_negotiating:
-                self.cap_negotiating = False
-                self._try_register()
+            return self.registry.release_registration(user)
         else:
             self.numeric("410", sub or "*", "Invalid CAP command")
-
-    def _caps_changed(self) -> None:
-        caps = self.caps
-        view = NO_TAGS
-        if "server-time" in caps:
-            view |= TAG_TIME
-        if "message-tags" in caps:
-            view |= TAG_MSGID | TAG_CLIENT
-        self.tag_view = view
-        self.context = commands.Context("echo-message" in caps, "multi-prefix" in caps)
-
-    def irc_PING(self, params, message) -> None:
-        if not params:
-            self.numeric("409", "No origin specified")
-            return
-        self.send("PONG", self.registry.server_name, params[0])
-
-    def irc_PONG(self, params, message) -> None:
-        pass  # any line already counts as a sign of life (see lineReceived)
-
-    def irc_QUIT(self, params, message) -> None:
-        reason = params[0] if params else "Client Quit"
-        self.close("Quit: " + reason if params else "Client Quit", reason)
+        return []
 
     # ----------------------------------------------------------------- timers
 
@@ -730,7 +555,7 @@ class IRCProtocol(LineReceiver):
         that: dropped.  Not registered ``registration_timeout`` after connecting:
         dropped.
         """
-        if self.closing:
+        if self.closing or self.user is None:
             return
         limits = self.limits
         if not self.user.registered and now - self._connected_at >= limits.registration_timeout:
@@ -747,7 +572,7 @@ class IRCProtocol(LineReceiver):
             self.send("PING", self.registry.server_name)
 
 
-def _reason_text(reason) -> str:
+def _reason_text(reason: Any) -> str:
     """A short human reason for a lost connection."""
     try:
         text = reason.getErrorMessage()
@@ -760,35 +585,34 @@ def _reason_text(reason) -> str:
 
 class IRCFactory(protocol.Factory):
     """
-    Builds :class:`IRCProtocol` for one registry; counts connections per address.
+    Builds :class:`IRCProtocol` for one registry.
 
-    One sweep (a LoopingCall, running while there are connections) checks every
-    connection's registration and ping timeouts, instead of a DelayedCall per
-    connection reset on every line: that saves about 0.8 KiB per idle connection
-    and a timer operation per line (issue #8).  Timeouts fire up to one sweep
-    interval late.
+    ``history`` (a :class:`~twistchat.history.History`, or None: no CHATHISTORY,
+    no history on join).  One sweep (a LoopingCall, running while there are
+    connections) checks every connection's registration and ping timeouts,
+    instead of a DelayedCall per connection reset on every line: that saves
+    about 0.8 KiB per idle connection and a timer operation per line (issue #8).
+    Timeouts fire up to one sweep interval late.
     """
 
-    def __init__(self, registry: Registry, clock, limits: ConnectionLimits = ConnectionLimits(),
-                 password: str = None, store=None, history_on_join: int = 50,
-                 history_max: int = 100) -> None:
+    def __init__(self, registry: Registry, clock: Any,
+                 limits: ConnectionLimits = ConnectionLimits(),
+                 history: history.History | None = None,
+                 metrics: Metrics | None = None) -> None:
         self.registry = registry
-        self.store = store  # an IHistoryStore, or None: no CHATHISTORY, no history on join
-        self.history_on_join = history_on_join
-        self.history_max = history_max
+        self.history = history
         self.clock = clock
         self.limits = limits
-        self.password = password
-        self.per_ip: dict = {}
-        self.metrics = Metrics(registry)  # counters for --metrics; service.py passes the server's
+        # Counters for --metrics; service.py passes the server's.
+        self.metrics = metrics if metrics is not None else Metrics(registry)
         self.max_length = limits.max_line + limits.max_tags  # LineReceiver.MAX_LENGTH
-        self.connections: set = set()  # admitted, not yet lost: what the sweep checks
+        self.connections: set[IRCProtocol] = set()  # admitted, not yet lost: swept
         self.sweep_interval = min(SWEEP_INTERVAL, limits.registration_timeout,
                                   limits.ping_interval, limits.ping_timeout)
         self._sweeper = LoopingCall(self.sweep)
         self._sweeper.clock = clock
 
-    def buildProtocol(self, addr) -> IRCProtocol:
+    def buildProtocol(self, addr: Any) -> IRCProtocol:
         proto = IRCProtocol(self)
         proto.factory = self
         return proto
@@ -810,19 +634,3 @@ class IRCFactory(protocol.Factory):
         now = self.clock.seconds()
         for proto in list(self.connections):
             proto.check_timeouts(now)
-
-    def admit(self, host: str) -> bool:
-        """Count a new connection from ``host``; False if it has too many already."""
-        count = self.per_ip.get(host, 0)
-        if count >= self.limits.max_per_ip:
-            return False
-        self.per_ip[host] = count + 1
-        return True
-
-    def release(self, host: str) -> None:
-        """A connection from ``host`` ended."""
-        count = self.per_ip.get(host, 0) - 1
-        if count > 0:
-            self.per_ip[host] = count
-        else:
-            self.per_ip.pop(host, None)

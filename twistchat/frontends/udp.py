@@ -16,7 +16,7 @@ What lives where:
 - :class:`UDPFrontEnd` (a ``DatagramProtocol``) owns the session table, the
   broadcast of registry events (a ``registry.listeners`` entry), the heartbeat
   and expiry loop.  It holds no chat state: rules are the registry's, commands
-  go through :func:`twistchat.commands.dispatch` as TCP's do.
+  go through :func:`twistchat.core.commands.dispatch` as TCP's do.
 - :class:`UDPSession` is the ``user.conn`` of a UDP user: the registry's
   replies reach it through ``deliver(payload)`` and go out as numbered unicast
   lines (tag ``useq``), kept a while so the client can repair them too.
@@ -30,68 +30,51 @@ Time comes from ``clock`` (the reactor, or ``task.Clock`` in tests).
 
 from __future__ import annotations
 
-import ipaddress
 import secrets
-import socket
 from collections import deque
+from collections.abc import Iterable
 from dataclasses import dataclass
-from itertools import islice
+from typing import Any
 
 from twisted.internet import error, protocol, task
 from twisted.logger import Logger
 
-from twistchat import commands
-from twistchat.events import TAG_SEQ, TAG_TIME, Event, deliver, format_server_time
-from twistchat.registry import Registry, casefold
+from twistchat.core import commands
+from twistchat.core.events import Disconnect, Event, deliver
+from twistchat.core.ratelimit import TokenBucket
+from twistchat.core.registry import Registry
+from twistchat.frontends.udpwire import (
+    MAX_DATAGRAM,
+    MEMBERSHIP,
+    MIN_REGISTER,
+    TOKEN_BYTES,
+    UDP_VIEW,
+    Broadcast,
+    broadcast_domain,
+    event_line,
+    event_tags,
+    heartbeat_lines,
+    parse_heartbeat,
+    peek_tags,
+)
+from twistchat.metrics import Metrics
 from twistchat.wire import (
     MAX_BODY,
     InvalidUTF8,
     LineTooLong,
     Message,
     WireError,
+    casefold,
     encode,
+    is_decimal,
     parse,
 )
 
 __all__ = [
-    "MAX_DATAGRAM", "MIN_REGISTER", "UDP_VIEW", "Broadcast", "UDPLimits", "UDPFrontEnd",
-    "UDPSession", "event_line", "event_tags", "peek_tags", "broadcast_domain", "heartbeat_lines", "parse_heartbeat",
+    "MAX_DATAGRAM", "MIN_REGISTER", "UDP_VIEW", "Broadcast", "UDPFrontEnd", "UDPLimits",
+    "UDPSession", "broadcast_domain", "event_line", "event_tags", "heartbeat_lines",
+    "parse_heartbeat", "peek_tags",
 ]
-
-# docs/udp-protocol.md, "Datagrams": at most 1200 bytes, a size that crosses any
-# path without fragmentation (QUIC makes the same bet, RFC 9000 section 14).
-MAX_DATAGRAM = 1200
-# "Registration": the NICK that opens a session is padded to at least this many
-# bytes, so the 001 that answers it (with the token) never amplifies; QUIC pads
-# its Initial packets for the same reason (RFC 9000 section 8.1, 14.1).
-MIN_REGISTER = 1200
-# "Registration": tokens are 128 random bits, written as 32 hex digits.
-TOKEN_BYTES = 16
-# Room events carry the room's sequence number and server time, always.
-UDP_VIEW = TAG_SEQ | TAG_TIME
-HEARTBEAT = "HEARTBEAT"
-# Room events whose parameters do not name the room (one per room the user is
-# in): on UDP they carry it in a ``room`` tag, the room's casefolded name.
-_ROOMLESS = frozenset(("QUIT", "NICK"))
-# Room events that change a session's own rooms or name: also in its unicast stream.
-_MEMBERSHIP = frozenset(("JOIN", "PART", "NICK", "KICK"))
-
-
-def event_tags(event: Event) -> dict:
-    """The tags a room event carries on UDP: ``seq``, ``time``, and ``room`` where needed."""
-    tags = event.tags_for(UDP_VIEW)
-    if event.message.command in _ROOMLESS and event.is_room_event:
-        tags["room"] = event.target
-    return tags
-
-
-def event_line(event: Event) -> bytes:
-    """The datagram of a room event, as broadcast and as sent again on repair."""
-    message = event.message
-    if message.command not in _ROOMLESS:
-        return event.line(UDP_VIEW)  # formatted once, shared by broadcast and repairs
-    return encode(Message(message.command, message.params, message.source, event_tags(event)))
-
 
 @dataclass(frozen=True)
 class UDPLimits:
@@ -104,163 +87,11 @@ class UDPLimits:
     repair_rate: float = 2000.0  # --repair-rate: events per second per session, after ...
     repair_burst: int = 1000  # ... this many at once
     max_sessions: int = 1024  # --udp-max-sessions
-    max_per_ip: int = 16  # --max-per-ip (shared with TCP)
     max_line: int = MAX_BODY  # --max-line (shared with TCP): body bytes, CRLF included
     flood_burst: int = 20  # --flood-burst (shared with TCP)
     flood_rate: float = 5.0  # --flood-rate (shared with TCP)
     window: int = 64  # sequenced datagrams held out of order per session
     unicast_kept: int = 256  # numbered unicast lines kept per session for repair
-
-
-@dataclass(frozen=True)
-class Broadcast:
-    """Where room events go (``address``, ``port``) and which peers hear them (``domain``)."""
-
-    address: str
-    port: int
-    domain: ipaddress.IPv4Network
-
-    def reaches(self, host: str) -> bool:
-        """True if a client at ``host`` hears our broadcasts (same subnet)."""
-        try:
-            return ipaddress.ip_address(host) in self.domain
-        except ValueError:
-            return False
-
-
-# ---------------------------------------------------------------- networking
-
-
-def _local_ipv4_interfaces() -> list:
-    """Every local interface's primary IPv4 address and netmask (Linux ioctls)."""
-    import fcntl
-    import struct
-
-    found = []
-    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as probe:
-        for _, name in socket.if_nameindex():
-            request = struct.pack("256s", name.encode()[:15])
-            try:
-                addr = fcntl.ioctl(probe.fileno(), 0x8915, request)[20:24]  # SIOCGIFADDR
-                mask = fcntl.ioctl(probe.fileno(), 0x891B, request)[20:24]  # SIOCGIFNETMASK
-            except OSError:
-                continue
-            found.append(ipaddress.IPv4Interface(
-                f"{socket.inet_ntoa(addr)}/{socket.inet_ntoa(mask)}"))
-    return found
-
-
-def broadcast_domain(interface: str, broadcast: str | None = None,
-                     interfaces=None) -> tuple:
-    """
-    ``(broadcast address, domain network)`` for a server bound to ``interface``.
-
-    ``broadcast`` is ``--broadcast``: ``ADDR`` or ``ADDR/PREFIX``.  Without it,
-    the broadcast address of the interface the server is bound to (127.0.0.1:
-    127.255.255.255).  Raise ValueError when it cannot be known (the wildcard
-    address, an address no interface has): the caller asks for --broadcast.
-    """
-    if interfaces is None:
-        try:
-            interfaces = _local_ipv4_interfaces()
-        except (ImportError, OSError):
-            interfaces = []
-    if broadcast:
-        if "/" in broadcast:
-            net = ipaddress.IPv4Network(broadcast, strict=False)
-            return broadcast.split("/")[0], net
-        addr = ipaddress.IPv4Address(broadcast)
-        if addr.is_loopback:
-            return broadcast, ipaddress.IPv4Network("127.0.0.0/8")
-        for iface in interfaces:
-            if iface.network.broadcast_address == addr:
-                return broadcast, iface.network
-        try:
-            bound = ipaddress.IPv4Address(interface)
-        except ValueError:
-            bound = None
-        for iface in interfaces:
-            if bound is not None and iface.ip == bound:
-                return broadcast, iface.network
-        raise ValueError(f"no local interface has broadcast address {broadcast}; "
-                         "give it with its prefix, e.g. --broadcast=10.0.0.255/24")
-    try:
-        bound = ipaddress.IPv4Address(interface)
-    except ValueError:
-        raise ValueError(f"--interface {interface!r} is not an IPv4 address; give --broadcast")
-    if bound.is_loopback:
-        return "127.255.255.255", ipaddress.IPv4Network("127.0.0.0/8")
-    if bound.is_unspecified:
-        raise ValueError("--interface=0.0.0.0 listens on every interface: "
-                         "say where to broadcast with --broadcast=ADDR[/PREFIX]")
-    for iface in interfaces:
-        if iface.ip == bound:
-            return str(iface.network.broadcast_address), iface.network
-    raise ValueError(f"no local interface has address {interface}; give --broadcast")
-
-
-# ------------------------------------------------------------------ the wire
-
-
-def peek_tags(data: bytes) -> tuple:
-    """
-    ``(token, cseq)`` from a datagram's tag section, read as bytes.
-
-    Read before UTF-8 decoding, so that a session's malformed line still gets
-    its (full-size) error reply and its acknowledgement.  Either is None when
-    absent; ``cseq`` is None when it is not a decimal number.
-    """
-    if data[:1] != b"@":
-        return None, None
-    end = data.find(b" ")
-    section = data[1:end] if end > 0 else data[1:]
-    token = cseq = None
-    for item in section.split(b";"):
-        key, _, value = item.partition(b"=")
-        if key == b"token":
-            token = value.decode("ascii", "replace")
-        elif key == b"cseq":
-            if value.isdigit() and len(value) < 19:
-                cseq = int(value)
-    return token, cseq
-
-
-def heartbeat_lines(server_name: str, network: str, port: int, rooms: list,
-                    time_ms: int) -> list:
-    """
-    The heartbeat datagrams: ``:server HEARTBEAT network port :#a:12 #b:7``.
-
-    ``rooms`` is a list of ``(name, latest seq)``.  Split into as many
-    datagrams as it takes to stay within :data:`MAX_DATAGRAM`; always at
-    least one, since the heartbeat is also the discovery beacon.
-    """
-    tags = {"time": format_server_time(time_ms)}
-    head = encode(Message(HEARTBEAT, (network, str(port), "x"), server_name, tags))
-    room = MAX_DATAGRAM - len(head)
-    out, chunk, size = [], [], 0
-    for name, seq in rooms:
-        entry = f"{name}:{seq}"
-        length = len(entry.encode("utf-8")) + 1
-        if chunk and size + length > room:
-            out.append(" ".join(chunk))
-            chunk, size = [], 0
-        chunk.append(entry)
-        size += length
-    if chunk or not out:
-        out.append(" ".join(chunk))
-    return [encode(Message(HEARTBEAT, (network, str(port), text), server_name, tags))
-            for text in out]
-
-
-def parse_heartbeat(message: Message) -> dict:
-    """``{room: latest seq}`` from a parsed HEARTBEAT (rooms as the server spells them)."""
-    rooms = {}
-    if len(message.params) >= 3:
-        for entry in message.params[2].split():
-            name, _, seq = entry.rpartition(":")
-            if name and seq.isdigit():
-                rooms[name] = int(seq)
-    return rooms
 
 
 # ------------------------------------------------------------------ sessions
@@ -298,14 +129,9 @@ class UDPSession:
     learns exactly where its view of a room begins and ends.
     """
 
-    # The registry hands room lines only to members that need them one by one; the
-    # broadcast carries them to UDP sessions (unicast copies are the broadcaster's job).
-    room_lines_by_broadcast = True
-
     __slots__ = (
         "front", "token", "addr", "user", "unicast", "validated", "closed", "last_heard",
-        "next_cseq", "held", "useq", "kept", "budget", "tokens", "refilled",
-        "repair_tokens", "repair_refilled",
+        "next_cseq", "held", "useq", "kept", "budget", "flood", "repairs",
     )
 
     def __init__(self, front: UDPFrontEnd, token: str, addr: tuple, unicast: bool,
@@ -323,20 +149,22 @@ class UDPSession:
         self.useq = 0  # last numbered unicast line sent
         self.kept: deque = deque(maxlen=front.limits.unicast_kept)  # (useq, bytes)
         self.budget: _Budget | None = None  # set while answering an unverified NICK
-        self.tokens = float(front.limits.flood_burst)
-        self.refilled = now
-        self.repair_tokens = float(front.limits.repair_burst)
-        self.repair_refilled = now
+        limits = front.limits
+        self.flood = TokenBucket(limits.flood_burst, limits.flood_rate, now)
+        self.repairs = TokenBucket(limits.repair_burst, limits.repair_rate, now)
 
-    # The registry's output for this user.
-    def deliver(self, payload) -> None:
-        """Send one registry payload to this client (see the class docstring)."""
+    # The core's output for this user.
+    def deliver(self, payload: Any) -> None:
+        """Send one core payload to this client (see the class docstring)."""
         if self.closed:
+            return
+        if type(payload) is Disconnect:
+            self.front.close_session(self, payload.quit_reason or payload.why)
             return
         if type(payload) is Event:
             if payload.target[:1] in "#&":  # a room event: the broadcast carries it ...
                 message = payload.message
-                if message.command not in _MEMBERSHIP or not self._own_membership(message):
+                if message.command not in MEMBERSHIP or not self._own_membership(message):
                     return  # ... except our own JOIN/PART/NICK/KICK (hot path: one set lookup)
             tags = event_tags(payload)
             message = payload.message
@@ -366,26 +194,25 @@ class UDPSession:
             return casefold(nick) == self.user.key
         return False
 
+    def local_handler(self, verb: str) -> commands.LocalHandler | None:
+        """The local verbs of a UDP session (``commands.COMMANDS``): REPAIR, and CAP."""
+        if verb == "REPAIR":
+            return self._repair
+        if verb == "CAP":
+            return _nothing  # UDP sessions have every tag they need: nothing to negotiate
+        return None
+
+    def _repair(self, message: Message) -> list:
+        self.front.repair(self, message, self.front.clock.seconds())
+        return []
+
     def take_token(self, now: float) -> bool:
-        """Flood control: a token bucket of ``flood_burst`` lines, ``flood_rate`` per second."""
-        limits = self.front.limits
-        self.tokens = min(limits.flood_burst,
-                          self.tokens + (now - self.refilled) * limits.flood_rate)
-        self.refilled = now
-        if self.tokens >= 1 - 1e-9:
-            self.tokens -= 1
-            return True
-        return False
+        """Flood control: ``flood_burst`` lines at once, ``flood_rate`` per second."""
+        return self.flood.take(now)
 
     def take_repair(self, wanted: int, now: float) -> int:
         """How many of ``wanted`` repair events the rate limit allows now."""
-        limits = self.front.limits
-        self.repair_tokens = min(limits.repair_burst, self.repair_tokens
-                                 + (now - self.repair_refilled) * limits.repair_rate)
-        self.repair_refilled = now
-        allowed = min(wanted, int(self.repair_tokens + 1e-9))
-        self.repair_tokens -= allowed
-        return max(allowed, 0)
+        return self.repairs.take_up_to(wanted, now)
 
     def __repr__(self) -> str:
         return f"<UDPSession {self.user.nick if self.user else '*'} {self.addr}>"
@@ -405,8 +232,8 @@ class UDPFrontEnd(protocol.DatagramProtocol):
 
     _log = Logger()
 
-    def __init__(self, registry: Registry, clock, broadcast: Broadcast,
-                 limits: UDPLimits = UDPLimits(), metrics=None) -> None:
+    def __init__(self, registry: Registry, clock: Any, broadcast: Broadcast,
+                 limits: UDPLimits = UDPLimits(), metrics: Metrics | None = None) -> None:
         self.registry = registry
         self.clock = clock
         self.broadcast = broadcast
@@ -414,7 +241,6 @@ class UDPFrontEnd(protocol.DatagramProtocol):
         self.metrics = metrics
         self.sessions: dict = {}  # token -> UDPSession
         self.by_addr: dict = {}  # (host, port) -> UDPSession
-        self.per_ip: dict = {}  # host -> number of sessions
         # Rooms whose events are broadcast (those with a UDP member), recomputed
         # after each membership event: key -> (any member hears broadcast,
         # sessions that need unicast copies).
@@ -422,7 +248,7 @@ class UDPFrontEnd(protocol.DatagramProtocol):
         self._stale: set = set()
         self._loop: task.LoopingCall | None = None
         self.port = 0
-        registry.listeners.append(self.on_event)
+        registry.log.subscribe(self.on_event)
 
     # ------------------------------------------------------------ lifecycle
 
@@ -512,19 +338,19 @@ class UDPFrontEnd(protocol.DatagramProtocol):
     def _recount(self, key: str) -> tuple:
         """Who hears room ``key``: (any member in the broadcast domain, unicast sessions)."""
         self._stale.discard(key)
-        channel = self.registry.channels.get(key)
-        if channel is None:
-            self._audience.pop(key, None)
-            return False, []
         heard, copies = False, []
-        for member in channel.members:
+        for member in self.registry.audience(key):
             conn = member.conn
             if type(conn) is UDPSession and not conn.closed:
                 if conn.unicast:
                     copies.append(conn)
                 else:
                     heard = True
-        self._audience[key] = audience = (heard, copies)
+        audience = (heard, copies)
+        if heard or copies:
+            self._audience[key] = audience
+        else:
+            self._audience.pop(key, None)
         return audience
 
     # ---------------------------------------------------------------- input
@@ -617,8 +443,7 @@ class UDPFrontEnd(protocol.DatagramProtocol):
             self._reply(addr, budget, "FAIL", "NICK", "ADDRESS_IN_USE",
                         "This address already has a session")
             return
-        if (len(self.sessions) >= self.limits.max_sessions
-                or self.per_ip.get(host, 0) >= self.limits.max_per_ip):
+        if len(self.sessions) >= self.limits.max_sessions:
             self._reply(addr, budget, "FAIL", "NICK", "TOO_MANY_SESSIONS",
                         "Too many sessions, try later")
             return
@@ -627,11 +452,20 @@ class UDPFrontEnd(protocol.DatagramProtocol):
         unicast = "unicast" in message.tags or not self.broadcast.reaches(host)
         session = UDPSession(self, token, addr, unicast, now)
         session.budget = budget
-        user = self.registry.connect(session, host)
-        errors = self.registry.check_nick(user, nick)
-        out = errors or self.registry.register(user, nick, nick, nick)
+        # Room lines reach UDP sessions by broadcast (or the copies on_event sends).
+        user = self.registry.connect(session, host, by_broadcast=True)
+        if user is None:  # the per-address limit, over every front-end
+            self._reply(addr, budget, "FAIL", "NICK", "TOO_MANY_SESSIONS",
+                        "Too many sessions, try later")
+            return
+        # The same registration as IRC's NICK + USER (+ PASS, as the ``password`` tag).
+        out = self.registry.offer_password(user, message.tags["password"]) \
+            if "password" in message.tags else []
+        out += self.registry.offer_user(user, nick, nick)
+        out += self.registry.offer_nick(user, nick)
         if not user.registered:
             self.registry.quit(user)
+            out = [d for d in out if type(d.payload) is Message]
             for delivery in out:
                 data = encode(delivery.payload)
                 if budget.take(len(data)):
@@ -640,7 +474,6 @@ class UDPFrontEnd(protocol.DatagramProtocol):
         session.user = user
         self.sessions[token] = session
         self.by_addr[addr] = session
-        self.per_ip[host] = self.per_ip.get(host, 0) + 1
         if self.metrics is not None:
             self.metrics.udp.connections += 1
             self.metrics.udp.accepted += 1
@@ -682,7 +515,7 @@ class UDPFrontEnd(protocol.DatagramProtocol):
                                            self.registry.server_name,
                                            {"latest": str(session.useq)})), session.addr)
         elif verb == "REPAIR":
-            self._repair(session, message, now)
+            self.repair(session, message, now)
         elif session.take_token(now):
             self._command(session, message)
 
@@ -699,76 +532,55 @@ class UDPFrontEnd(protocol.DatagramProtocol):
             self._command(session, message)
 
     def _command(self, session: UDPSession, message: Message) -> None:
-        """One command of a registered session: session verbs here, the rest dispatched."""
-        verb = message.verb
+        """One command of a registered session, through the command table."""
+        assert session.user is not None
         try:
-            if verb == "QUIT":
-                reason = message.params[0] if message.params else "Client Quit"
-                self.close_session(session, reason)
-            elif verb in ("PING", "REPAIR"):
-                self._unsequenced_verb(session, message)
-            elif verb in ("USER", "PASS"):
-                self._numbered(session, "462", "You may not reregister")
-            elif verb in ("CAP", "PONG"):
-                pass  # UDP sessions have every tag they need: nothing to negotiate
-            else:
-                # echo: a private message comes back to its sender in its own
-                # numbered stream, so the client shows it in order, once.
-                deliver(commands.dispatch(self.registry, session.user, message, _ECHO))
+            # echo: a private message comes back to its sender in its own
+            # numbered stream, so the client shows it in order, once.
+            deliver(commands.dispatch(self.registry, session.user, message, _ECHO, session))
         except Exception:
-            self._log.failure("error handling {verb} from {addr}", verb=verb, addr=session.addr)
-            self._numbered(session, "FAIL", verb, "INTERNAL_ERROR",
+            self._log.failure("error handling {verb} from {addr}", verb=message.verb,
+                              addr=session.addr)
+            self._numbered(session, "FAIL", message.verb, "INTERNAL_ERROR",
                            "The server failed on that command")
-
-    def _unsequenced_verb(self, session: UDPSession, message: Message) -> None:
-        now = self.clock.seconds()
-        if message.verb == "REPAIR":
-            self._repair(session, message, now)
-        else:
-            param = message.params[0] if message.params else self.registry.server_name
-            self._numbered(session, "PONG", self.registry.server_name, param)
 
     # --------------------------------------------------------------- repair
 
-    def _repair(self, session: UDPSession, message: Message, now: float) -> None:
+    def repair(self, session: UDPSession, message: Message, now: float) -> None:
         """
         ``REPAIR <room or *> <from> <to>``: send what is still held of that range.
 
-        At most ``repair_limit`` lines per request, and ``repair_rate`` lines a
-        second per session; a range no longer held is answered ``FAIL REPAIR GONE``.
+        A room's events only to a session that may read the room (the core's
+        ``can_read``: its members), a session's own numbered lines (``*``) only
+        to itself.  At most ``repair_limit`` lines per request, and
+        ``repair_rate`` lines a second per session; a range no longer held is
+        answered ``FAIL REPAIR GONE``.
         """
         p = message.params
-        if len(p) < 3 or not p[1].isdigit() or not p[2].isdigit() or int(p[1]) > int(p[2]) \
+        if len(p) < 3 or not is_decimal(p[1]) or not is_decimal(p[2]) or int(p[1]) > int(p[2]) \
                 or int(p[1]) < 1:
             self._numbered(session, "FAIL", "REPAIR", "INVALID_PARAMS",
                            "REPAIR <room or *> <from> <to>")
             return
         target, first, last = p[0], int(p[1]), int(p[2])
-        wanted = min(last - first + 1, self.limits.repair_limit)
-        allowed = session.take_repair(wanted, now)
+        key = casefold(target)
+        assert session.user is not None
+        if target != "*" and not self.registry.can_read(session.user, key):
+            self._drop("udp_repair_denied")
+            self._numbered(session, "FAIL", "REPAIR", "NOT_ALLOWED", target,
+                           "No such room, or not yours to read")
+            return
+        allowed = session.take_repair(min(last - first + 1, self.limits.repair_limit), now)
         if not allowed:
             return  # over the rate: the client asks again later
         if self.metrics is not None:
             self.metrics.udp_repairs += 1
         if target == "*":
-            kept = session.kept
-            lowest = kept[0][0] if kept else session.useq + 1
-            lines = [line for useq, line in kept if first <= useq <= last][:allowed]
+            lowest, lines = self._own_lines(session, first, last, allowed)
         else:
-            channel = self.registry.find_channel(target)
-            user = session.user
-            if channel is None or (user not in channel.members
-                                   and (channel.invite_only or channel.password is not None)):
-                self._numbered(session, "FAIL", "REPAIR", "NOT_ALLOWED", target,
-                               "No such room, or not yours to read")
-                return
-            recent = channel.recent
-            lowest = recent[0].seq if recent else channel.seq + 1
-            start = max(first, lowest) - lowest
-            lines = [event_line(event)
-                     for event in islice(recent, start, start + allowed)
-                     if event.seq <= last]
-            target = channel.name
+            target = self.registry.room_name(key) or target
+            lowest, events = self.registry.log.held(key, first, last, allowed)
+            lines = [event_line(event) for event in events]
         if first < lowest:
             gone_to = min(last, lowest - 1)
             self._write(encode(Message("FAIL", ("REPAIR", "GONE", target, str(first),
@@ -776,6 +588,14 @@ class UDPFrontEnd(protocol.DatagramProtocol):
                                        self.registry.server_name)), session.addr)
         for line in lines:
             self._write(line, session.addr)
+
+    @staticmethod
+    def _own_lines(session: UDPSession, first: int, last: int,
+                   allowed: int) -> tuple[int, list[bytes]]:
+        """``(lowest useq kept, lines)``: ``session``'s own numbered lines in the range."""
+        kept = session.kept
+        lowest = kept[0][0] if kept else session.useq + 1
+        return lowest, [line for useq, line in kept if first <= useq <= last][:allowed]
 
     # ------------------------------------------------------- heartbeat, expiry
 
@@ -788,23 +608,27 @@ class UDPFrontEnd(protocol.DatagramProtocol):
             self._log.failure("udp heartbeat failed")
 
     def _heartbeat(self) -> None:
-        rooms = {}
+        broadcast: dict[str, str] = {}  # key -> name of rooms with a member hearing broadcasts
         for session in self.sessions.values():
             if session.user is not None and not session.unicast:
-                for channel in session.user.channels.values():
-                    rooms[channel.key] = channel
-        listed = [(c.name, c.seq) for c in rooms.values()]
-        lines = heartbeat_lines(self.registry.server_name, self.registry.network, self.port,
-                                listed, int(self.clock.seconds() * 1000))
-        for line in lines:
+                broadcast.update(self.registry.rooms_of(session.user))
+        now_ms = int(self.clock.seconds() * 1000)
+        for line in self._heartbeat_lines(broadcast.items(), now_ms):
             self._write(line, (self.broadcast.address, self.broadcast.port))
         # Sessions outside the broadcast domain hear their own rooms' heartbeat by unicast.
         for session in self.sessions.values():
-            if session.unicast and session.validated and session.user.channels:
-                own = [(c.name, c.seq) for c in session.user.channels.values()]
-                for line in heartbeat_lines(self.registry.server_name, self.registry.network,
-                                            self.port, own, int(self.clock.seconds() * 1000)):
-                    self._write(line, session.addr)
+            if session.unicast and session.validated and session.user is not None:
+                own = self.registry.rooms_of(session.user)
+                if own:
+                    for line in self._heartbeat_lines(own, now_ms):
+                        self._write(line, session.addr)
+
+    def _heartbeat_lines(self, rooms: Iterable[tuple[str, str]], now_ms: int) -> list[bytes]:
+        """The heartbeat for ``[(key, name)]``: each room's latest seq and epoch."""
+        log = self.registry.log
+        listed = [(name, log.latest(key), log.epoch(key)) for key, name in rooms]
+        return heartbeat_lines(self.registry.server_name, self.registry.network, self.port,
+                               listed, now_ms, log.epoch(""))
 
     def _expire(self) -> None:
         now = self.clock.seconds()
@@ -823,12 +647,6 @@ class UDPFrontEnd(protocol.DatagramProtocol):
         self.sessions.pop(session.token, None)
         if self.by_addr.get(session.addr) is session:
             del self.by_addr[session.addr]
-        host = session.addr[0]
-        count = self.per_ip.get(host, 0) - 1
-        if count > 0:
-            self.per_ip[host] = count
-        else:
-            self.per_ip.pop(host, None)
         if self.metrics is not None:
             self.metrics.udp.connections -= 1
         self._log.info("udp session {nick} from {addr} ends: {reason}",
@@ -837,3 +655,7 @@ class UDPFrontEnd(protocol.DatagramProtocol):
 
 
 _ECHO = commands.Context(echo=True)
+
+
+def _nothing(message: Message) -> list:
+    return []

@@ -1,0 +1,162 @@
+"""
+Room events and what the core hands back to front-ends.
+
+test-case-name: tests.test_registry
+
+A room event is one numbered line of a room's transcript (or of a private
+conversation): a frozen value, numbered by the room log
+(:mod:`twistchat.core.roomlog`).  Its wire bytes are formatted at most once per
+*tag view* and the same bytes object is written to every member that shares
+that view: fan-out is the server's hot path (issue #3).  The cache of those
+bytes sits beside the values, in a field that takes no part in equality.
+
+A tag view is a small bit mask saying which server tags a receiver wants:
+plain RFC 1459 clients want none; IRCv3 clients pick ``server-time``,
+``msgid`` ... by capability; UDP sessions want ``seq`` and ``time`` always.
+
+The core's whole answer to a command is a list of :class:`Delivery`: "send this
+payload to these users".  A payload is an :class:`Event`, a plain
+:class:`~twistchat.wire.Message` (a reply, a relayed line), or a
+:class:`Disconnect` (the rules say this connection ends, e.g. QUIT or a wrong
+server password).  Each user's ``conn`` is the front-end object serving it and
+provides ``deliver(payload)``; the core never looks further into it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from types import MappingProxyType
+from typing import Any, Protocol
+
+from twistchat.wire import Message, encode, format_server_time, parse_server_time
+
+__all__ = [
+    "NO_TAGS", "TAG_CLIENT", "TAG_MSGID", "TAG_SEQ", "TAG_TIME", "Delivery", "Disconnect",
+    "Event", "Payload", "deliver", "format_server_time", "parse_server_time",
+]
+
+# Tag views (bit mask).  Which tags a receiver is shown.
+TAG_TIME = 1  # IRCv3 server-time: "time=2011-10-19T16:40:51.620Z"
+TAG_MSGID = 2  # IRCv3 msgid
+TAG_SEQ = 4  # twistchat's per-room sequence number (UDP wire contract)
+TAG_CLIENT = 8  # client-only tags ("+typing"), relayed with message-tags
+NO_TAGS = 0
+
+_NO_CLIENT_TAGS: Mapping[str, str] = MappingProxyType({})
+
+
+@dataclass(frozen=True, slots=True)
+class Event:
+    """
+    One numbered line of a room's (or a private conversation's) transcript.
+
+    ``target`` is the casefolded room name, or a conversation key for private
+    messages (:mod:`twistchat.core.targets`); ``seq`` rises by one per event of
+    that target; ``msgid`` is unique across restarts.  ``message`` holds no
+    server tags: they are added per tag view by :meth:`line`.
+    """
+
+    target: str
+    seq: int
+    time_ms: int
+    msgid: str
+    message: Message
+    client_tags: Mapping[str, str] = field(default_factory=lambda: _NO_CLIENT_TAGS)
+    # view -> wire bytes, filled on first use; not part of the value.
+    _lines: dict[int, bytes] = field(default_factory=dict, init=False, repr=False,
+                                     compare=False)
+
+    def __post_init__(self) -> None:
+        if self.client_tags is None:
+            object.__setattr__(self, "client_tags", _NO_CLIENT_TAGS)
+
+    @property
+    def is_room_event(self) -> bool:
+        """True for an event of a room, False for a private conversation."""
+        return self.target[:1] in "#&"
+
+    def tags_for(self, view: int) -> dict[str, str]:
+        """The tags this event carries for receivers with tag ``view``."""
+        tags: dict[str, str] = {}
+        if view & TAG_CLIENT and self.client_tags:
+            tags.update(self.client_tags)
+        if view & TAG_MSGID:
+            tags["msgid"] = self.msgid
+        if view & TAG_SEQ:
+            tags["seq"] = str(self.seq)
+        if view & TAG_TIME:
+            tags["time"] = format_server_time(self.time_ms)
+        return tags
+
+    def line(self, view: int = NO_TAGS) -> bytes:
+        """
+        The wire bytes (with CRLF) of this event for tag ``view``.
+
+        Formatted once per view and cached: every member with the same view
+        gets the very same bytes object.
+        """
+        try:
+            return self._lines[view]
+        except KeyError:
+            pass
+        message = self.message
+        if view:
+            tags = self.tags_for(view)
+            if tags:
+                message = Message(message.command, message.params, message.source, tags)
+        data = self._lines[view] = encode(message)
+        return data
+
+
+@dataclass(frozen=True, slots=True)
+class Disconnect:
+    """
+    "End this connection": the rules ended it (QUIT, a wrong server password).
+
+    ``why`` goes in the ``ERROR :Closing link`` line; ``quit_reason`` (default:
+    ``why``) is what the user's peers see in its QUIT.
+    """
+
+    why: str
+    quit_reason: str | None = None
+
+
+Payload = Message | Event | Disconnect
+
+
+class Connection(Protocol):
+    """What the core needs of a user's front-end object: somewhere to deliver."""
+
+    def deliver(self, payload: Any) -> None:
+        """Send one payload to this user, in this front-end's format."""
+
+
+@dataclass(slots=True)
+class Delivery:
+    """
+    "Send ``payload`` to each of ``to``, except ``skip``."
+
+    The core's whole answer to a command is a list of these; the front-end
+    that received the command walks the list (see :func:`deliver`).
+    """
+
+    to: Iterable[Any]
+    payload: Payload
+    skip: object = None
+
+
+def deliver(deliveries: Iterable[Delivery]) -> None:
+    """
+    Hand every payload to every recipient's connection.
+
+    Recipients are core users; ``user.conn`` is whatever front-end object
+    serves that user (a TCP protocol, a UDP session): it provides
+    ``deliver(payload)``.  This loop is the fan-out hot path.
+    """
+    for delivery in deliveries:
+        payload = delivery.payload
+        skip = delivery.skip
+        for user in delivery.to:
+            if user is not skip:
+                user.conn.deliver(payload)

@@ -1,0 +1,161 @@
+"""
+IRCv3 on the IRC front-ends: capabilities, the view they give, labels and batches.
+
+test-case-name: tests.test_history
+
+Pure functions and small values, no I/O: what a connection that negotiated a
+set of capabilities is shown (:class:`View`), and how labeled replies, batches
+and replayed history are written as lines.  The IRC protocol (``irc.py``) and
+later the WebSocket front-end share them.
+
+Specs: https://ircv3.net/specs/extensions/capability-negotiation,
+``labeled-response``, ``batch``, ``server-time``, ``message-tags``,
+``draft/chathistory``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+from twistchat.core.commands import Context
+from twistchat.core.events import NO_TAGS, TAG_CLIENT, TAG_MSGID, TAG_TIME
+from twistchat.history import MESSAGE_COMMANDS, replay_message
+from twistchat.wire import Message, encode, escape_tag_value, format_server_time
+
+__all__ = [
+    "CAPABILITIES", "CAP_GATED", "View", "batch_lines", "history_lines", "label",
+    "labeled_lines", "replayable", "targets_lines",
+]
+
+# IRCv3 capabilities this front-end offers.
+CAPABILITIES = (
+    "away-notify", "batch", "draft/chathistory", "draft/event-playback", "echo-message",
+    "labeled-response", "message-tags", "multi-prefix", "server-time",
+)
+# Lines only clients that asked for a capability may see (IRCv3: "MUST NOT send ... unless
+# the client has negotiated the capability").
+CAP_GATED = {"AWAY": "away-notify", "TAGMSG": "message-tags", "BATCH": "batch"}
+
+
+@dataclass(frozen=True)
+class View:
+    """
+    What one set of negotiated capabilities shows a client.
+
+    ``tags`` is the tag view of room events (:mod:`twistchat.core.events`);
+    ``context`` what the command table is told of the connection.
+    """
+
+    caps: frozenset[str]
+    tags: int
+    context: Context
+
+    @classmethod
+    def of(cls, caps: frozenset[str]) -> View:
+        """The view of ``caps``."""
+        tags = NO_TAGS
+        if "server-time" in caps:
+            tags |= TAG_TIME
+        if "message-tags" in caps:
+            tags |= TAG_MSGID | TAG_CLIENT
+        return cls(caps, tags, Context("echo-message" in caps, "multi-prefix" in caps,
+                                       None, caps))
+
+    def shows(self, message: Message) -> bool:
+        """False for lines of a capability this client did not ask for."""
+        needed = CAP_GATED.get(message.command)
+        return needed is None or needed in self.caps
+
+    def format(self, message: Message, now_ms: int) -> bytes:
+        """Encode a Message for this client: the tags it asked for, none it did not."""
+        if self.tags & TAG_TIME and message.command.isalpha():
+            # server-time on relayed (non-numeric) lines too.
+            tags = dict(message.tags) if self.tags & TAG_CLIENT else {}
+            tags.setdefault("time", format_server_time(now_ms))
+            message = Message(message.command, message.params, message.source, tags)
+        elif message.tags and not self.tags & TAG_CLIENT:
+            message = Message(message.command, message.params, message.source)
+        return encode(message)
+
+
+NO_CAPS = View.of(frozenset())
+
+
+def requested(current: frozenset[str], wanted: list[str]) -> frozenset[str] | None:
+    """``CAP REQ``: the new capability set, or None to NAK (unknown name; all or nothing)."""
+    if not wanted or any(w.lstrip("-") not in CAPABILITIES for w in wanted):
+        return None
+    caps = set(current)
+    for w in wanted:
+        if w.startswith("-"):
+            caps.discard(w[1:])
+        else:
+            caps.add(w)
+    return frozenset(caps)
+
+
+def label_tag(value: str) -> bytes:
+    """The ``label=...`` tag for a label as parsed (unescaped), escaped again for the wire."""
+    return b"label=" + escape_tag_value(value).encode("utf-8")
+
+
+def with_tag(data: bytes, tag: bytes) -> bytes:
+    """Add one ``key=value`` tag to an encoded line."""
+    if data.startswith(b"@"):
+        return b"@" + tag + b";" + data[1:]
+    return b"@" + tag + b" " + data
+
+
+def label(line: bytes, value: str | None) -> bytes:
+    """``line`` with the label tag, if there is a label."""
+    return with_tag(line, label_tag(value)) if value else line
+
+
+def labeled_lines(value: str, lines: list[bytes], server: str, ref: str) -> list[bytes]:
+    """
+    The replies to a labeled command: none gets ACK, one gets the label, more a batch.
+
+    https://ircv3.net/specs/extensions/labeled-response
+    """
+    tag = label_tag(value)
+    if not lines:
+        return [with_tag(encode(Message("ACK", (), server)), tag)]
+    if len(lines) == 1:
+        return [with_tag(lines[0], tag)]
+    batch_tag = b"batch=" + ref.encode()
+    return [with_tag(encode(Message("BATCH", ("+" + ref, "labeled-response"), server)), tag),
+            *(with_tag(line, batch_tag) for line in lines),
+            encode(Message("BATCH", ("-" + ref,), server))]
+
+
+def batch_lines(ref: str | None, kind: tuple[str, ...], body: list[bytes], server: str,
+                value: str | None = None) -> list[bytes]:
+    """``body`` inside a batch of ``kind`` (if ``ref``), the first line labeled."""
+    if ref is None:
+        return [label(body[0], value), *body[1:]] if body else []
+    start = encode(Message("BATCH", ("+" + ref, *kind), server))
+    return [label(start, value), *body, encode(Message("BATCH", ("-" + ref,), server))]
+
+
+def history_lines(records: Iterable, target: str, view: View, ref: str | None, server: str,
+                  value: str | None = None) -> list[bytes]:
+    """Replayed records as lines, in a ``chathistory`` batch if the client has ``batch``."""
+    body = [encode(replay_message(record, view.tags, ref, server)) for record in records]
+    return batch_lines(ref, ("chathistory", target), body, server, value)
+
+
+def targets_lines(found: list[tuple[str, int]], ref: str | None, server: str,
+                  value: str | None = None) -> list[bytes]:
+    """``CHATHISTORY TARGETS`` answers, in a ``draft/chathistory-targets`` batch."""
+    tags = {"batch": ref} if ref else {}
+    body = [encode(Message("CHATHISTORY", ("TARGETS", name, format_server_time(time_ms)),
+                           server, tags)) for name, time_ms in found]
+    return batch_lines(ref, ("draft/chathistory-targets",), body, server, value)
+
+
+def replayable(records: Iterable, caps: frozenset[str]) -> list:
+    """Without draft/event-playback, only messages are replayed (as Ergo does)."""
+    if "draft/event-playback" in caps:
+        return list(records)
+    return [r for r in records if r.command in MESSAGE_COMMANDS]
