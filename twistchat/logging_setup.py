@@ -163,7 +163,8 @@ class ListenerService(StreamServerEndpointService):
         except Exception as e:
             # Called from makeService, before twistd starts logging: stderr is the place.
             # (Bad syntax, an unreadable key or certificate, no socket from systemd.)
-            raise SystemExit(f"twistd chat: cannot listen on {description}: {_reason(e, description)}")
+            raise SystemExit(f"twistd chat: cannot listen on {description}: "
+                             f"{_reason(e, description)}") from None
         super().__init__(_LoggedEndpoint(endpoint, description), factory)
 
     def privilegedStartService(self) -> None:
@@ -171,8 +172,8 @@ class ListenerService(StreamServerEndpointService):
             super().privilegedStartService()
         except Exception as e:
             _log.critical("cannot listen on {description}: {reason}",
-                               description=self.description, reason=_reason(e))
-            raise SystemExit(1)
+                          description=self.description, reason=_reason(e))
+            raise SystemExit(1) from None
 
 
 class UDPListenerService(UDPServer):
@@ -191,6 +192,7 @@ class UDPListenerService(UDPServer):
         except Exception as e:
             _log.critical("cannot listen on {description}: {reason}",
                           description=self.description, reason=_reason(e))
-            raise SystemExit(1)
+            raise SystemExit(1) from None
+        assert self._port is not None
         _log.info("listening on {description} ({address})", description=self.description,
                   address=_address(self._port.getHost()))

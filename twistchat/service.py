@@ -27,17 +27,29 @@ from twistchat.store import StoreError, open_store, record_from_event
 FRONT_ENDS = ("tcp", "udp")  # every front-end this version has; "both" = all of them
 
 
-def _at_least(kind, minimum, inclusive=True):
-    """A usage.Options coercer: ``kind`` (int or float) no lower than ``minimum``."""
-    def coerce(value: str):
-        number = kind(value)
-        if number < minimum or (number == minimum and not inclusive):
-            relation = "at least" if inclusive else "above"
-            raise ValueError(f"must be {relation} {minimum}, got {number}")
+class _AtLeast:
+    """
+    A usage.Options coercer: ``kind`` (int or float) no lower than ``minimum``.
+
+    ``coerceDoc`` is what ``--help`` shows after the option's text (usage.Options).
+    """
+
+    def __init__(self, kind: type, minimum: float, inclusive: bool = True) -> None:
+        self.kind = kind
+        self.minimum = minimum
+        self.inclusive = inclusive
+        noun = "A whole number" if kind is int else "A number"
+        self.coerceDoc = f"{noun} {'>=' if inclusive else '>'} {minimum}."
+
+    def __call__(self, value: str) -> Any:
+        number = self.kind(value)
+        if number < self.minimum or (number == self.minimum and not self.inclusive):
+            relation = "at least" if self.inclusive else "above"
+            raise ValueError(f"must be {relation} {self.minimum}, got {number}")
         return number
-    noun = "A whole number" if kind is int else "A number"
-    coerce.coerceDoc = f"{noun} {'>=' if inclusive else '>'} {minimum}."
-    return coerce
+
+
+_at_least = _AtLeast
 
 
 _positive_int = _at_least(int, 1)
@@ -45,35 +57,51 @@ _positive_float = _at_least(float, 0, inclusive=False)
 _non_negative_int = _at_least(int, 0)
 _non_negative_float = _at_least(float, 0)
 
-# (flag, default, coerce, help, where it goes: "registry" Limits field or "conn" ConnectionLimits field)
+# (flag, default, coerce, help, where it goes: "registry" (a Limits field) or "conn"
+# (a ConnectionLimits field), field name)
 LIMIT_FLAGS = [
-    ("max-line", 512, _positive_int, "Longest line in bytes, CRLF included, tags excluded (417 above it).", "conn", "max_line"),
+    ("max-line", 512, _positive_int,
+     "Longest line in bytes, CRLF included, tags excluded (417 above it).", "conn", "max_line"),
     ("max-tags", 8191, _positive_int, "Longest IRCv3 tag section in bytes.", "conn", "max_tags"),
-    ("flood-burst", 20, _positive_int, "Lines a client may send at once before the rate applies.", "conn", "flood_burst"),
-    ("flood-rate", 5.0, _positive_float, "Lines per second a client may send after its burst.", "conn", "flood_rate"),
-    ("flood-queue", 40, _positive_int, "Lines held back from a flooding client before 'Excess Flood'.", "conn", "flood_queue"),
-    ("sendq", 262144, _positive_int, "Unsent output bytes per client before 'SendQ exceeded'.", "conn", "sendq"),
-    ("registration-timeout", 60.0, _positive_float, "Seconds a connection may take to register.", "conn", "registration_timeout"),
-    ("ping-interval", 120.0, _positive_float, "Idle seconds before the server sends PING.", "conn", "ping_interval"),
-    ("ping-timeout", 60.0, _positive_float, "Seconds to answer the server's PING.", "conn", "ping_timeout"),
-    ("max-per-ip", 16, _positive_int, "Connections allowed from one address (TCP and UDP together).", "registry", "max_per_ip"),
+    ("flood-burst", 20, _positive_int,
+     "Lines a client may send at once before the rate applies.", "conn", "flood_burst"),
+    ("flood-rate", 5.0, _positive_float,
+     "Lines per second a client may send after its burst.", "conn", "flood_rate"),
+    ("flood-queue", 40, _positive_int,
+     "Lines held back from a flooding client before 'Excess Flood'.", "conn", "flood_queue"),
+    ("sendq", 262144, _positive_int,
+     "Unsent output bytes per client before 'SendQ exceeded'.", "conn", "sendq"),
+    ("registration-timeout", 60.0, _positive_float,
+     "Seconds a connection may take to register.", "conn", "registration_timeout"),
+    ("ping-interval", 120.0, _positive_float,
+     "Idle seconds before the server sends PING.", "conn", "ping_interval"),
+    ("ping-timeout", 60.0, _positive_float,
+     "Seconds to answer the server's PING.", "conn", "ping_timeout"),
+    ("max-per-ip", 16, _positive_int,
+     "Connections allowed from one address (TCP and UDP together).", "registry", "max_per_ip"),
     ("nicklen", 30, _positive_int, "Longest nick (NICKLEN).", "registry", "nicklen"),
-    ("channellen", 50, _positive_int, "Longest room name in bytes (CHANNELLEN).", "registry", "channellen"),
+    ("channellen", 50, _positive_int,
+     "Longest room name in bytes (CHANNELLEN).", "registry", "channellen"),
     ("topiclen", 390, _positive_int, "Longest topic in bytes (TOPICLEN).", "registry", "topiclen"),
-    ("max-channels", 50, _positive_int, "Rooms one user may be in (CHANLIMIT).", "registry", "max_channels"),
-    ("recent-history", 1000, _positive_int, "Events per room kept in memory.", "registry", "recent_history"),
+    ("max-channels", 50, _positive_int,
+     "Rooms one user may be in (CHANLIMIT).", "registry", "max_channels"),
+    ("recent-history", 1000, _positive_int,
+     "Events per room kept in memory.", "registry", "recent_history"),
 ]
 
 
 # The UDP front-end (issue #4, docs/udp-protocol.md); flood and per-IP limits are shared with TCP.
 UDP_OPTIONS = [
-    ["broadcast", None, None, "Where room events are broadcast: ADDR or ADDR/PREFIX (default: the "
-                              "broadcast address of --interface; 127.0.0.1 gives 127.255.255.255)."],
-    ["broadcast-port", None, None, "UDP port clients listen on for broadcasts (default: --port + 1).", int],
-    ["heartbeat", None, 1.0, "Seconds between UDP heartbeats (each room's latest seq; the LAN beacon).",
+    ["broadcast", None, None,
+     "Where room events are broadcast: ADDR or ADDR/PREFIX (default: the "
+     "broadcast address of --interface; 127.0.0.1 gives 127.255.255.255)."],
+    ["broadcast-port", None, None,
+     "UDP port clients listen on for broadcasts (default: --port + 1).", int],
+    ["heartbeat", None, 1.0,
+     "Seconds between UDP heartbeats (each room's latest seq; the LAN beacon).",
      _positive_float],
-    ["udp-session-timeout", None, 60.0, "Seconds a silent UDP session lives before it expires (QUIT).",
-     _positive_float],
+    ["udp-session-timeout", None, 60.0,
+     "Seconds a silent UDP session lives before it expires (QUIT).", _positive_float],
     ["repair-limit", None, 100, "Events sent back per UDP repair request.", _positive_int],
     ["repair-rate", None, 2000.0, "Repaired events per second per UDP session.", _positive_float],
     ["udp-max-sessions", None, 1024, "UDP sessions at once.", _positive_int],
@@ -89,8 +117,8 @@ class Options(usage.Options):
         "It listens on 127.0.0.1:6667 unless told otherwise."
     )
     optParameters = [
-        ["proto", None, "both", "Front-ends to start: tcp, udp or both (both = every front-end this version has: "
-                                + ", ".join(FRONT_ENDS) + ")."],
+        ["proto", None, "both", "Front-ends to start: tcp, udp or both (both = every "
+                                "front-end this version has: " + ", ".join(FRONT_ENDS) + ")."],
         ["interface", None, "127.0.0.1", "Address to listen on (loopback unless told otherwise)."],
         ["port", None, 6667, "Port of the main listener.", int],
         ["server-name", None, "twistchat.local", "Server name shown to clients."],
@@ -114,8 +142,9 @@ class Options(usage.Options):
       + UDP_OPTIONS
 
     optFlags = [
-        ["no-default-listener", None, "Open no listener from --interface/--port, only the --listen "
-                                      "ones (systemd socket activation: --listen systemd:domain=INET:index=0)."],
+        ["no-default-listener", None,
+         "Open no listener from --interface/--port, only the --listen ones (systemd socket "
+         "activation: --listen systemd:domain=INET:index=0)."],
     ]
 
     def __init__(self) -> None:
@@ -123,7 +152,8 @@ class Options(usage.Options):
         self["listen"] = []
 
     def opt_listen(self, description: str) -> None:
-        """Add an IRC listener from an endpoint description, e.g. tcp:6668:interface=::1 (repeatable)."""
+        # usage.Options shows this docstring in --help: keep it one line.
+        """Add an IRC listener from an endpoint, e.g. tcp:6668:interface=::1 (repeatable)."""
         self["listen"].append(description)
 
     def postOptions(self) -> None:
@@ -140,16 +170,17 @@ class Options(usage.Options):
                 with open(self["motd"], encoding="utf-8") as f:
                     self["motd_lines"] = f.read().splitlines()
             except (OSError, UnicodeDecodeError) as e:
-                raise usage.UsageError(f"--motd {self['motd']}: cannot read it ({e})")
+                raise usage.UsageError(f"--motd {self['motd']}: cannot read it ({e})") from None
         if proto in ("udp", "both"):
             try:
                 self["broadcast_domain"] = broadcast_domain(self["interface"], self["broadcast"])
             except ValueError as e:
-                raise usage.UsageError(str(e))
+                raise usage.UsageError(str(e)) from None
             if self["broadcast-port"] is None:
                 self["broadcast-port"] = self["port"] + 1
             if not 0 < self["broadcast-port"] <= 65535:
-                raise usage.UsageError(f"--broadcast-port must be 1-65535, not {self['broadcast-port']}")
+                raise usage.UsageError(
+                    f"--broadcast-port must be 1-65535, not {self['broadcast-port']}")
 
     def limits(self, where: str) -> dict:
         """The limit flags that configure ``where`` ("registry" or "conn")."""
@@ -239,7 +270,8 @@ def makeService(options: Options, reactor: Any = None) -> ChatService:
         listener = ListenerService(description, factory, reactor=reactor)
         listener.setServiceParent(top)
     if options["metrics"]:
-        ListenerService(options["metrics"], metrics_site(top.metrics), reactor).setServiceParent(top)
+        ListenerService(options["metrics"], metrics_site(top.metrics),
+                        reactor).setServiceParent(top)
     if options["proto"] in ("udp", "both"):
         address, domain = options["broadcast_domain"]
         conn = options.limits("conn")
@@ -248,8 +280,8 @@ def makeService(options: Options, reactor: Any = None) -> ChatService:
             repair_limit=options["repair-limit"], repair_rate=options["repair-rate"],
             max_sessions=options["udp-max-sessions"], max_line=conn["max_line"],
             flood_burst=conn["flood_burst"], flood_rate=conn["flood_rate"])
-        top.udp = UDPFrontEnd(registry, reactor, Broadcast(address, options["broadcast-port"], domain),
-                              udp_limits, top.metrics)
+        broadcast = Broadcast(address, options["broadcast-port"], domain)
+        top.udp = UDPFrontEnd(registry, reactor, broadcast, udp_limits, top.metrics)
         top.udp.noisy = False
         UDPListenerService(options["port"], top.udp, interface=options["interface"],
                            reactor=reactor).setServiceParent(top)

@@ -510,7 +510,9 @@ class IRCProtocol(LineReceiver):
 
         def refused(failure: Failure) -> list[bytes]:
             failure.trap(history.HistoryError)
-            return [ircv3.label(encode(failure.value.message(server)), label)]
+            error = failure.value
+            assert isinstance(error, history.HistoryError)
+            return [ircv3.label(encode(error.message(server)), label)]
 
         d.addCallbacks(answer, refused)
         self._hold_for(d)

@@ -42,7 +42,7 @@ from twisted.logger import Logger
 from twistchat.core import commands
 from twistchat.core.events import Disconnect, Event, deliver
 from twistchat.core.ratelimit import TokenBucket
-from twistchat.core.registry import Registry
+from twistchat.core.registry import Registry, User
 from twistchat.frontends.udpwire import (
     MAX_DATAGRAM,
     MEMBERSHIP,
@@ -139,7 +139,7 @@ class UDPSession:
         self.front = front
         self.token = token
         self.addr = addr
-        self.user = None
+        self.user: User | None = None  # set once the registration succeeded
         self.unicast = unicast  # outside the broadcast domain: room events by unicast too
         self.validated = False  # has sent a datagram with its token (its address is proven)
         self.closed = False
@@ -183,6 +183,8 @@ class UDPSession:
 
     def _own_membership(self, message: Message) -> bool:
         """True for room events that change which rooms this user is in (or its name)."""
+        if self.user is None:
+            return False
         verb = message.command
         if verb == "KICK":
             return len(message.params) > 1 and casefold(message.params[1]) == self.user.key
@@ -239,8 +241,8 @@ class UDPFrontEnd(protocol.DatagramProtocol):
         self.broadcast = broadcast
         self.limits = limits
         self.metrics = metrics
-        self.sessions: dict = {}  # token -> UDPSession
-        self.by_addr: dict = {}  # (host, port) -> UDPSession
+        self.sessions: dict[str, UDPSession] = {}  # token -> session
+        self.by_addr: dict[tuple[str, int], UDPSession] = {}  # (host, port) -> session
         # Rooms whose events are broadcast (those with a UDP member), recomputed
         # after each membership event: key -> (any member hears broadcast,
         # sessions that need unicast copies).
@@ -253,6 +255,7 @@ class UDPFrontEnd(protocol.DatagramProtocol):
     # ------------------------------------------------------------ lifecycle
 
     def startProtocol(self) -> None:
+        assert self.transport is not None
         self.transport.setBroadcastAllowed(True)
         self.port = self.transport.getHost().port
         self._loop = task.LoopingCall(self.tick)
@@ -282,6 +285,8 @@ class UDPFrontEnd(protocol.DatagramProtocol):
     # --------------------------------------------------------------- output
 
     def _write(self, data: bytes, addr: tuple) -> None:
+        if self.transport is None:
+            return  # the port is closed (shutting down): nothing can be sent any more
         try:
             self.transport.write(data, addr)
         except (OSError, error.MessageLengthError) as e:
@@ -368,13 +373,12 @@ class UDPFrontEnd(protocol.DatagramProtocol):
             self.metrics.udp.lines_in += 1
         token, cseq = peek_tags(data)
         session = self.sessions.get(token) if token is not None else None
-        verified = session is not None and session.addr == addr
-        if token is not None and not verified:
+        if token is not None and (session is None or session.addr != addr):
             # A wrong or stale token, or a right one from another address:
             # dropped without a word (no reply to an unproven address).
             self._drop("udp_token")
             return
-        if not verified:
+        if session is None:
             if len(data) > MAX_DATAGRAM:
                 self._reply(addr, _Budget(len(data)), "417", "Input line was too long")
             else:
@@ -434,7 +438,8 @@ class UDPFrontEnd(protocol.DatagramProtocol):
         host = addr[0]
         existing = self.by_addr.get(addr)
         if existing is not None:
-            if not existing.validated and casefold(nick) == existing.user.key:
+            if (not existing.validated and existing.user is not None
+                    and casefold(nick) == existing.user.key):
                 # The client did not get our 001: the same answer again.
                 for _, line in list(existing.kept):
                     if budget.take(len(line)):
@@ -465,11 +470,11 @@ class UDPFrontEnd(protocol.DatagramProtocol):
         out += self.registry.offer_nick(user, nick)
         if not user.registered:
             self.registry.quit(user)
-            out = [d for d in out if type(d.payload) is Message]
             for delivery in out:
-                data = encode(delivery.payload)
-                if budget.take(len(data)):
-                    self._write(data, addr)
+                if isinstance(delivery.payload, Message):  # the refusal, not the Disconnect
+                    data = encode(delivery.payload)
+                    if budget.take(len(data)):
+                        self._write(data, addr)
             return
         session.user = user
         self.sessions[token] = session
@@ -522,7 +527,7 @@ class UDPFrontEnd(protocol.DatagramProtocol):
     def _numbered(self, session: UDPSession, command: str, *params: str) -> None:
         """A server line in ``session``'s numbered unicast stream."""
         if command.isdigit():
-            params = (session.user.nick, *params)
+            params = (session.user.nick if session.user is not None else "*", *params)
         session.deliver(Message(command, params, self.registry.server_name))
 
     def _run(self, session: UDPSession, data: bytes) -> None:
@@ -649,9 +654,11 @@ class UDPFrontEnd(protocol.DatagramProtocol):
             del self.by_addr[session.addr]
         if self.metrics is not None:
             self.metrics.udp.connections -= 1
+        user = session.user
+        assert user is not None  # sessions are kept only once registered
         self._log.info("udp session {nick} from {addr} ends: {reason}",
-                       nick=session.user.nick, addr=session.addr, reason=reason)
-        deliver(self.registry.quit(session.user, reason))
+                       nick=user.nick, addr=session.addr, reason=reason)
+        deliver(self.registry.quit(user, reason))
 
 
 _ECHO = commands.Context(echo=True)

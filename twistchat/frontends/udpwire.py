@@ -190,14 +190,14 @@ def heartbeat_lines(server_name: str, network: str, port: int,
     when there are no rooms).
     """
     by_epoch: dict[str | None, list[str]] = {}
-    for name, seq, room_epoch in rooms:
-        by_epoch.setdefault(room_epoch, []).append(f"{name}:{seq}")
+    for name, seq, listed_epoch in rooms:
+        by_epoch.setdefault(listed_epoch, []).append(f"{name}:{seq}")
     if not by_epoch:
         by_epoch[epoch] = []
     stamp = format_server_time(time_ms)
     lines = []
     for room_epoch, entries in by_epoch.items():
-        tags = {"time": stamp}
+        tags: dict[str, str] = {"time": stamp}
         if room_epoch:
             tags["epoch"] = room_epoch
         head = encode(Message(HEARTBEAT, (network, str(port), "x"), server_name, tags))

@@ -82,6 +82,8 @@ class IHistoryStore(Interface):
 
     dropped = Attribute("Number of records lost: queue bound hit while writes failed, "
                         "unstorable records, appends after stop().")
+    metrics = Attribute("A twistchat.metrics.Metrics told about writes (the service sets "
+                        "it), or None.")
 
     def start() -> Deferred:
         """Start background work (flushing, pruning); fires at once."""
