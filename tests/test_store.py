@@ -943,3 +943,32 @@ async def test_memory_store_retention(stores):
     assert seqs(await store.latest("#a", 100)) == list(range(26, 41))  # by the prune loop
     assert await store.prune() == 0
     assert store.last_seqs() == {"#a": 40}
+
+
+@pytest_twisted.ensureDeferred
+async def test_epoch_changes_after_a_run_that_did_not_stop_cleanly(stores):
+    """
+    A run killed before stop() may have numbered events it never wrote: a new epoch.
+
+    The file is left as SIGKILL leaves it (the connection dropped, no clean
+    stop); the next opening draws a new epoch, and a clean stop after that
+    keeps it for the opening after.
+    """
+    store = stores.open()
+    killed_epoch = store.epoch()
+    store.append(rec("#a", 1))
+    assert await store.flush() is True
+    # What SIGKILL leaves: the file as last flushed, and no clean stop.
+    for loop in (store._flush_loop, store._prune_loop):
+        if loop.running:
+            loop.stop()
+    if store._shutdown_trigger is not None:
+        store._reactor.removeSystemEventTrigger(store._shutdown_trigger)
+    store._pool.stop()
+    store._conn.close()
+    stores.made.remove(store)
+    after_kill = stores.open(store.path)
+    assert after_kill.last_seqs() == {"#a": 1}
+    assert after_kill.epoch() != killed_epoch
+    after_clean_stop = await stores.reopen(after_kill)
+    assert after_clean_stop.epoch() == after_kill.epoch()

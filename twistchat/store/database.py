@@ -15,6 +15,13 @@ made the first time a file is used, kept for the file's life, so that a new
 file (whose sequence numbers restart at 1) is told apart from an old one.  A
 file of schema version 1 written before the table existed gains it, and an
 epoch, the first time it is opened: no version change is needed.
+
+The epoch also changes after a run that did not stop cleanly (SIGKILL, power
+loss): such a run may have handed out sequence numbers whose events never
+reached the file, and the next run hands the same numbers out again for other
+events.  A ``running`` key marks a file in use; a clean close removes it; an
+opening that finds it draws a new epoch, so no client takes two different
+events for one ``(epoch, seq)``.
 """
 
 from __future__ import annotations
@@ -238,10 +245,19 @@ def initialise(conn: sqlite3.Connection, now_ms: int) -> str:
     conn.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
     conn.execute("INSERT OR REPLACE INTO meta (key, value) VALUES ('opened_ms', ?)",
                  (str(now_ms),))
-    conn.execute("INSERT OR IGNORE INTO meta (key, value) VALUES ('epoch', ?)", (new_epoch(),))
+    unclean = conn.execute("SELECT 1 FROM meta WHERE key = 'running'").fetchone() is not None
+    conn.execute(f"INSERT OR {'REPLACE' if unclean else 'IGNORE'} INTO meta (key, value) "
+                 "VALUES ('epoch', ?)", (new_epoch(),))
+    conn.execute("INSERT OR REPLACE INTO meta (key, value) VALUES ('running', '1')")
     (epoch,) = conn.execute("SELECT value FROM meta WHERE key = 'epoch'").fetchone()
     conn.execute("COMMIT")
     return str(epoch)
+
+
+def mark_stopped(conn: sqlite3.Connection) -> None:
+    """A clean stop: everything handed out is in the file, the epoch may stay (writer thread)."""
+    conn.execute("DELETE FROM meta WHERE key = 'running'")
+    conn.commit()
 
 
 def load_last_seqs(conn: sqlite3.Connection) -> dict:

@@ -235,6 +235,13 @@ class SQLiteStore:
             self._log.error("History database {path}: {lost} queued records could not be "
                             "written before stopping and are lost", path=self.path, lost=lost)
         try:
+            # Clean only if every record handed to us is in the file (docs: database.py).
+            if self.dropped == 0:
+                await self._run(database.mark_stopped, self._conn)
+        except Exception:
+            self._log.failure("History database {path}: marking a clean stop failed",
+                              path=self.path)
+        try:
             await self._run(self._close_connection)
         except Exception:
             self._log.failure("History database {path}: closing failed", path=self.path)
