@@ -3,7 +3,10 @@ The room registry: users, nicks, rooms, topics, modes, and who may do what.
 
 test-case-name: tests.test_registry
 
-Rule 1: every chat rule lives in this file.  Who may connect (per address),
+Rule 1: every chat rule lives in this file, with what it needs at hand: the
+values it changes (:mod:`twistchat.core.model`), what each mode letter does
+(:mod:`twistchat.core.modes`) and how questions are answered
+(:mod:`twistchat.core.queries`).  Who may connect (per address),
 register, join, speak, read a room's history, set a topic, kick or change a
 mode; that nicks and room names are unique under rfc1459 case mapping.  The
 permission methods (:meth:`Registry.can_join`, :meth:`Registry.can_speak`,
@@ -29,144 +32,32 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping
-from dataclasses import dataclass
 from typing import Any
 
+from twistchat.core import modes, queries
 from twistchat.core.events import Delivery, Disconnect, Event
+from twistchat.core.model import (
+    CHANMODES,
+    PREFIX_MODES,
+    PREFIX_SYMBOLS,
+    VERSION,
+    Channel,
+    Limits,
+    User,
+)
 from twistchat.core.roomlog import LocalRoomLog, RoomLog
 from twistchat.core.targets import dm_key, dm_parties, is_room_key
 from twistchat.wire import (
     CHANTYPES,
     Message,
     casefold,
-    is_decimal,
     is_valid_channel,
     is_valid_nick,
     safe_middle,
 )
 
-__all__ = ["CHANTYPES", "Channel", "Limits", "Registry", "User", "casefold"]
-
-VERSION = "twistchat-0.1"
-
-# Channel modes we know, by kind (ISUPPORT CHANMODES=A,B,C,D):
-# A (list, always a param): b; B (always a param): k; C (param when set): l; D (flag): imnt.
-CHANMODES = "b,k,l,imnt"
-PREFIX_MODES = "ov"
-PREFIX_SYMBOLS = "@+"
-# Room flags (CHANMODES kind D) and the Channel attribute each one sets.
-_FLAG_MODES = {"i": "invite_only", "m": "moderated", "n": "no_external", "t": "topic_lock"}
-
-
-@dataclass(frozen=True)
-class Limits:
-    """Protocol limits the registry enforces; each has a service flag (see service.py)."""
-
-    nicklen: int = 30
-    channellen: int = 50
-    topiclen: int = 390
-    awaylen: int = 200
-    kicklen: int = 255
-    max_channels: int = 50  # per user (ISUPPORT CHANLIMIT)
-    max_targets: int = 4  # per PRIVMSG/NOTICE (ISUPPORT TARGMAX)
-    recent_history: int = 1000  # events kept in memory per room (repair)
-    max_per_ip: int = 16  # connections and UDP sessions from one address, all front-ends
-
-
-class User:
-    """
-    One connected client, whichever front-end serves it.
-
-    ``conn`` is the front-end's object for it (it provides ``deliver``); the
-    registry never looks further into it.  ``by_broadcast`` says the front-end
-    carries room lines to this user by other means (UDP broadcast), so the
-    registry need not hand them over one by one.
-    """
-
-    __slots__ = (
-        "conn", "nick", "key", "user", "host", "realname", "away",
-        "channels", "registered", "invisible", "signon", "last_active", "by_broadcast",
-        "pending_nick", "pending_user", "password_ok", "cap_hold",
-    )
-
-    def __init__(self, conn: Any, host: str, now: float, by_broadcast: bool = False) -> None:
-        self.conn = conn
-        self.nick = "*"
-        self.key = ""  # casefolded nick while registered
-        self.user = ""
-        self.host = host
-        self.realname = ""
-        self.away: str | None = None
-        self.channels: dict[str, Channel] = {}  # casefolded name -> Channel
-        self.registered = False
-        self.invisible = False
-        self.signon = now
-        self.last_active = now
-        self.by_broadcast = by_broadcast
-        # Registration in progress (NICK, USER, PASS, CAP before 001).
-        self.pending_nick: str | None = None
-        self.pending_user: tuple[str, str] | None = None
-        self.password_ok = False
-        self.cap_hold = False  # CAP negotiation holds registration until CAP END
-
-    @property
-    def source(self) -> str:
-        """The ``nick!user@host`` prefix of lines this user causes."""
-        return f"{self.nick}!{self.user}@{self.host}"
-
-    def __repr__(self) -> str:
-        return f"<User {self.nick}>"
-
-
-class Channel:
-    """A room: members with their prefix modes, topic, modes.  Its order is the room log's."""
-
-    __slots__ = (
-        "name", "key", "members", "direct", "topic", "topic_by", "topic_time", "created",
-        "moderated", "no_external", "topic_lock", "invite_only", "password",
-        "limit", "invited",
-    )
-
-    def __init__(self, name: str, key: str, now: float) -> None:
-        self.name = name
-        self.key = key
-        self.members: dict[User, str] = {}  # User -> prefix modes held, e.g. "o", "ov", ""
-        # The members whose connection needs each room line handed to it: all but those
-        # whose front-end sends room lines by other means (UDP broadcast).  Fan-out of
-        # PRIVMSG/NOTICE/TOPIC/MODE walks this, so broadcast members cost nothing per line.
-        self.direct: dict[User, None] = {}
-        self.topic = ""
-        self.topic_by = ""
-        self.topic_time = 0
-        self.created = int(now)
-        # Defaults as most IRC servers set them on a new channel: +nt.
-        self.moderated = False
-        self.no_external = True
-        self.topic_lock = True
-        self.invite_only = False
-        self.password: str | None = None
-        self.limit: int | None = None
-        self.invited: set[str] = set()  # casefolded nicks
-
-    def mode_string(self) -> tuple[str, ...]:
-        """The ``+ntk key`` style mode string and its params (RPL_CHANNELMODEIS)."""
-        flags = "".join(c for c, attr in _FLAG_MODES.items() if getattr(self, attr))
-        params = []
-        if self.password is not None:
-            flags += "k"
-            params.append(self.password)
-        if self.limit is not None:
-            flags += "l"
-            params.append(str(self.limit))
-        return ("+" + flags, *params)
-
-    def prefix(self, user: User, multi: bool = False) -> str:
-        """The NAMES/WHO prefix of ``user`` here: "@", "+", "" (or "@+" with multi-prefix)."""
-        modes = self.members.get(user, "")
-        symbols = "".join(s for m, s in zip(PREFIX_MODES, PREFIX_SYMBOLS, strict=True)
-                          if m in modes)
-        return symbols if multi else symbols[:1]
-
+__all__ = ["CHANMODES", "CHANTYPES", "PREFIX_MODES", "PREFIX_SYMBOLS", "VERSION", "Channel",
+           "Limits", "Registry", "User", "casefold"]
 
 class Registry:
     """
@@ -182,7 +73,7 @@ class Registry:
         self,
         server_name: str = "twistchat",
         network: str = "twistchat",
-        limits: Limits = Limits(),
+        limits: Limits | None = None,
         clock: Callable[[], float] = time.time,
         last_seqs: Mapping[str, int] | None = None,
         motd: list[str] | None = None,
@@ -191,7 +82,7 @@ class Registry:
     ) -> None:
         self.server_name = server_name
         self.network = network
-        self.limits = limits
+        self.limits = limits = limits if limits is not None else Limits()
         self.clock = clock
         self.motd = motd
         self.password = password
@@ -259,6 +150,10 @@ class Registry:
     def room_count(self) -> int:
         """Rooms that exist now (rooms with members)."""
         return len(self._rooms)
+
+    def rooms(self) -> list[Channel]:
+        """Every room that exists now (LIST)."""
+        return list(self._rooms.values())
 
     def rooms_of(self, user: User) -> list[tuple[str, str]]:
         """``[(key, name)]`` of the rooms ``user`` is in."""
@@ -336,18 +231,55 @@ class Registry:
         found = self._users.get(other)
         return found.nick if found is not None else other
 
+    # ---------------------------------------- questions (answered in queries.py)
+
     def isupport(self) -> list[str]:
         """The ISUPPORT (005) tokens this server advertises."""
-        lim = self.limits
-        return [
-            "CASEMAPPING=rfc1459", f"CHANTYPES={CHANTYPES}",
-            f"PREFIX=({PREFIX_MODES}){PREFIX_SYMBOLS}", f"CHANMODES={CHANMODES}",
-            f"NICKLEN={lim.nicklen}", f"CHANNELLEN={lim.channellen}",
-            f"TOPICLEN={lim.topiclen}", f"AWAYLEN={lim.awaylen}", f"KICKLEN={lim.kicklen}",
-            f"CHANLIMIT={CHANTYPES}:{lim.max_channels}", "MODES=4",
-            f"TARGMAX=PRIVMSG:{lim.max_targets},NOTICE:{lim.max_targets}",
-            f"NETWORK={self.network}", "LINELEN=512", "STATUSMSG=@+",
-        ] + self.extra_isupport
+        return queries.isupport(self)
+
+    def isupport_replies(self, user: User) -> list[Delivery]:
+        """RPL_ISUPPORT lines."""
+        return queries.isupport_replies(self, user)
+
+    def lusers(self, user: User) -> list[Delivery]:
+        """LUSERS: 251-255, 265, 266."""
+        return queries.lusers(self, user)
+
+    def motd_replies(self, user: User) -> list[Delivery]:
+        """MOTD: 375, 372 per line, 376; or 422."""
+        return queries.motd_replies(self, user)
+
+    def names(self, user: User, name: str, multi_prefix: bool = False) -> list[Delivery]:
+        """NAMES for one room: 353 lines that fit 512 bytes, then 366."""
+        return queries.names(self, user, name, multi_prefix)
+
+    def list_channels(self, user: User, names: list[str] | None = None) -> list[Delivery]:
+        """LIST: 321, one 322 per room (all, or the ones named), 323."""
+        return queries.list_channels(self, user, names)
+
+    def who(self, user: User, mask: str) -> list[Delivery]:
+        """WHO for a room or a nick: 352 per match, then 315."""
+        return queries.who(self, user, mask)
+
+    def whois(self, user: User, nick: str) -> list[Delivery]:
+        """WHOIS: 311, 319, 312, 301, 317, 318 (or 401 + 318)."""
+        return queries.whois(self, user, nick)
+
+    def ison(self, user: User, nicks: Iterable[str]) -> list[Delivery]:
+        """ISON: the nicks given that are online."""
+        return queries.ison(self, user, nicks)
+
+    def userhost(self, user: User, nicks: Iterable[str]) -> list[Delivery]:
+        """USERHOST: up to five ``nick=+user@host`` entries."""
+        return queries.userhost(self, user, nicks)
+
+    def version(self, user: User) -> list[Delivery]:
+        """VERSION: 351 and the ISUPPORT lines."""
+        return queries.version(self, user)
+
+    def time(self, user: User) -> list[Delivery]:
+        """TIME: 391 with the server's local time."""
+        return queries.server_time(self, user)
 
     # ------------------------------------------------------------ registration
 
@@ -458,41 +390,6 @@ class Registry:
         out += self.isupport_replies(user)
         out += self.lusers(user)
         out += self.motd_replies(user)
-        return out
-
-    def isupport_replies(self, user: User) -> list[Delivery]:
-        """RPL_ISUPPORT lines, at most 13 tokens each."""
-        tokens = self.isupport()
-        return [
-            self.reply(user, "005", *tokens[i:i + 13], "are supported by this server")
-            for i in range(0, len(tokens), 13)
-        ]
-
-    def lusers(self, user: User) -> list[Delivery]:
-        """LUSERS: 251, 252, 254, 255, 265, 266."""
-        users = len(self._users)
-        unknown = self._connections - users
-        out = [
-            self.reply(user, "251", f"There are {users} users and 0 invisible on 1 servers"),
-            self.reply(user, "252", "0", "operator(s) online"),
-        ]
-        if unknown > 0:
-            out.append(self.reply(user, "253", str(unknown), "unknown connection(s)"))
-        out += [
-            self.reply(user, "254", str(len(self._rooms)), "channels formed"),
-            self.reply(user, "255", f"I have {users} clients and 0 servers"),
-            self.reply(user, "265", str(users), str(users), f"Current local users {users}"),
-            self.reply(user, "266", str(users), str(users), f"Current global users {users}"),
-        ]
-        return out
-
-    def motd_replies(self, user: User) -> list[Delivery]:
-        """MOTD: 375, 372 per line, 376; or 422 when there is none."""
-        if not self.motd:
-            return [self.reply(user, "422", "MOTD File is missing")]
-        out = [self.reply(user, "375", f"- {self.server_name} Message of the day - ")]
-        out += [self.reply(user, "372", f"- {line}") for line in self.motd]
-        out.append(self.reply(user, "376", "End of /MOTD command."))
         return out
 
     def change_nick(self, user: User, nick: str) -> list[Delivery]:
@@ -638,41 +535,6 @@ class Registry:
         event = self._room_event(channel, Message("TOPIC", (channel.name, text), user.source))
         return [Delivery(channel.direct, event)]
 
-    def names(self, user: User, name: str, multi_prefix: bool = False) -> list:
-        """NAMES for one room: 353 lines that fit 512 bytes, then 366."""
-        channel = self.find_channel(name)
-        out = []
-        if channel is not None and self.can_see(user, channel):
-            names = [channel.prefix(m, multi_prefix) + m.nick for m in channel.members]
-            head = f":{self.server_name} 353 {user.nick} = {channel.name} :"
-            room = 510 - len(head.encode("utf-8"))
-            line: list = []
-            size = 0
-            for entry in names:
-                if line and size + len(entry) + 1 > room:
-                    out.append(self.reply(user, "353", "=", channel.name, " ".join(line)))
-                    line, size = [], 0
-                line.append(entry)
-                size += len(entry) + 1
-            if line:
-                out.append(self.reply(user, "353", "=", channel.name, " ".join(line)))
-        shown = channel.name if channel is not None else name
-        out.append(self.reply(user, "366", shown, "End of /NAMES list"))
-        return out
-
-    def list_channels(self, user: User, names: list | None = None) -> list:
-        """LIST: 321, one 322 per room (all, or the ones named), 323."""
-        out = [self.reply(user, "321", "Channel", "Users  Name")]
-        if names is None:
-            channels = list(self._rooms.values())
-        else:
-            channels = [c for c in (self.find_channel(n) for n in names) if c is not None]
-        for channel in channels:
-            out.append(self.reply(user, "322", channel.name, str(len(channel.members)),
-                                   channel.topic))
-        out.append(self.reply(user, "323", "End of /LIST"))
-        return out
-
     # ---------------------------------------------------------------- messages
 
     def message(self, user: User, command: str, targets: str, text: str,
@@ -808,7 +670,7 @@ class Registry:
              args: Iterable[str] = ()) -> list:
         """MODE on a room (query, or +o/+v/+t/+n/+m/+i/+k/+l) or on oneself (+i)."""
         if target[:1] not in CHANTYPES:
-            return self._user_mode(user, target, changes)
+            return modes.user_mode(self, user, target, changes)
         channel = self.find_channel(target)
         if channel is None:
             return [self.reply(user, "403", target, "No such channel")]
@@ -825,110 +687,14 @@ class Registry:
             return [self.reply(user, "442", channel.name, "You're not on that channel")]
         if not self.is_operator(user, channel):
             return [self.reply(user, "482", channel.name, "You're not channel operator")]
-        return self._apply_channel_modes(user, channel, changes, list(args))
-
-    def _apply_channel_modes(self, user: User, channel: Channel, changes: str,
-                             args: list[str]) -> list[Delivery]:
-        """Apply each letter of ``changes`` in order; one MODE event for what changed."""
-        change = _ModeChange(self, user, channel, args)
-        sign = "+"
-        for letter in changes:
-            if letter in "+-":
-                sign = letter
-                continue
-            handler = _MODE_HANDLERS.get(letter)
-            if handler is None:
-                change.error("472", letter, "is unknown mode char to me")
-            else:
-                handler(change, sign == "+", letter)
-        if change.applied:
-            event = self._room_event(
-                channel, Message("MODE", (channel.name, *change.mode_params()), user.source))
-            change.out.insert(0, Delivery(channel.direct, event))
-        return change.out
-
-    def _user_mode(self, user: User, nick: str, changes: str | None) -> list:
-        if casefold(nick) != user.key:
-            if self.find_user(nick) is None:
-                return [self.reply(user, "401", nick, "No such nick/channel")]
-            return [self.reply(user, "502", "Can't change mode for other users")]
-        if changes is None:
-            return [self.reply(user, "221", "+i" if user.invisible else "+")]
-        out: list = []
-        sign, applied = "+", ""
-        for letter in changes:
-            if letter in "+-":
-                sign = letter
-            elif letter == "i":
-                if user.invisible != (sign == "+"):
-                    user.invisible = sign == "+"
-                    applied += sign + "i"
-            else:
-                out.append(self.reply(user, "501", "Unknown MODE flag"))
-        if applied:
-            out.insert(0, Delivery((user,), Message("MODE", (user.nick, applied), user.source)))
+        params, out = modes.apply_channel_modes(self, user, channel, changes, list(args))
+        if params is not None:
+            event = self._room_event(channel, Message("MODE", (channel.name, *params),
+                                                      user.source))
+            out.insert(0, Delivery(channel.direct, event))
         return out
 
     # ------------------------------------------------------------------ queries
-
-    def who(self, user: User, mask: str) -> list:
-        """WHO for a room or a nick: 352 per match, then 315."""
-        out = []
-        channel = self.find_channel(mask) if mask[:1] in CHANTYPES else None
-        if channel is not None:
-            if self.can_see(user, channel):
-                for member in channel.members:
-                    out.append(self._who_line(user, member, channel))
-        else:
-            found = self.find_user(mask)
-            if found is not None:
-                out.append(self._who_line(user, found, None))
-        out.append(self.reply(user, "315", mask, "End of WHO list"))
-        return out
-
-    def _who_line(self, asker: User, member: User, channel: Channel | None) -> Delivery:
-        flags = "G" if member.away is not None else "H"
-        if channel is not None:
-            flags += channel.prefix(member)
-        return self.reply(asker, "352", channel.name if channel else "*", member.user,
-                           member.host, self.server_name, member.nick, flags,
-                           f"0 {member.realname}")
-
-    def whois(self, user: User, nick: str) -> list:
-        """WHOIS: 311, 319, 312, 301, 317, 318 (or 401 + 318)."""
-        target = self.find_user(nick)
-        if target is None:
-            return [self.reply(user, "401", nick, "No such nick/channel"),
-                    self.reply(user, "318", nick, "End of /WHOIS list")]
-        out = [self.reply(user, "311", target.nick, target.user, target.host, "*",
-                           target.realname)]
-        rooms = [c.prefix(target) + c.name for c in target.channels.values()
-                 if self.can_see(user, c)]
-        if rooms:
-            out.append(self.reply(user, "319", target.nick, " ".join(rooms)))
-        out.append(self.reply(user, "312", target.nick, self.server_name, "twistchat"))
-        if target.away is not None:
-            out.append(self.reply(user, "301", target.nick, target.away))
-        idle = int(self.clock() - target.last_active)
-        out.append(self.reply(user, "317", target.nick, str(max(idle, 0)),
-                               str(int(target.signon)), "seconds idle, signon time"))
-        out.append(self.reply(user, "318", target.nick, "End of /WHOIS list"))
-        return out
-
-    def ison(self, user: User, nicks: Iterable[str]) -> list:
-        """ISON: the nicks given that are online, as the server spells them."""
-        online = [u.nick for u in (self.find_user(n) for n in nicks) if u is not None]
-        return [self.reply(user, "303", " ".join(online))]
-
-    def userhost(self, user: User, nicks: Iterable[str]) -> list:
-        """USERHOST: up to five ``nick=+user@host`` entries (``-`` when away)."""
-        entries = []
-        for nick in list(nicks)[:5]:
-            found = self.find_user(nick)
-            if found is not None:
-                here = "-" if found.away is not None else "+"
-                entries.append(f"{found.nick}={here}{found.user}@{found.host}")
-        return [self.reply(user, "302", " ".join(entries))]
 
     def set_away(self, user: User, text: str | None) -> list:
         """AWAY with text marks the user away (306); without, back (305)."""
@@ -941,17 +707,6 @@ class Registry:
         return [self.reply(user, "305", "You are no longer marked as being away"),
                 Delivery(self._peers(user), Message("AWAY", (), user.source), user)]
 
-    def version(self, user: User) -> list:
-        """VERSION: 351 and the ISUPPORT lines."""
-        return [self.reply(user, "351", VERSION, self.server_name, "twistchat chat server")] \
-            + self.isupport_replies(user)
-
-    def time(self, user: User) -> list:
-        """TIME: 391 with the server's local time."""
-        now = self.clock()
-        return [self.reply(user, "391", self.server_name, str(int(now)), "0",
-                            time.strftime("%A %B %d %Y -- %H:%M:%S %z", time.localtime(now)))]
-
 
 def _truncate(text: str, limit: int) -> str:
     """Cut ``text`` to at most ``limit`` UTF-8 bytes without splitting a character."""
@@ -960,123 +715,3 @@ def _truncate(text: str, limit: int) -> str:
         return text
     return data[:limit].decode("utf-8", "ignore")
 
-
-class _ModeChange:
-    """One MODE command on a room as it is applied: what changed, what was refused."""
-
-    __slots__ = ("registry", "user", "channel", "args", "out", "applied")
-
-    def __init__(self, registry: Registry, user: User, channel: Channel,
-                 args: list[str]) -> None:
-        self.registry = registry
-        self.user = user
-        self.channel = channel
-        self.args = args
-        self.out: list[Delivery] = []
-        self.applied: list[tuple[str, str, str | None]] = []  # (sign, letter, param)
-
-    def error(self, code: str, *params: str) -> None:
-        self.out.append(self.registry.reply(self.user, code, *params))
-
-    def param(self) -> str | None:
-        """The next mode parameter, or None (after a 461) when there is none."""
-        if not self.args:
-            self.error("461", "MODE", "Not enough parameters")
-            return None
-        return self.args.pop(0)
-
-    def mode_params(self) -> tuple[str, ...]:
-        """``("+o-v", "alice", "bob")``: the applied changes as MODE parameters."""
-        text, params, last = "", [], None
-        for sign, letter, param in self.applied:
-            if sign != last:
-                text += sign
-                last = sign
-            text += letter
-            if param is not None:
-                params.append(param)
-        return (text, *params)
-
-
-def _mode_flag(change: _ModeChange, on: bool, letter: str) -> None:
-    """+i +m +n +t: a flag of the room."""
-    attribute = _FLAG_MODES[letter]
-    if getattr(change.channel, attribute) != on:
-        setattr(change.channel, attribute, on)
-        change.applied.append(("+" if on else "-", letter, None))
-
-
-def _mode_prefix(change: _ModeChange, on: bool, letter: str) -> None:
-    """+o +v: a member's prefix mode."""
-    nick = change.param()
-    if nick is None:
-        return
-    channel = change.channel
-    member = change.registry.find_user(nick)
-    if member is None:
-        change.error("401", nick, "No such nick/channel")
-        return
-    if member not in channel.members:
-        change.error("441", member.nick, channel.name, "They aren't on that channel")
-        return
-    held = channel.members[member]
-    if on == (letter in held):
-        return
-    channel.members[member] = (
-        "".join(m for m in PREFIX_MODES if m in held or m == letter) if on
-        else held.replace(letter, ""))
-    change.applied.append(("+" if on else "-", letter, member.nick))
-
-
-def _mode_key(change: _ModeChange, on: bool, letter: str) -> None:
-    """+k key / -k: the room's key."""
-    channel = change.channel
-    if not on:
-        if channel.password is not None:
-            if change.args:
-                change.args.pop(0)
-            channel.password = None
-            change.applied.append(("-", "k", "*"))
-        return
-    password = change.param()
-    if password is None:
-        return
-    if not password or " " in password or "," in password:
-        change.error("525", channel.name, "Key is not well-formed")
-        return
-    channel.password = password
-    change.applied.append(("+", "k", password))
-
-
-def _mode_limit(change: _ModeChange, on: bool, letter: str) -> None:
-    """+l count / -l: the room's member limit."""
-    channel = change.channel
-    if not on:
-        if channel.limit is not None:
-            channel.limit = None
-            change.applied.append(("-", "l", None))
-        return
-    raw = change.param()
-    if raw is None:
-        return
-    if not is_decimal(raw) or int(raw) < 1:
-        change.error("696", channel.name, "l", raw, "Invalid limit")
-        return
-    channel.limit = int(raw)
-    change.applied.append(("+", "l", raw))
-
-
-def _mode_ban(change: _ModeChange, on: bool, letter: str) -> None:
-    """+b: no ban list is kept yet (issue #13); answer with the empty list's end."""
-    if change.args:
-        change.args.pop(0)
-    change.error("368", change.channel.name, "End of channel ban list")
-
-
-_MODE_HANDLERS: dict[str, Callable[[_ModeChange, bool, str], None]] = {
-    **{letter: _mode_flag for letter in _FLAG_MODES},
-    **{letter: _mode_prefix for letter in PREFIX_MODES},
-    "k": _mode_key,
-    "l": _mode_limit,
-    "b": _mode_ban,
-}

@@ -1,0 +1,138 @@
+"""
+The core's values: a user, a room, the limits.
+
+test-case-name: tests.test_registry
+
+Plain objects the registry (:mod:`twistchat.core.registry`) changes and every
+core module reads.  A front-end may read a user's identity (``nick``, ``key``,
+``registered``, ``host``) and its own ``conn``; everything else here is the
+core's (docs/core.md).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+__all__ = ["CHANMODES", "FLAG_MODES", "PREFIX_MODES", "PREFIX_SYMBOLS", "VERSION", "Channel",
+           "Limits", "User"]
+
+VERSION = "twistchat-0.1"
+
+# Channel modes we know, by kind (ISUPPORT CHANMODES=A,B,C,D):
+# A (list, always a param): b; B (always a param): k; C (param when set): l; D (flag): imnt.
+CHANMODES = "b,k,l,imnt"
+PREFIX_MODES = "ov"
+PREFIX_SYMBOLS = "@+"
+# Room flags (CHANMODES kind D) and the Channel attribute each one sets.
+FLAG_MODES = {"i": "invite_only", "m": "moderated", "n": "no_external", "t": "topic_lock"}
+
+
+@dataclass(frozen=True)
+class Limits:
+    """Protocol limits the registry enforces; each has a service flag (see service.py)."""
+
+    nicklen: int = 30
+    channellen: int = 50
+    topiclen: int = 390
+    awaylen: int = 200
+    kicklen: int = 255
+    max_channels: int = 50  # per user (ISUPPORT CHANLIMIT)
+    max_targets: int = 4  # per PRIVMSG/NOTICE (ISUPPORT TARGMAX)
+    recent_history: int = 1000  # events kept in memory per room (repair)
+    max_per_ip: int = 16  # connections and UDP sessions from one address, all front-ends
+
+
+class User:
+    """
+    One connected client, whichever front-end serves it.
+
+    ``conn`` is the front-end's object for it (it provides ``deliver``); the
+    registry never looks further into it.  ``by_broadcast`` says the front-end
+    carries room lines to this user by other means (UDP broadcast), so the
+    registry need not hand them over one by one.
+    """
+
+    __slots__ = (
+        "conn", "nick", "key", "user", "host", "realname", "away",
+        "channels", "registered", "invisible", "signon", "last_active", "by_broadcast",
+        "pending_nick", "pending_user", "password_ok", "cap_hold",
+    )
+
+    def __init__(self, conn: Any, host: str, now: float, by_broadcast: bool = False) -> None:
+        self.conn = conn
+        self.nick = "*"
+        self.key = ""  # casefolded nick while registered
+        self.user = ""
+        self.host = host
+        self.realname = ""
+        self.away: str | None = None
+        self.channels: dict[str, Channel] = {}  # casefolded name -> Channel
+        self.registered = False
+        self.invisible = False
+        self.signon = now
+        self.last_active = now
+        self.by_broadcast = by_broadcast
+        # Registration in progress (NICK, USER, PASS, CAP before 001).
+        self.pending_nick: str | None = None
+        self.pending_user: tuple[str, str] | None = None
+        self.password_ok = False
+        self.cap_hold = False  # CAP negotiation holds registration until CAP END
+
+    @property
+    def source(self) -> str:
+        """The ``nick!user@host`` prefix of lines this user causes."""
+        return f"{self.nick}!{self.user}@{self.host}"
+
+    def __repr__(self) -> str:
+        return f"<User {self.nick}>"
+
+
+class Channel:
+    """A room: members with their prefix modes, topic, modes.  Its order is the room log's."""
+
+    __slots__ = (
+        "name", "key", "members", "direct", "topic", "topic_by", "topic_time", "created",
+        "moderated", "no_external", "topic_lock", "invite_only", "password",
+        "limit", "invited",
+    )
+
+    def __init__(self, name: str, key: str, now: float) -> None:
+        self.name = name
+        self.key = key
+        self.members: dict[User, str] = {}  # User -> prefix modes held, e.g. "o", "ov", ""
+        # The members whose connection needs each room line handed to it: all but those
+        # whose front-end sends room lines by other means (UDP broadcast).  Fan-out of
+        # PRIVMSG/NOTICE/TOPIC/MODE walks this, so broadcast members cost nothing per line.
+        self.direct: dict[User, None] = {}
+        self.topic = ""
+        self.topic_by = ""
+        self.topic_time = 0
+        self.created = int(now)
+        # Defaults as most IRC servers set them on a new channel: +nt.
+        self.moderated = False
+        self.no_external = True
+        self.topic_lock = True
+        self.invite_only = False
+        self.password: str | None = None
+        self.limit: int | None = None
+        self.invited: set[str] = set()  # casefolded nicks
+
+    def mode_string(self) -> tuple[str, ...]:
+        """The ``+ntk key`` style mode string and its params (RPL_CHANNELMODEIS)."""
+        flags = "".join(c for c, attr in FLAG_MODES.items() if getattr(self, attr))
+        params = []
+        if self.password is not None:
+            flags += "k"
+            params.append(self.password)
+        if self.limit is not None:
+            flags += "l"
+            params.append(str(self.limit))
+        return ("+" + flags, *params)
+
+    def prefix(self, user: User, multi: bool = False) -> str:
+        """The NAMES/WHO prefix of ``user`` here: "@", "+", "" (or "@+" with multi-prefix)."""
+        modes = self.members.get(user, "")
+        symbols = "".join(s for m, s in zip(PREFIX_MODES, PREFIX_SYMBOLS, strict=True)
+                          if m in modes)
+        return symbols if multi else symbols[:1]

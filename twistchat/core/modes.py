@@ -1,0 +1,191 @@
+"""
+Room and user modes: what each mode letter does.
+
+test-case-name: tests.test_registry
+
+Who may change a room's modes is the registry's rule (:meth:`Registry.mode`:
+operators only); this module applies a MODE line letter by letter, one small
+handler per kind of mode (ISUPPORT ``CHANMODES=b,k,l,imnt``, ``PREFIX=(ov)@+``),
+and says what changed.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import TYPE_CHECKING
+
+from twistchat.core.events import Delivery
+from twistchat.core.model import FLAG_MODES, PREFIX_MODES, Channel, User
+from twistchat.wire import Message, casefold, is_decimal
+
+if TYPE_CHECKING:
+    from twistchat.core.registry import Registry
+
+__all__ = ["apply_channel_modes", "user_mode"]
+
+
+def apply_channel_modes(registry: Registry, user: User, channel: Channel, changes: str,
+                        args: list[str]) -> tuple[tuple[str, ...] | None, list[Delivery]]:
+    """
+    Apply each letter of ``changes`` in order (the caller checked the user may).
+
+    Returns the MODE parameters of what changed (None: nothing did), for the
+    caller to record as one room event, and the replies for what was refused.
+    """
+    change = _ModeChange(registry, user, channel, args)
+    sign = "+"
+    for letter in changes:
+        if letter in "+-":
+            sign = letter
+            continue
+        handler = _MODE_HANDLERS.get(letter)
+        if handler is None:
+            change.error("472", letter, "is unknown mode char to me")
+        else:
+            handler(change, sign == "+", letter)
+    return (change.mode_params() if change.applied else None), change.out
+
+
+def user_mode(registry: Registry, user: User, nick: str, changes: str | None) -> list[Delivery]:
+    """MODE on oneself: query (221) or +i/-i; another user's modes are not ours to change."""
+    if casefold(nick) != user.key:
+        if registry.find_user(nick) is None:
+            return [registry.reply(user, "401", nick, "No such nick/channel")]
+        return [registry.reply(user, "502", "Can't change mode for other users")]
+    if changes is None:
+        return [registry.reply(user, "221", "+i" if user.invisible else "+")]
+    out: list = []
+    sign, applied = "+", ""
+    for letter in changes:
+        if letter in "+-":
+            sign = letter
+        elif letter == "i":
+            if user.invisible != (sign == "+"):
+                user.invisible = sign == "+"
+                applied += sign + "i"
+        else:
+            out.append(registry.reply(user, "501", "Unknown MODE flag"))
+    if applied:
+        out.insert(0, Delivery((user,), Message("MODE", (user.nick, applied), user.source)))
+    return out
+
+
+class _ModeChange:
+    """One MODE command on a room as it is applied: what changed, what was refused."""
+
+    __slots__ = ("registry", "user", "channel", "args", "out", "applied")
+
+    def __init__(self, registry: Registry, user: User, channel: Channel,
+                 args: list[str]) -> None:
+        self.registry = registry
+        self.user = user
+        self.channel = channel
+        self.args = args
+        self.out: list[Delivery] = []
+        self.applied: list[tuple[str, str, str | None]] = []  # (sign, letter, param)
+
+    def error(self, code: str, *params: str) -> None:
+        self.out.append(self.registry.reply(self.user, code, *params))
+
+    def param(self) -> str | None:
+        """The next mode parameter, or None (after a 461) when there is none."""
+        if not self.args:
+            self.error("461", "MODE", "Not enough parameters")
+            return None
+        return self.args.pop(0)
+
+    def mode_params(self) -> tuple[str, ...]:
+        """``("+o-v", "alice", "bob")``: the applied changes as MODE parameters."""
+        text, params, last = "", [], None
+        for sign, letter, param in self.applied:
+            if sign != last:
+                text += sign
+                last = sign
+            text += letter
+            if param is not None:
+                params.append(param)
+        return (text, *params)
+
+
+def _mode_flag(change: _ModeChange, on: bool, letter: str) -> None:
+    """+i +m +n +t: a flag of the room."""
+    attribute = FLAG_MODES[letter]
+    if getattr(change.channel, attribute) != on:
+        setattr(change.channel, attribute, on)
+        change.applied.append(("+" if on else "-", letter, None))
+
+
+def _mode_prefix(change: _ModeChange, on: bool, letter: str) -> None:
+    """+o +v: a member's prefix mode."""
+    nick = change.param()
+    if nick is None:
+        return
+    channel = change.channel
+    member = change.registry.find_user(nick)
+    if member is None:
+        change.error("401", nick, "No such nick/channel")
+        return
+    if member not in channel.members:
+        change.error("441", member.nick, channel.name, "They aren't on that channel")
+        return
+    held = channel.members[member]
+    if on == (letter in held):
+        return
+    channel.members[member] = (
+        "".join(m for m in PREFIX_MODES if m in held or m == letter) if on
+        else held.replace(letter, ""))
+    change.applied.append(("+" if on else "-", letter, member.nick))
+
+
+def _mode_key(change: _ModeChange, on: bool, letter: str) -> None:
+    """+k key / -k: the room's key."""
+    channel = change.channel
+    if not on:
+        if channel.password is not None:
+            if change.args:
+                change.args.pop(0)
+            channel.password = None
+            change.applied.append(("-", "k", "*"))
+        return
+    password = change.param()
+    if password is None:
+        return
+    if not password or " " in password or "," in password:
+        change.error("525", channel.name, "Key is not well-formed")
+        return
+    channel.password = password
+    change.applied.append(("+", "k", password))
+
+
+def _mode_limit(change: _ModeChange, on: bool, letter: str) -> None:
+    """+l count / -l: the room's member limit."""
+    channel = change.channel
+    if not on:
+        if channel.limit is not None:
+            channel.limit = None
+            change.applied.append(("-", "l", None))
+        return
+    raw = change.param()
+    if raw is None:
+        return
+    if not is_decimal(raw) or int(raw) < 1:
+        change.error("696", channel.name, "l", raw, "Invalid limit")
+        return
+    channel.limit = int(raw)
+    change.applied.append(("+", "l", raw))
+
+
+def _mode_ban(change: _ModeChange, on: bool, letter: str) -> None:
+    """+b: no ban list is kept yet (issue #13); answer with the empty list's end."""
+    if change.args:
+        change.args.pop(0)
+    change.error("368", change.channel.name, "End of channel ban list")
+
+
+_MODE_HANDLERS: dict[str, Callable[[_ModeChange, bool, str], None]] = {
+    **{letter: _mode_flag for letter in FLAG_MODES},
+    **{letter: _mode_prefix for letter in PREFIX_MODES},
+    "k": _mode_key,
+    "l": _mode_limit,
+    "b": _mode_ban,
+}
