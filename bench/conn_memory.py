@@ -38,7 +38,8 @@ sys.path.insert(0, str(BENCH_DIR))
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("-n", type=int, default=2000, help="connections (default 2000)")
-    p.add_argument("--frames", type=int, default=1, help="traceback depth per allocation (default 1)")
+    p.add_argument("--frames", type=int, default=1,
+                   help="traceback depth per allocation (default 1)")
     p.add_argument("--top", type=int, default=25, help="allocation sites shown (default 25)")
     p.add_argument("--timeout", type=float, default=120.0, help="bound on the run, s (default 120)")
     p.add_argument("--fanout-src", type=Path, help="load generator sources (as fanout_bench.py)")
@@ -78,8 +79,10 @@ def main(argv=None) -> int:
         threading.Thread(target=proc.wait, daemon=True).start()
 
     def check():
-        members = sum(len(list(top.registry.audience(key))) for key in ("#bench", "#lobby", "#room"))
-        state["stable"] = state["stable"] + 1 if min(top.registry.user_count(), members) >= a.n else 0
+        members = sum(len(list(top.registry.audience(key)))
+                      for key in ("#bench", "#lobby", "#room"))
+        settled = min(top.registry.user_count(), members) >= a.n
+        state["stable"] = state["stable"] + 1 if settled else 0
         if state["stable"] < 2:
             return
         snap, types = snapshot()

@@ -192,7 +192,7 @@ class CpuSampler(threading.Thread):
             return None
         if t <= s[0][0]:
             return s[0][1]
-        for (t0, v0), (t1, v1) in zip(s, s[1:]):
+        for (t0, v0), (t1, v1) in zip(s, s[1:], strict=False):
             if t0 <= t <= t1:
                 return v0 if t1 == t0 else v0 + (v1 - v0) * (t - t0) / (t1 - t0)
         return s[-1][1]
@@ -383,8 +383,8 @@ def run_fanout(argv: list, timeout: float, deadline: Deadline) -> tuple:
         proc.kill()
         proc.communicate()
         if limit < timeout:
-            raise DeadlineHit("global deadline hit during a fanout run")
-        raise RuntimeError(f"fanout did not finish within {timeout:.0f}s")
+            raise DeadlineHit("global deadline hit during a fanout run") from None
+        raise RuntimeError(f"fanout did not finish within {timeout:.0f}s") from None
     finally:
         if proc.poll() is None:
             proc.kill()
@@ -562,7 +562,7 @@ def build_tables(rows: list, specs: list, rates: list, p99_limit: float) -> tupl
 
 
 def render_text(hdr: list, rows: list) -> str:
-    cols = list(zip(*([hdr] + rows))) if rows else [[h] for h in hdr]
+    cols = list(zip(*([hdr] + rows), strict=True)) if rows else [[h] for h in hdr]
     w = [max(len(str(c)) for c in col) for col in cols]
     numeric = [all(re.fullmatch(r"[-\d.,%×() ]*|yes|no", str(r[i]) or "") for r in rows)
                for i in range(len(hdr))]
@@ -592,7 +592,8 @@ def machine_info() -> list:
         aff = len(os.sched_getaffinity(0))
     except OSError:
         aff = None
-    info.append(("nproc", f"{os.cpu_count()}" + (f" ({aff} usable)" if aff and aff != os.cpu_count() else "")))
+    usable = f" ({aff} usable)" if aff and aff != os.cpu_count() else ""
+    info.append(("nproc", f"{os.cpu_count()}" + usable))
     model = platform.processor() or "?"
     try:
         with open("/proc/cpuinfo") as f:
@@ -631,7 +632,8 @@ def machine_info() -> list:
                                 "--untracked-files=no"],
                                capture_output=True, text=True, timeout=5)
         if rev.returncode == 0:
-            info.append(("git", rev.stdout.strip() + (" (modified)" if dirty.stdout.strip() else "")))
+            info.append(("git", rev.stdout.strip()
+                         + (" (modified)" if dirty.stdout.strip() else "")))
     except (OSError, subprocess.SubprocessError):
         pass
     info.append(("date", datetime.datetime.now(datetime.timezone.utc)
@@ -662,16 +664,20 @@ the reference (always run first):  {REFERENCE_NAME}={REFERENCE_CMD}
     p.add_argument("--server-args", default="", metavar="ARGS",
                    help="extra arguments appended to the default twistchat command")
     p.add_argument("--quick", action="store_true",
-                   help="short preset: %(c)s clients, %(d)gs, rates %(r)s, idle %(i)s conns"
-                   % dict(c=QUICK["clients"], d=QUICK["duration"], r=QUICK["rates"],
-                          i=QUICK["idle_clients"]))
+                   help=f"short preset: {QUICK['clients']} clients, {QUICK['duration']:g}s, "
+                   f"rates {QUICK['rates']}, idle {QUICK['idle_clients']} conns")
     p.add_argument("--rates", help=f"comma-separated msg/s (default {DEFAULTS['rates']})")
-    p.add_argument("--clients", type=int, help=f"clients in the channel (default {DEFAULTS['clients']})")
+    p.add_argument("--clients", type=int,
+                   help=f"clients in the channel (default {DEFAULTS['clients']})")
     p.add_argument("--senders", type=int, default=0, help="senders among them (default: all)")
-    p.add_argument("--duration", type=float, help=f"seconds of sending per rate (default {DEFAULTS['duration']:g})")
-    p.add_argument("--msg-len", type=int, help=f"message text bytes (default {DEFAULTS['msg_len']})")
-    p.add_argument("--idle-clients", type=int, help=f"idle run connections, 0 skips it (default {DEFAULTS['idle_clients']})")
-    p.add_argument("--idle-hold", type=float, help=f"idle run hold seconds (default {DEFAULTS['idle_hold']:g})")
+    p.add_argument("--duration", type=float,
+                   help=f"seconds of sending per rate (default {DEFAULTS['duration']:g})")
+    p.add_argument("--msg-len", type=int,
+                   help=f"message text bytes (default {DEFAULTS['msg_len']})")
+    p.add_argument("--idle-clients", type=int,
+                   help=f"idle run connections, 0 skips it (default {DEFAULTS['idle_clients']})")
+    p.add_argument("--idle-hold", type=float,
+                   help=f"idle run hold seconds (default {DEFAULTS['idle_hold']:g})")
     p.add_argument("--idle-no-join", action="store_true",
                    help="idle clients register only (default: register and JOIN)")
     p.add_argument("--password", help="fanout -w: PASS sent before NICK")
@@ -856,7 +862,8 @@ def main(argv=None) -> int:
                 errs = data.get("error_numerics", 0) + data.get("error_lines", 0)
                 first = re.sub(r"^\S+: :\S+ ", "", data.get("first_error") or "")[:60]
                 if errs or first:
-                    row.notes.append(f"{errs} error replies" + (f" (first: {first})" if first else ""))
+                    row.notes.append(f"{errs} error replies"
+                                     + (f" (first: {first})" if first else ""))
                 if not data.get("ok"):
                     row.status = "fanout: " + str(data.get("error", "failed"))[:120]
                 died = srv.exited()
@@ -913,7 +920,8 @@ def main(argv=None) -> int:
             md += [f"**{outcome}**", ""]
         md += ["| machine | |", "|---|---|"]
         md += [f"| {k} | {str(v).replace('|', '/')} |" for k, v in machine_info()]
-        md += ["", f"Load: {params}.", "", "Servers (all on 127.0.0.1, a fresh process per run):", ""]
+        md += ["", f"Load: {params}.", "",
+               "Servers (all on 127.0.0.1, a fresh process per run):", ""]
         md += [f"- `{sp.name}`: `{sp.template}`" for sp in specs]
         md += ["", "Command: `" + " ".join(shlex.quote(x) for x in
                                              ["python", "bench/fanout_bench.py"]

@@ -70,7 +70,10 @@ def log(msg: str) -> None:
 # --------------------------------------------------------------------------
 
 def build_database(path: Path, messages: int, rooms: int, batch: int = 100_000) -> float:
-    """Write ``messages`` PRIVMSGs over ``rooms`` rooms with the store's batch insert; seconds taken."""
+    """Write ``messages`` PRIVMSGs over ``rooms`` rooms with the store's batch insert.
+
+    Returns the seconds taken.
+    """
     from twisted.internet.task import Clock
 
     from twistchat.store import HistoryRecord, SQLiteStore
@@ -293,14 +296,17 @@ def main(argv=None) -> int:
     p.add_argument("--db", type=Path, help="database to build or reuse "
                    "(default bench/build/history-MESSAGESxROOMS.sqlite3)")
     p.add_argument("--rebuild", action="store_true", help="build the database even if it exists")
-    p.add_argument("--requests", type=int, default=500, help="CHATHISTORY requests per kind (default 500)")
+    p.add_argument("--requests", type=int, default=500,
+                   help="CHATHISTORY requests per kind (default 500)")
     p.add_argument("--phase-timeout", type=float, default=60.0, help="bound per request phase, s")
     p.add_argument("--ready-timeout", type=float, default=20.0, help="bound on server start, s")
     p.add_argument("--skip-fanout", action="store_true", help="only the CHATHISTORY part")
     p.add_argument("--rates", default="100,400,1600", help="fan-out rates (default 100,400,1600)")
     p.add_argument("--clients", type=int, default=500, help="fan-out clients (default 500)")
-    p.add_argument("--duration", type=float, default=5.0, help="fan-out seconds per rate (default 5)")
-    p.add_argument("--fanout-deadline", type=float, default=600.0, help="bound on the fan-out part, s")
+    p.add_argument("--duration", type=float, default=5.0,
+                   help="fan-out seconds per rate (default 5)")
+    p.add_argument("--fanout-deadline", type=float, default=600.0,
+                   help="bound on the fan-out part, s")
     p.add_argument("--out", type=Path, metavar="FILE.md", help="also write the results as Markdown")
     p.add_argument("--json", type=Path, metavar="FILE", help="also write the raw results as JSON")
     a = p.parse_args(argv)

@@ -132,7 +132,8 @@ def main(argv=None) -> int:
     p.add_argument("--clients", type=int, default=500, help="fan-out clients (default 500)")
     p.add_argument("--duration", type=float, default=10.0,
                    help="seconds of sending per rate (default 10)")
-    p.add_argument("--slow-readers", type=int, default=20, help="clients that never read (default 20)")
+    p.add_argument("--slow-readers", type=int, default=20,
+                   help="clients that never read (default 20)")
     p.add_argument("--server-args", default="", help="extra twistd chat arguments")
     p.add_argument("--deadline", type=float, default=300.0, help="bound on the whole run, s")
     p.add_argument("--out", type=Path, metavar="FILE.md", help="also write the table as Markdown")
@@ -162,11 +163,13 @@ def main(argv=None) -> int:
             before = rss_kb(server.pid)
             sampler = RssSampler(server.pid)
             sampler.start()
-            log(f"{rate:g} msg/s x {msg_len} bytes, {a.clients} clients, {a.slow_readers} slow readers, {a.duration:g} s")
+            log(f"{rate:g} msg/s x {msg_len} bytes, {a.clients} clients, "
+                f"{a.slow_readers} slow readers, {a.duration:g} s")
             try:
                 data, _ = run_fanout(
                     [fanout_bin, "-H", HOST, "-p", str(server.port), "-P", str(server.pid),
-                     "-n", str(a.clients), "-r", f"{rate:g}", "-d", f"{a.duration:g}", "-b", str(msg_len),
+                     "-n", str(a.clients), "-r", f"{rate:g}", "-d", f"{a.duration:g}",
+                     "-b", str(msg_len),
                      "-g", "5", "-T", "60", "-l", f"overload {rate:g}"],
                     60 + a.duration + 30, deadline)
             finally:
@@ -182,7 +185,8 @@ def main(argv=None) -> int:
                 notes.append(f"server exited ({server.exited()})")
             exp, lost = data.get("expected_deliveries") or 0, data.get("lost", 0)
             lat = data.get("lat_ms") or {}
-            rows.append([f"{rate:g}", str(msg_len), f"{100 * (exp - lost) / exp:.2f}" if exp else "-",
+            rows.append([f"{rate:g}", str(msg_len),
+                         f"{100 * (exp - lost) / exp:.2f}" if exp else "-",
                          f"{data.get('deliveries_per_s', 0):,.0f}",
                          f"{lat.get('p50', -1):.1f}", f"{lat.get('p99', -1):.1f}",
                          f"{before / 1024:.1f}", f"{sampler.peak / 1024:.1f}",

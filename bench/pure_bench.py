@@ -43,8 +43,8 @@ from twistchat.core.events import (  # noqa: E402
     deliver,
     format_server_time,
 )
-from twistchat.frontends.irc import ConnectionLimits, IRCFactory  # noqa: E402
 from twistchat.core.registry import Limits, Registry  # noqa: E402
+from twistchat.frontends.irc import ConnectionLimits, IRCFactory  # noqa: E402
 from twistchat.store import MemoryStore, SQLiteStore, record_from_event  # noqa: E402
 from twistchat.wire import Message, encode, parse  # noqa: E402
 
@@ -103,13 +103,16 @@ def make_benchmarks(tmp: str) -> list:
     numeric = b":twistchat.local 353 alice = #bench :alice bob carol dave eve mallory\r\n"
     for label, line in (("plain PRIVMSG", plain), ("tagged PRIVMSG", tagged),
                         ("numeric with source", numeric)):
-        out.append(bench(f"wire.parse {label}", lambda k, line=line: [parse(line) for _ in range(k)]))
+        out.append(bench(f"wire.parse {label}",
+                         lambda k, line=line: [parse(line) for _ in range(k)]))
 
     msg = Message("PRIVMSG", ("#bench", TEXT), "nick!user@127.0.0.1")
     msg_tags = Message("PRIVMSG", ("#bench", TEXT), "nick!user@127.0.0.1",
-                       {"time": "2026-11-24T10:00:00.000Z", "msgid": "ab12cd34", "+typing": "active"})
+                       {"time": "2026-11-24T10:00:00.000Z", "msgid": "ab12cd34",
+                        "+typing": "active"})
     out.append(bench("wire.encode PRIVMSG", lambda k: [encode(msg) for _ in range(k)]))
-    out.append(bench("wire.encode PRIVMSG + 3 tags", lambda k: [encode(msg_tags) for _ in range(k)]))
+    out.append(bench("wire.encode PRIVMSG + 3 tags",
+                     lambda k: [encode(msg_tags) for _ in range(k)]))
     out.append(bench("events.format_server_time",
                      lambda k: [format_server_time(1_800_000_000_123 + i) for i in range(k)]))
 
@@ -159,7 +162,8 @@ def make_benchmarks(tmp: str) -> list:
     def store_setup():
         from twisted.internet.task import Clock as StoreClock
         clock = StoreClock()
-        state["sqlite"] = SQLiteStore(os.path.join(tmp, "bench.sqlite3"), reactor=clock, clock=clock)
+        state["sqlite"] = SQLiteStore(os.path.join(tmp, "bench.sqlite3"),
+                                      reactor=clock, clock=clock)
         state["memory"] = MemoryStore(clock=clock, max_per_target=100_000)
         state["event"] = fresh_events(1)[0]
 

@@ -70,7 +70,7 @@ def bench_pure(events: int) -> None:
         sender, addr = sessions[0]
         # Count writes, do not route them: this times the server alone.
         written = [0]
-        world.port.write = lambda data, to: written.__setitem__(0, written[0] + 1)
+        world.port.write = lambda data, to, written=written: written.__setitem__(0, written[0] + 1)
         lines = [f"@token={sender.token} PRIVMSG #bench :message {k}".encode()
                  for k in range(events)]
         before = written[0]
@@ -270,7 +270,8 @@ def bench_repair(messages: int) -> None:
 
     ok = world.net.run_until(complete, 60)
     out = world.port.sent[sent_before:]
-    broadcast = [d for d, addr in out if addr == ("127.255.255.255", 6668) and b"HEARTBEAT" not in d]
+    broadcast = [d for d, addr in out if addr == ("127.255.255.255", 6668)
+                 and b"HEARTBEAT" not in d]
     repaired = [d for d, addr in out if addr != ("127.255.255.255", 6668)
                 and b"seq=" in d and b"useq=" not in d]
     asked = sum(c.stats["repairs_asked"] for c in clients)

@@ -10,8 +10,8 @@ from twisted.internet.address import IPv4Address
 from twisted.internet.task import Clock
 from twisted.internet.testing import StringTransport
 
-from twistchat.frontends.irc import ConnectionLimits, IRCFactory
 from twistchat.core.registry import Limits, Registry
+from twistchat.frontends.irc import ConnectionLimits, IRCFactory
 from twistchat.history import History
 from twistchat.store import record_from_event
 from twistchat.wire import Message, parse

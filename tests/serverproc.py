@@ -56,7 +56,8 @@ def source_env() -> dict:
 class ServerProcess:
     """One ``twistd -n chat`` child, stopped by pid."""
 
-    def __init__(self, workdir: Path, *args: str, port: int = None, host: str = "127.0.0.1") -> None:
+    def __init__(self, workdir: Path, *args: str, port: int = None,
+                 host: str = "127.0.0.1") -> None:
         self.workdir = Path(workdir)
         self.host = host
         self.port = port or free_port(host)

@@ -50,12 +50,12 @@ def test_two_clients_chat_through_the_real_server(chat_server):
     bob = LineClient(server.host, server.port).register("bob")
     alice.join("#lobby")
     bob.join("#lobby")
-    alice.wait_for(lambda l: "JOIN #lobby" in l and l.startswith(":bob!"))
+    alice.wait_for(lambda line: "JOIN #lobby" in line and line.startswith(":bob!"))
     bob.send("PRIVMSG #lobby :hello alice")
-    got = alice.wait_for(lambda l: "PRIVMSG" in l)
+    got = alice.wait_for(lambda line: "PRIVMSG" in line)
     assert got == ":bob!bob@127.0.0.1 PRIVMSG #lobby :hello alice"
     alice.send("PRIVMSG bob :hi in private")
-    assert bob.wait_for(lambda l: "PRIVMSG" in l).endswith("PRIVMSG bob :hi in private")
+    assert bob.wait_for(lambda line: "PRIVMSG" in line).endswith("PRIVMSG bob :hi in private")
     alice.close()
     bob.close()
 
@@ -65,11 +65,11 @@ def test_bad_input_over_the_wire_keeps_connection(chat_server):
     server = chat_server()
     alice = LineClient(server.host, server.port).register("alice")
     alice.sock.sendall(b"PRIVMSG x :" + b"z" * 9000 + b"\r\n")
-    alice.wait_for(lambda l: " 417 " in l)
+    alice.wait_for(lambda line: " 417 " in line)
     alice.sock.sendall(b"PRIVMSG x :\xff\xfe\r\n")
-    alice.wait_for(lambda l: "INVALID_UTF8" in l)
+    alice.wait_for(lambda line: "INVALID_UTF8" in line)
     alice.send("PING alive")
-    alice.wait_for(lambda l: l.startswith(":") and "PONG" in l and "alive" in l)
+    alice.wait_for(lambda line: line.startswith(":") and "PONG" in line and "alive" in line)
     alice.close()
 
 
@@ -83,7 +83,7 @@ def test_extra_listener_from_endpoint_description(chat_server, tmp_path):
     bob = LineClient("127.0.0.1", second).register("bob")
     alice.join("#r")
     bob.send("JOIN #r", "PRIVMSG #r :via the second port")
-    assert alice.wait_for(lambda l: "PRIVMSG" in l).endswith(":via the second port")
+    assert alice.wait_for(lambda line: "PRIVMSG" in line).endswith(":via the second port")
 
 
 def test_password_and_motd_from_flags(chat_server, tmp_path):
@@ -93,10 +93,10 @@ def test_password_and_motd_from_flags(chat_server, tmp_path):
     server = chat_server("--password=s3cret", f"--motd={motd}")
     wrong = LineClient(server.host, server.port)
     wrong.send("PASS nope", "NICK a", "USER a 0 * :a")
-    assert " 464 " in wrong.wait_for(lambda l: " 464 " in l)
+    assert " 464 " in wrong.wait_for(lambda line: " 464 " in line)
     right = LineClient(server.host, server.port)
     right.send("PASS s3cret", "NICK b", "USER b 0 * :b")
-    assert right.wait_for(lambda l: " 372 " in l).endswith(":- Welcome to class.")
+    assert right.wait_for(lambda line: " 372 " in line).endswith(":- Welcome to class.")
 
 
 def test_slow_reader_is_dropped_and_nobody_else_waits(chat_server):
@@ -114,7 +114,7 @@ def test_slow_reader_is_dropped_and_nobody_else_waits(chat_server):
     slow.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
     slow.connect((server.host, server.port))
     slow.sendall(b"NICK slow\r\nUSER s 0 * :s\r\nJOIN #r\r\n")
-    reader.wait_for(lambda l: l.startswith(":slow!") and "JOIN" in l)
+    reader.wait_for(lambda line: line.startswith(":slow!") and "JOIN" in line)
     text = "x" * 400
     sent = 0
     dropped = False
@@ -122,11 +122,11 @@ def test_slow_reader_is_dropped_and_nobody_else_waits(chat_server):
     for _batch in range(150):
         talker.send(*[f"PRIVMSG #r :{sent + i} {text}" for i in range(200)])
         for i in range(200):
-            line = reader.wait_for(lambda l: "PRIVMSG" in l or "QUIT" in l)
+            line = reader.wait_for(lambda line: "PRIVMSG" in line or "QUIT" in line)
             while "QUIT" in line:
                 assert line.startswith(":slow!") and "SendQ exceeded" in line
                 dropped = True
-                line = reader.wait_for(lambda l: "PRIVMSG" in l)
+                line = reader.wait_for(lambda line: "PRIVMSG" in line)
             assert line.split(" ", 4)[3] == f":{sent + i}"
         sent += 200
         if dropped:
@@ -156,9 +156,11 @@ def test_weechat_talks_to_the_server(chat_server, tmp_path):
                                stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
                                stderr=subprocess.DEVNULL)
     try:
-        observer.wait_for(lambda l: l.startswith(":wbot!") and "JOIN #lobby" in l, timeout=20)
+        observer.wait_for(lambda line: line.startswith(":wbot!") and "JOIN #lobby" in line,
+                          timeout=20)
         observer.send("PRIVMSG #lobby :hello weechat, from observer")
-        line = observer.wait_for(lambda l: l.startswith(":wbot!") and "PRIVMSG" in l, timeout=20)
+        line = observer.wait_for(lambda line: line.startswith(":wbot!") and "PRIVMSG" in line,
+                                 timeout=20)
         assert line.endswith("PRIVMSG #lobby :hello from weechat")
         deadline = time.monotonic() + 15
         shown = ""
@@ -191,15 +193,17 @@ def test_irssi_talks_to_the_server(chat_server, tmp_path):
         deadline = time.monotonic() + 20
         while time.monotonic() < deadline:  # until irssi has registered
             observer.send("ISON ibot")
-            if observer.wait_for(lambda l: " 303 " in l).endswith(":ibot"):
+            if observer.wait_for(lambda line: " 303 " in line).endswith(":ibot"):
                 break
             time.sleep(0.2)
         subprocess.run(tmux + ["send-keys", "-t", session, "/join #lobby", "Enter"],
                        check=True, timeout=10)
-        observer.wait_for(lambda l: l.startswith(":ibot!") and "JOIN #lobby" in l, timeout=20)
+        observer.wait_for(lambda line: line.startswith(":ibot!") and "JOIN #lobby" in line,
+                          timeout=20)
         subprocess.run(tmux + ["send-keys", "-t", session, "hello from irssi", "Enter"],
                        check=True, timeout=10)
-        line = observer.wait_for(lambda l: l.startswith(":ibot!") and "PRIVMSG" in l, timeout=20)
+        line = observer.wait_for(lambda line: line.startswith(":ibot!") and "PRIVMSG" in line,
+                                 timeout=20)
         assert line.endswith("PRIVMSG #lobby :hello from irssi")
         observer.send("PRIVMSG #lobby :hello irssi")
         deadline = time.monotonic() + 15
@@ -214,7 +218,10 @@ def test_irssi_talks_to_the_server(chat_server, tmp_path):
 
 
 def test_wheel_installs_plugin_without_package_init(tmp_path):
-    """``pip install .`` ships twistchat, clients and twisted/plugins/chat.py, no plugins __init__."""
+    """``pip install .`` ships twistchat, clients and twisted/plugins/chat.py.
+
+    And no plugins __init__.
+    """
     out = subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps", "-q",
                           "-w", str(tmp_path), str(REPO)],
                          capture_output=True, text=True, timeout=300, cwd=tmp_path)

@@ -121,7 +121,8 @@ def test_history_on_join_in_a_batch_after_names(server):
     got = bob.ask("JOIN #r")
     verbs = [m.command for m in got]
     names_end = verbs.index("366")
-    assert verbs[names_end + 1] == "BATCH" and got[names_end + 1].params[1:] == ("chathistory", "#r")
+    assert verbs[names_end + 1] == "BATCH"
+    assert got[names_end + 1].params[1:] == ("chathistory", "#r")
     assert texts(got) == ["line 0", "line 1", "line 2"]
     assert all(m.tags.get("time") for m in got if m.command == "PRIVMSG")
 
@@ -169,7 +170,8 @@ def test_chathistory_latest_before_after_around(server):
     msgids = [m.tags["msgid"] for m in got if m.command == "PRIVMSG"]
     assert history(bob, f"CHATHISTORY BEFORE #r msgid={msgids[5]} 2") == ["line 3", "line 4"]
     assert history(bob, f"CHATHISTORY AFTER #r msgid={msgids[5]} 2") == ["line 6", "line 7"]
-    assert history(bob, f"CHATHISTORY AROUND #r msgid={msgids[5]} 3") == ["line 4", "line 5", "line 6"]
+    assert history(bob, f"CHATHISTORY AROUND #r msgid={msgids[5]} 3") == [
+        "line 4", "line 5", "line 6"]
     assert history(bob, f"CHATHISTORY LATEST #r msgid={msgids[7]} 10") == ["line 8", "line 9"]
     alice.take()
 
@@ -179,7 +181,8 @@ def test_chathistory_by_timestamp_and_between(server):
     talk(server, 10)  # line i said at 1_800_000_000 + i seconds
     bob = server.user("bob", "#r", caps="batch server-time draft/chathistory")
     at = lambda i: format_server_time((1_800_000_000 + i) * 1000)  # noqa: E731
-    assert history(bob, f"CHATHISTORY BEFORE #r timestamp={at(3)} 5") == ["line 0", "line 1", "line 2"]
+    assert history(bob, f"CHATHISTORY BEFORE #r timestamp={at(3)} 5") == [
+        "line 0", "line 1", "line 2"]
     assert history(bob, f"CHATHISTORY AFTER #r timestamp={at(7)} 5") == ["line 8", "line 9"]
     assert history(bob, f"CHATHISTORY BETWEEN #r timestamp={at(2)} timestamp={at(6)} 2") == \
         ["line 3", "line 4"]

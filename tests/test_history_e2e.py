@@ -14,7 +14,7 @@ CAPS = "server-time batch message-tags draft/chathistory"
 def history_client(server, nick):
     client = LineClient(server.host, server.port)
     client.send(f"CAP REQ :{CAPS}", f"NICK {nick}", f"USER {nick} 0 * :{nick}", "CAP END")
-    client.wait_for(lambda l: " 001 " in l)
+    client.wait_for(lambda line: " 001 " in line)
     return client
 
 
@@ -47,7 +47,7 @@ def test_history_survives_sigterm_restart(tmp_path):
         for i in range(20):
             alice.send(f"PRIVMSG #class :note {i}")
         alice.send("PING done")
-        alice.wait_for(lambda l: "PONG" in l and "done" in l)
+        alice.wait_for(lambda line: "PONG" in line and "done" in line)
         alice.close()
     finally:
         # twistd shuts down cleanly, then dies by the same signal so callers see why (-15).
@@ -56,18 +56,18 @@ def test_history_survives_sigterm_restart(tmp_path):
     try:
         bob = history_client(second, "bob")
         bob.send("JOIN #class")
-        on_join = replayed(bob, lambda l: l.startswith(":") and " BATCH -" in l)
-        assert [l.rsplit(":", 1)[1] for l in on_join] == [f"note {i}" for i in range(20)]
+        on_join = replayed(bob, lambda line: line.startswith(":") and " BATCH -" in line)
+        assert [line.rsplit(":", 1)[1] for line in on_join] == [f"note {i}" for i in range(20)]
         bob.send("CHATHISTORY LATEST #class * 100")
-        lines = replayed(bob, lambda l: " BATCH -" in l)
-        assert [l.rsplit(":", 1)[1] for l in lines] == [f"note {i}" for i in range(20)]
-        times = [tags_of(l)["time"] for l in lines]
-        assert times == sorted(times) and times == [tags_of(l)["time"] for l in on_join]
+        lines = replayed(bob, lambda line: " BATCH -" in line)
+        assert [line.rsplit(":", 1)[1] for line in lines] == [f"note {i}" for i in range(20)]
+        times = [tags_of(line)["time"] for line in lines]
+        assert times == sorted(times) and times == [tags_of(line)["time"] for line in on_join]
         # A new line after the restart continues the room's sequence (no reuse).
         bob.send("PRIVMSG #class :after restart", "CHATHISTORY LATEST #class * 2")
-        last_two = replayed(bob, lambda l: " BATCH -" in l)
+        last_two = replayed(bob, lambda line: " BATCH -" in line)
         assert last_two[-1].endswith(":after restart")
-        assert tags_of(last_two[-1])["msgid"] not in [tags_of(l)["msgid"] for l in lines]
+        assert tags_of(last_two[-1])["msgid"] not in [tags_of(line)["msgid"] for line in lines]
     finally:
         second.stop()
     import sqlite3
@@ -88,7 +88,7 @@ def test_unclean_kill_loses_at_most_the_last_flush_interval(tmp_path):
         for i in range(10):
             alice.send(f"PRIVMSG #r :kept {i}")
         alice.send("PING acked")
-        alice.wait_for(lambda l: "acked" in l)
+        alice.wait_for(lambda line: "acked" in line)
         time.sleep(1.0)  # five flush intervals
     finally:
         server.stop(signal.SIGKILL)
@@ -96,10 +96,10 @@ def test_unclean_kill_loses_at_most_the_last_flush_interval(tmp_path):
     try:
         bob = history_client(again, "bob")
         bob.send("JOIN #r")
-        replayed(bob, lambda l: " 366 " in l)
+        replayed(bob, lambda line: " 366 " in line)
         bob.send("CHATHISTORY LATEST #r * 50")
-        lines = replayed(bob, lambda l: " BATCH -" in l)
-        assert [l.rsplit(":", 1)[1] for l in lines] == [f"kept {i}" for i in range(10)]
+        lines = replayed(bob, lambda line: " BATCH -" in line)
+        assert [line.rsplit(":", 1)[1] for line in lines] == [f"kept {i}" for i in range(10)]
     finally:
         again.stop()
 
@@ -114,4 +114,4 @@ def test_corrupt_database_fails_in_one_clear_line(tmp_path):
     assert out.returncode != 0
     text = (out.stdout + out.stderr).strip()
     assert str(db) in text and "Traceback" not in text
-    assert len([l for l in text.splitlines() if str(db) in l]) == 1
+    assert len([line for line in text.splitlines() if str(db) in line]) == 1

@@ -555,14 +555,15 @@ from hypothesis import strategies as st  # noqa: E402
 VERBS = ["PRIVMSG", "NOTICE", "JOIN", "PART", "MODE", "TOPIC", "KICK", "INVITE", "NICK", "WHO",
          "WHOIS", "NAMES", "LIST", "ISON", "USERHOST", "AWAY", "TAGMSG", "CAP", "CHATHISTORY",
          "PING", "PONG", "LUSERS", "TIME", "VERSION", "MOTD", "USER", "PASS"]
+CHARS = st.characters(blacklist_categories=("Cs",), blacklist_characters="\r\n\x00")
 WORDS = st.one_of(st.sampled_from(["#r", "#other", "bob", "alice", "+o", "-v", "+mlk", "*", "0",
                                    "+i", "LS", "REQ", "LATEST", "timestamp=x", ":", ",", "##"]),
-                  st.text(alphabet=st.characters(blacklist_categories=("Cs",), blacklist_characters="\r\n\x00"), max_size=12))
+                  st.text(alphabet=CHARS, max_size=12))
 LINES = st.one_of(
     st.binary(max_size=80),
     st.builds(lambda verb, words, tail: " ".join([verb, *words]) + (" :" + tail if tail else ""),
               st.sampled_from(VERBS), st.lists(WORDS, max_size=5),
-              st.text(alphabet=st.characters(blacklist_categories=("Cs",), blacklist_characters="\r\n\x00"), max_size=20)),
+              st.text(alphabet=CHARS, max_size=20)),
 )
 
 

@@ -76,7 +76,8 @@ def test_render_counts_what_the_protocol_did():
     assert samples["twistchat_rooms"] == 1
     assert samples['twistchat_messages_in_total{transport="tcp"}'] == lines_in + 2
     assert samples['twistchat_drops_total{reason="flood"}'] == 1
-    assert set(DROP_REASONS) == {k.split('"')[1] for k in samples if k.startswith("twistchat_drops")}
+    assert set(DROP_REASONS) == {k.split('"')[1] for k in samples
+                                 if k.startswith("twistchat_drops")}
 
 
 def test_metrics_are_off_by_default():
@@ -99,9 +100,9 @@ def test_scrape_while_two_clients_talk(chat_server, tmp_path):
         client.join("#lobby")
     for n in range(5):
         alice.send(f"PRIVMSG #lobby :hello {n}")
-        bob.wait_for(lambda line: f":hello {n}" in line)
+        bob.wait_for(lambda line, n=n: f":hello {n}" in line)
         bob.send(f"PRIVMSG #lobby :hi back {n}")
-        alice.wait_for(lambda line: f":hi back {n}" in line)
+        alice.wait_for(lambda line, n=n: f":hi back {n}" in line)
 
     content_type, text = scrape(metrics_port)
     (tmp_path / "scrape.txt").write_text(text)  # kept for the issue's closing note

@@ -23,7 +23,8 @@ from twistchat.logging_setup import format_line
 JOURNAL_LINE = re.compile(r"^<[0-7]>\[[\w.\-]+\] \S")
 
 
-def _run_twistd(*args: str, cwd: Path, preexec_fn=None, timeout: float = 30) -> subprocess.CompletedProcess:
+def _run_twistd(*args: str, cwd: Path, preexec_fn=None,
+                timeout: float = 30) -> subprocess.CompletedProcess:
     return subprocess.run([twistd_path(), "-n", "--pidfile=", "chat", *args], cwd=cwd,
                           env=source_env(), capture_output=True, text=True, timeout=timeout,
                           preexec_fn=preexec_fn)
@@ -131,7 +132,10 @@ class JournalServer(ServerProcess):
 
 
 def test_client_errors_are_one_line_events_with_peer_and_reason(tmp_path, monkeypatch):
-    """Flood, bad bytes, an over-long line, a reset: each an INFO event with peer and reason, no traceback."""
+    """Flood, bad bytes, an over-long line, a reset: each an INFO event with peer and reason.
+
+    No traceback.
+    """
     monkeypatch.setenv("JOURNAL_STREAM", "8:4242")  # as systemd sets it when stdout is the journal
     server = JournalServer(tmp_path, "--flood-burst=5", "--flood-rate=1",
                            "--flood-queue=2").start()
@@ -161,14 +165,16 @@ def test_client_errors_are_one_line_events_with_peer_and_reason(tmp_path, monkey
         assert JOURNAL_LINE.match(line), f"not one event per line: {line!r}"
     assert "Traceback" not in log and "Unhandled" not in log
     assert "<6>[twistchat.frontends.irc.IRCProtocol] drop 127.0.0.1: Excess Flood" in log
-    assert "<6>[twistchat.frontends.irc.IRCProtocol] disconnect 127.0.0.1 flooder: Excess Flood" in log
-    assert re.search(r"<6>\[twistchat\.frontends\.irc\.IRCProtocol\] disconnect 127\.0\.0\.1 messy: \S", log)
+    assert ("<6>[twistchat.frontends.irc.IRCProtocol] disconnect 127.0.0.1 flooder: Excess Flood"
+            in log)
+    assert re.search(r"<6>\[twistchat\.frontends\.irc\.IRCProtocol\] "
+                     r"disconnect 127\.0\.0\.1 messy: \S", log)
     assert f"<6>[twistchat.listen] listening on tcp:{server.port}:interface=127.0.0.1" in log
 
 
 def _failure() -> Failure:
     try:
-        1 / 0
+        raise ZeroDivisionError("division by zero")
     except ZeroDivisionError:
         return Failure()
 
@@ -180,13 +186,16 @@ def test_a_failure_is_folded_into_one_line():
              "log_failure": _failure(), "log_time": 0.0}
     line = format_line(event, journal=True)
     assert "\n" not in line
-    assert line.startswith("<2>[twistchat.frontends.irc] error handling PRIVMSG: ZeroDivisionError: ")
+    assert line.startswith(
+        "<2>[twistchat.frontends.irc] error handling PRIVMSG: ZeroDivisionError: ")
     assert "(at test_ops.py:" in line
 
 
 def test_outside_the_journal_lines_carry_a_timestamp():
     """Without $JOURNAL_STREAM (a terminal, a file) each line starts with the time and level."""
     event = {"log_format": "connect {peer}\nsecond line", "peer": "::1",
-             "log_level": LogLevel.info, "log_namespace": "twistchat.frontends.irc", "log_time": 0.0}
+             "log_level": LogLevel.info, "log_namespace": "twistchat.frontends.irc",
+             "log_time": 0.0}
     line = format_line(event, journal=False)
-    assert re.match(r"^1970-01-01T00:00:00\S* \[twistchat\.frontends\.irc#info\] connect ::1 second line$", line)
+    assert re.match(r"^1970-01-01T00:00:00\S* \[twistchat\.frontends\.irc#info\] "
+                    r"connect ::1 second line$", line)

@@ -42,7 +42,8 @@ def _unit_copies(tmp_path: Path) -> Path:
                            (unitrun.SOCKET, out / "twistchat.socket"),
                            (unitrun.SOCKET_DROPIN,
                             out / "twistchat.service.d" / "twistchat-socket.conf"),
-                           (unitrun.TLS_DROPIN, out / "twistchat.service.d" / "twistchat-tls.conf")):
+                           (unitrun.TLS_DROPIN,
+                            out / "twistchat.service.d" / "twistchat-tls.conf")):
         target.write_text(source.read_text().replace(unitrun.INSTALLED_TWISTD, twistd_path()))
     return out
 
@@ -77,7 +78,8 @@ def test_unit_keeps_the_promised_settings():
     text = unitrun.SERVICE.read_text()
     for setting in ("DynamicUser=yes", "StateDirectory=twistchat", "ProtectSystem=strict",
                     "ProtectHome=yes", "PrivateTmp=yes", "PrivateDevices=yes",
-                    "NoNewPrivileges=yes", "RestrictAddressFamilies=", "SystemCallFilter=@system-service",
+                    "NoNewPrivileges=yes", "RestrictAddressFamilies=",
+                    "SystemCallFilter=@system-service",
                     "CapabilityBoundingSet=\n", "LockPersonality=yes",
                     "Restart=on-failure"):
         assert setting in text, setting
@@ -215,7 +217,10 @@ def _tls_welcome(unit_run, mdwe: bool) -> tuple:
 
 
 def test_execstart_with_tls_runs_under_the_units_memory_settings(unit_run):
-    """The TLS drop-in's ExecStart serves TLS under the unit's hardening (MemoryDenyWriteExecute= too)."""
+    """The TLS drop-in's ExecStart serves TLS under the unit's hardening.
+
+    MemoryDenyWriteExecute= too.
+    """
     if unitrun.unit_sets("MemoryDenyWriteExecute") and not unitrun.mdwe_supported():
         pytest.skip("this kernel has no PR_SET_MDWE (Linux 6.3+): cannot emulate "
                     "MemoryDenyWriteExecute=yes outside systemd")

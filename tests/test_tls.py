@@ -141,7 +141,8 @@ async def test_tls_and_plaintext_share_rooms_and_advertise_nothing_wrong(tls_ser
     await _within(tls_user.welcomed)
     plain = await _connect(tls_server, None, "paul")
     await _within(plain.welcomed)
-    joined = tls_user.wait_for(lambda line: " 366 " in line), plain.wait_for(lambda line: " 366 " in line)
+    joined = (tls_user.wait_for(lambda line: " 366 " in line),
+              plain.wait_for(lambda line: " 366 " in line))
     tls_user.sendLine(b"JOIN #both")
     plain.sendLine(b"JOIN #both")
     await defer.gatherResults(joined)
@@ -153,7 +154,7 @@ async def test_tls_and_plaintext_share_rooms_and_advertise_nothing_wrong(tls_ser
         f"http://127.0.0.1:{tls_server.metrics_port}/metrics", timeout=5).read().decode()
     assert re.search(r'^twistchat_connections\{transport="tls"\} 1$', scrape, re.M), scrape
 
-    cap_ls = [l for l in tls_user.lines if " CAP " in l and " LS " in l]
+    cap_ls = [line for line in tls_user.lines if " CAP " in line and " LS " in line]
     assert cap_ls, tls_user.lines
     offered = cap_ls[0].rsplit(":", 1)[-1].split()
     assert not {"tls", "sts", "starttls"} & {c.split("=")[0].lower() for c in offered}

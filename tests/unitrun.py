@@ -103,7 +103,8 @@ def localize(argv: list, twistd: str, port: int, tls_port: int = None,
 def mdwe_supported() -> bool:
     """Whether this kernel has PR_SET_MDWE (tried in a child, which it would change)."""
     probe = ("import ctypes, sys; "
-             f"sys.exit(ctypes.CDLL(None).prctl({_PR_SET_MDWE}, {_PR_MDWE_REFUSE_EXEC_GAIN}, 0, 0, 0))")
+             f"sys.exit(ctypes.CDLL(None).prctl({_PR_SET_MDWE}, "
+             f"{_PR_MDWE_REFUSE_EXEC_GAIN}, 0, 0, 0))")
     return subprocess.run([sys.executable, "-c", probe], timeout=30).returncode == 0
 
 
