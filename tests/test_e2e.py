@@ -222,12 +222,22 @@ def test_wheel_installs_plugin_without_package_init(tmp_path):
 
     And no plugins __init__.
     """
+    # Built from a copy without build/: setuptools builds in the source tree, and files
+    # left in build/lib by an earlier build would be packed too, hiding a missing package.
+    source = tmp_path / "source"
+    shutil.copytree(REPO, source, ignore=shutil.ignore_patterns(
+        "build", "dist", "*.egg-info", ".git", "__pycache__", ".hypothesis", "*.sqlite3*"))
     out = subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps", "-q",
-                          "-w", str(tmp_path), str(REPO)],
+                          "-w", str(tmp_path), str(source)],
                          capture_output=True, text=True, timeout=300, cwd=tmp_path)
     assert out.returncode == 0, out.stderr
     wheel = next(tmp_path.glob("twistchat-*.whl"))
     names = zipfile.ZipFile(wheel).namelist()
     assert "twisted/plugins/chat.py" in names
     assert "twisted/plugins/__init__.py" not in names and "twisted/__init__.py" not in names
-    assert "twistchat/registry.py" in names and "clients/__init__.py" in names
+    # Every package of the server and the clients, not only the top ones (setup.cfg lists them).
+    for module in ("twistchat/wire.py", "twistchat/core/registry.py",
+                   "twistchat/frontends/irc.py", "twistchat/frontends/udp.py",
+                   "twistchat/store/sqlite.py", "twistchat/client/tcp.py",
+                   "clients/__init__.py", "clients/ptk/app.py"):
+        assert module in names, f"{module} is not in the wheel"
