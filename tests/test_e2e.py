@@ -223,4 +223,8 @@ def test_wheel_installs_plugin_without_package_init(tmp_path):
     names = zipfile.ZipFile(wheel).namelist()
     assert "twisted/plugins/chat.py" in names
     assert "twisted/plugins/__init__.py" not in names and "twisted/__init__.py" not in names
-    assert "twistchat/registry.py" in names and "clients/__init__.py" in names
+    # The rules moved to twistchat.core and the front-ends to twistchat.frontends (#11):
+    # their subpackages must ship too.
+    for module in ("twistchat/core/registry.py", "twistchat/frontends/udp.py",
+                   "twistchat/store/__init__.py", "clients/__init__.py"):
+        assert module in names, module
