@@ -265,7 +265,7 @@ def _assert_same_complete_transcripts(clients) -> None:
 
 @pytest_twisted.ensureDeferred
 async def test_3_clients_1000_messages_with_seeded_loss_duplication_reordering(server, sessions):
-    """10% loss (both ways), 5% duplicates, 10% reordered per client: identical, complete transcripts."""
+    """10% loss (both ways), 5% duplicates, 10% reordered per client: same complete transcripts."""
     srv = server()
     clients = await _three_clients_thousand_messages(
         srv, sessions,
@@ -314,7 +314,7 @@ table inet {table} {{
 
 @pytest_twisted.ensureDeferred
 async def test_3_clients_1000_messages_under_real_10_percent_loss(server, sessions, nft_loss):
-    """nftables drops 10% of all datagrams to and from the server port: same complete transcripts."""
+    """nftables drops 10% of datagrams to and from the server port: same complete transcripts."""
     srv = server()
     table = nft_loss(srv.port)
     clients = await _three_clients_thousand_messages(
@@ -371,7 +371,7 @@ def namespaces():
 
 
 def test_broadcast_between_network_namespaces(namespaces, tmp_path):
-    """Server in one namespace, clients in two others on a bridge: broadcast delivery works there."""
+    """Server in one namespace, clients in two others on a bridge: broadcast delivery works."""
     port = 6667
     twistd = os.path.join(os.path.dirname(sys.executable), "twistd")
     # No --broadcast: the server finds its interface's broadcast address (NETNS_SUBNET.255).
@@ -405,3 +405,150 @@ def test_broadcast_between_network_namespaces(namespaces, tmp_path):
         except subprocess.TimeoutExpired:
             server.kill()
             server.wait(5)
+
+
+# ------------------------------------------------------- repair reads only what is yours
+
+
+class RawSession:
+    """
+    A bare UDP session on one loopback socket (blocking, every wait bounded).
+
+    Registers with a padded NICK, takes the token from the 001 and uses it
+    once (PING) so the server sends it everything; then sends lines with it.
+    ``got`` keeps every datagram received, parsed, ``raw`` as bytes, in order.
+    """
+
+    def __init__(self, port: int, nick: str, timeout: float = 5.0) -> None:
+        self.server = ("127.0.0.1", port)
+        self.nick = nick
+        self.sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        self.sock.bind(("127.0.0.1", 0))
+        self.got = []
+        self.raw = []
+        self.token = None
+        self.cseq = 0
+        nick_line = f" NICK {nick}\r\n".encode()
+        self.sock.sendto(b"@pad=" + b"x" * (1200 - 5 - len(nick_line)) + nick_line, self.server)
+        deadline = time.monotonic() + timeout
+        while self.token is None:
+            if time.monotonic() > deadline:
+                raise AssertionError(f"no 001 for {nick}: {self.got}")
+            for message in self.receive(0.5):
+                if message.command == "001":
+                    self.token = message.tags["token"]
+        self.receive()  # the rest of the welcome that fits
+        self.send("PING :proof")  # the token proves the address: unicast lines flow now
+        self.receive()
+
+    def receive(self, quiet: float = 0.4, most: float = 5.0) -> list:
+        """Datagrams until ``quiet`` s pass without one (at most ``most`` s); also kept in got."""
+        new = []
+        deadline = time.monotonic() + most
+        while time.monotonic() < deadline:
+            self.sock.settimeout(quiet)
+            try:
+                data = self.sock.recvfrom(4096)[0]
+            except TimeoutError:
+                break
+            new.append((data, parse(data)))
+        self.got += [m for _, m in new]
+        self.raw += [d for d, _ in new]
+        return [m for _, m in new]
+
+    def send(self, line: str, sequenced: bool = False) -> None:
+        tags = f"@token={self.token}"
+        if sequenced:
+            self.cseq += 1
+            tags += f";cseq={self.cseq}"
+        self.sock.sendto(f"{tags} {line}".encode(), self.server)
+
+    def close(self) -> None:
+        if self.token is not None:
+            self.send("QUIT")
+        self.sock.close()
+
+
+@pytest.fixture
+def raw_sessions():
+    """RawSession(port, nick) made by the test, each sent QUIT and closed at the end."""
+    made = []
+
+    def make(port, nick):
+        s = RawSession(port, nick)
+        made.append(s)
+        return s
+
+    yield make
+    for s in made:
+        s.close()
+
+
+def _drops(metrics_port: int, reason: str, timeout: float = 5.0) -> float:
+    """The ``twistchat_drops_total`` sample for ``reason`` in a scrape of /metrics."""
+    from tests.test_metrics import parse as parse_metrics
+    from tests.test_metrics import scrape
+
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            samples = parse_metrics(scrape(metrics_port)[1])
+            return samples[f'twistchat_drops_total{{reason="{reason}"}}']
+        except OSError:
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.1)
+
+
+@pytest.mark.parametrize("sequenced", [False, True], ids=["unsequenced", "sequenced"])
+def test_repair_of_a_room_not_joined_is_denied_and_counted(server, raw_sessions, sequenced):
+    """REPAIR #tcponly from a UDP session not in it: only FAIL NOT_ALLOWED, and a drop counted."""
+    from tests.serverproc import LineClient, free_port
+
+    metrics_port = free_port()
+    srv = server("--metrics", f"tcp:{metrics_port}:interface=127.0.0.1")
+    carol = LineClient(srv.host, srv.port).register("carol")
+    try:
+        carol.join("#tcponly")
+        carol.send("TOPIC #tcponly :tcp-only topic", "PRIVMSG #tcponly :tcp-only secret")
+        carol.send("PING :sync")
+        carol.wait_for(lambda text: " PONG " in text)
+        dave = raw_sessions(srv.port, "dave")
+        dave.send("REPAIR #tcponly 1 100", sequenced=sequenced)
+        answer = [m for m in dave.receive() if m.command != "ACK"]
+        assert [(m.command, m.params[:3]) for m in answer] == \
+            [("FAIL", ("REPAIR", "NOT_ALLOWED", "#tcponly"))]
+        assert not any(b"secret" in d or b"JOIN" in d for d in dave.raw)
+        assert _drops(metrics_port, "udp_repair_denied") >= 1
+    finally:
+        carol.close()
+
+
+def test_repair_star_gives_only_the_sessions_own_lines(server, raw_sessions):
+    """REPAIR * 1 100 from bob: bob's own numbered lines only, never alice's private message."""
+    from tests.serverproc import LineClient
+
+    srv = server()
+    alice = raw_sessions(srv.port, "alice")
+    bob = raw_sessions(srv.port, "bob")
+    carol = LineClient(srv.host, srv.port).register("carol")
+    try:
+        carol.send("PRIVMSG alice :for-alice-only", "PRIVMSG bob :for-bob")
+        assert any(m.command == "PRIVMSG" and m.params == ("alice", "for-alice-only")
+                   for m in alice.receive()), alice.got  # alice did get it
+        bob.receive()
+        bob.send("REPAIR * 1 100")
+        repaired = bob.receive()
+        assert repaired, "bob's repair returned nothing"
+        assert not any(b"for-alice-only" in d for d in bob.raw)
+        useqs = [int(m.tags["useq"]) for m in repaired]
+        assert useqs == list(range(1, len(useqs) + 1))  # bob's stream from its 001 on
+        for m in repaired:
+            if m.command.isdigit():
+                assert m.params[0] == "bob", m
+            elif m.command == "PRIVMSG":
+                assert m.params == ("bob", "for-bob"), m
+        assert repaired[0].command == "001" and repaired[0].tags["token"] == bob.token
+        assert any(m.command == "PRIVMSG" for m in repaired)
+    finally:
+        carol.close()
