@@ -56,7 +56,7 @@ class User:
     __slots__ = (
         "conn", "nick", "key", "user", "host", "realname", "away",
         "channels", "registered", "invisible", "signon", "last_active", "by_broadcast",
-        "pending_nick", "pending_user", "password_ok", "cap_hold",
+        "pending_nick", "pending_user", "password_ok", "cap_hold", "invited_to",
     )
 
     def __init__(self, conn: Any, host: str, now: float, by_broadcast: bool = False) -> None:
@@ -78,6 +78,9 @@ class User:
         self.pending_user: tuple[str, str] | None = None
         self.password_ok = False
         self.cap_hold = False  # CAP negotiation holds registration until CAP END
+        # Rooms this user was INVITEd to: the invitation is the user's, not its nick's,
+        # so it follows a nick change and ends with the connection.
+        self.invited_to: set[Channel] = set()
 
     @property
     def source(self) -> str:
@@ -94,7 +97,7 @@ class Channel:
     __slots__ = (
         "name", "key", "members", "direct", "topic", "topic_by", "topic_time", "created",
         "moderated", "no_external", "topic_lock", "invite_only", "password",
-        "limit", "invited",
+        "limit",
     )
 
     def __init__(self, name: str, key: str, now: float) -> None:
@@ -116,7 +119,6 @@ class Channel:
         self.invite_only = False
         self.password: str | None = None
         self.limit: int | None = None
-        self.invited: set[str] = set()  # casefolded nicks
 
     def mode_string(self) -> tuple[str, ...]:
         """The ``+ntk key`` style mode string and its params (RPL_CHANNELMODEIS)."""

@@ -141,9 +141,10 @@ def _mode_key(change: _ModeChange, on: bool, letter: str) -> None:
     """+k key / -k: the room's key."""
     channel = change.channel
     if not on:
+        # k is CHANMODES type B: it takes its parameter when unset too (which need not match).
+        if change.args:
+            change.args.pop(0)
         if channel.password is not None:
-            if change.args:
-                change.args.pop(0)
             channel.password = None
             change.applied.append(("-", "k", "*"))
         return

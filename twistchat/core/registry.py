@@ -172,7 +172,7 @@ class Registry:
 
     def can_join(self, user: User, channel: Channel, password: str | None) -> Delivery | None:
         """The error that keeps ``user`` out of an existing ``channel``, or None (+i +k +l)."""
-        invited = user.key in channel.invited
+        invited = channel in user.invited_to
         if channel.invite_only and not invited:
             return self.reply(user, "473", channel.name, "Cannot join channel (+i)")
         if channel.password is not None and password != channel.password and not invited:
@@ -404,8 +404,6 @@ class Registry:
         del self._users[user.key]
         self._users[key] = user
         user.nick, user.key = nick, key
-        for channel in user.channels.values():
-            channel.invited.discard(key)
         return self._to_peers(user, message)
 
     def _to_peers(self, user: User, message: Message, skip_self: bool = False) -> list[Delivery]:
@@ -474,7 +472,7 @@ class Registry:
             refused = self.can_join(user, channel, password)
             if refused is not None:
                 return [refused]
-            channel.invited.discard(user.key)
+            user.invited_to.discard(channel)
             modes = ""
         channel.members[user] = modes
         if not user.by_broadcast:
@@ -659,7 +657,7 @@ class Registry:
                                 "is already on channel")]
         if channel.invite_only and not self.is_operator(user, channel):
             return [self.reply(user, "482", channel.name, "You're not channel operator")]
-        channel.invited.add(target.key)
+        target.invited_to.add(channel)
         out = [self.reply(user, "341", target.nick, channel.name),
                Delivery((target,), Message("INVITE", (target.nick, channel.name), user.source))]
         if target.away is not None:
