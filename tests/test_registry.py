@@ -5,7 +5,7 @@ The registry without any I/O: rules, sequence numbers, what goes to whom.
 import pytest
 
 from twistchat.core.events import TAG_SEQ, TAG_TIME, Disconnect, Event, deliver
-from twistchat.core.registry import Registry, casefold
+from twistchat.core.registry import Limits, Registry, casefold
 
 
 class Conn:
@@ -142,7 +142,6 @@ def test_event_line_views_are_cached():
 
 def test_recent_history_is_bounded():
     """Each room keeps at most recent_history events in memory."""
-    from twistchat.core.registry import Limits
 
     registry, _ = make(limits=Limits(recent_history=10))
     alice, _ = joined(registry, "alice", "#r")
@@ -731,3 +730,13 @@ def test_invitation_does_not_pass_to_the_next_holder_of_the_nick():
     registry.quit(users["carol"])
     stranger, _ = joined(registry, "carol")
     assert registry.can_join(stranger, channel, None) is not None
+
+
+def test_quit_twice_frees_the_address_once():
+    """A second quit of the same user changes nothing: counts and per-address slots hold."""
+    registry, _ = make(limits=Limits(max_per_ip=1))
+    user = registry.connect(Conn(), "127.0.0.9")
+    assert registry.quit(user) == [] and registry.quit(user) == []
+    assert registry.connection_count() == 0
+    first = registry.connect(Conn(), "127.0.0.9")
+    assert first is not None and registry.connect(Conn(), "127.0.0.9") is None

@@ -56,7 +56,7 @@ class User:
     __slots__ = (
         "conn", "nick", "key", "user", "host", "realname", "away",
         "channels", "registered", "invisible", "signon", "last_active", "by_broadcast",
-        "pending_nick", "pending_user", "password_ok", "cap_hold", "invited_to",
+        "pending_nick", "pending_user", "password_ok", "cap_hold", "invited_to", "connected",
     )
 
     def __init__(self, conn: Any, host: str, now: float, by_broadcast: bool = False) -> None:
@@ -81,6 +81,7 @@ class User:
         # Rooms this user was INVITEd to: the invitation is the user's, not its nick's,
         # so it follows a nick change and ends with the connection.
         self.invited_to: set[Channel] = set()
+        self.connected = True  # until Registry.quit
 
     @property
     def source(self) -> str:

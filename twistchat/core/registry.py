@@ -87,6 +87,8 @@ class Registry:
         self.motd = motd
         self.password = password
         self.created = clock()
+        if log is not None and last_seqs is not None:
+            raise ValueError("give last_seqs to the room log, not to the registry as well")
         self.log: RoomLog = log if log is not None else LocalRoomLog(
             last_seqs=last_seqs, recent=limits.recent_history)
         self.extra_isupport: list[str] = []  # tokens of optional features (CHATHISTORY=...)
@@ -419,7 +421,10 @@ class Registry:
         return [Delivery(self._peers(user), payload, user if skip_self else None)]
 
     def quit(self, user: User, reason: str = "Client Quit") -> list[Delivery]:
-        """The user leaves the server: QUIT to its peers, its nick and rooms freed."""
+        """The user leaves the server: QUIT to its peers, its nick and rooms freed (once)."""
+        if not user.connected:
+            return []
+        user.connected = False
         self._connections -= 1
         count = self._per_address.get(user.host, 0) - 1
         if count > 0:

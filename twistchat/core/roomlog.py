@@ -87,7 +87,7 @@ class LocalRoomLog:
 
     def __init__(self, epoch: str | None = None, last_seqs: Mapping[str, int] | None = None,
                  recent: int = 1000) -> None:
-        self._epoch = epoch or new_epoch()
+        self._epoch = epoch if epoch is not None else new_epoch()
         self._last: dict[str, int] = dict(last_seqs or {})
         self._recent_size = recent
         self._recent: dict[str, deque[Event]] = {}
