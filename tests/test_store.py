@@ -972,3 +972,17 @@ async def test_epoch_changes_after_a_run_that_did_not_stop_cleanly(stores):
     assert after_kill.epoch() != killed_epoch
     after_clean_stop = await stores.reopen(after_kill)
     assert after_clean_stop.epoch() == after_kill.epoch()
+
+
+@pytest.mark.parametrize("sync, pragma", [("full", 2), ("normal", 1)])
+def test_sync_setting_is_what_the_connection_runs_with(stores, sync, pragma):
+    """--history-sync: FULL (2) fsyncs every batch, NORMAL (1) does not (issue #12, item 4)."""
+    store = stores.open(sync=sync)
+    assert store._conn.execute("PRAGMA synchronous").fetchone()[0] == pragma
+
+
+def test_sync_defaults_to_full_and_refuses_nonsense(stores):
+    """The default keeps the README's promise through a power loss; a typo is refused."""
+    assert stores.open().sync == "full"
+    with pytest.raises(ValueError, match="full, normal"):
+        SQLiteStore(stores.path("x.sqlite3"), reactor=reactor, sync="sometimes")

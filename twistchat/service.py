@@ -134,6 +134,10 @@ class Options(usage.Options):
         ["history-per-room", None, 100000, "Messages kept per room or private conversation "
                                            "(0: no limit).", _non_negative_int],
         ["history-days", None, 0.0, "Days history is kept (0: no age limit).", _non_negative_float],
+        ["history-sync", None, "full",
+         "What a history write survives: full (fsync each write: a power loss loses at most "
+         "--history-flush seconds) or normal (no fsync: a killed process loses nothing "
+         "written, a power loss may lose the last seconds)."],
         ["history-flush", None, 0.2, "Seconds between history writes: the most an unclean kill "
                                      "can lose.", _positive_float],
         ["metrics", None, None, "Serve Prometheus metrics at /metrics on this endpoint, e.g. "
@@ -157,6 +161,9 @@ class Options(usage.Options):
         self["listen"].append(description)
 
     def postOptions(self) -> None:
+        if self["history-sync"] not in ("full", "normal"):
+            raise usage.UsageError(
+                f"--history-sync must be full or normal, not {self['history-sync']!r}")
         proto = self["proto"]
         if proto not in ("tcp", "udp", "both"):
             raise usage.UsageError(f"--proto must be tcp, udp or both, not {proto!r}")
@@ -230,6 +237,7 @@ def makeService(options: Options, reactor: Any = None) -> ChatService:
     try:
         store = open_store(
             options["db"], reactor=reactor, flush_interval=options["history-flush"],
+            sync=options["history-sync"],
             max_per_target=options["history-per-room"] or None,
             max_age_days=options["history-days"] or None)
     except StoreError as e:

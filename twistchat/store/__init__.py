@@ -76,6 +76,7 @@ def open_store(
     max_per_target: int | None = DEFAULT_MAX_PER_TARGET,
     max_age_days: float | None = None,
     prune_interval: float = DEFAULT_PRUNE_INTERVAL,
+    sync: str = "full",
 ) -> IHistoryStore:
     """
     The store for a ``--db`` value: ``":memory:"`` keeps nothing on disk.
@@ -89,5 +90,5 @@ def open_store(
                            prune_interval=prune_interval)
     return SQLiteStore(path, reactor=reactor, clock=clock, flush_interval=flush_interval,
                        max_per_target=max_per_target, max_age_days=max_age_days,
-                       prune_interval=prune_interval)
+                       prune_interval=prune_interval, sync=sync)
 

@@ -37,7 +37,8 @@ from twistchat.store.records import NO_TAGS, HistoryRecord
 from twistchat.store.windows import INT_MAX, INT_MIN, Range, around_windows, clamp
 
 __all__ = [
-    "APPLICATION_ID", "SCHEMA_VERSION", "check_identity", "close", "enable_wal", "explain",
+    "APPLICATION_ID", "SCHEMA_VERSION", "SYNC_MODES", "check_identity", "close", "enable_wal",
+    "explain",
     "initialise", "load_last_seqs", "prune_target", "read_around", "read_msgid", "read_range",
     "read_targets", "read_time", "rollback", "write_batch",
 ]
@@ -213,18 +214,28 @@ def check_identity(conn: sqlite3.Connection, path: str) -> None:
                                f"(schema {version}, this one reads {SCHEMA_VERSION})")
 
 
-def enable_wal(conn: sqlite3.Connection) -> str:
-    """
-    Put the file in WAL mode with ``synchronous=NORMAL``; the journal mode it runs in.
+# --history-sync: what a committed batch survives (https://www.sqlite.org/pragma.html
+# #pragma_synchronous, and "WAL mode" in https://www.sqlite.org/wal.html).
+SYNC_MODES = {
+    # fsync the WAL at every commit (one per flush interval, 5 a second by default):
+    # a power loss or an OS crash loses at most the batch not yet committed.
+    "full": "FULL",
+    # no fsync at commit: a killed process loses nothing committed, but a power
+    # loss or OS crash may undo the commits of the last seconds (issue #12).
+    "normal": "NORMAL",
+}
 
-    Some file systems (network mounts) have no shared memory for WAL; SQLite
-    then keeps its rollback journal, which is safe too: the caller warns.
-    WAL + synchronous=NORMAL: a commit survives the process being killed; only
-    a power loss may undo the last commits.  FULL would fsync every batch.
-    https://www.sqlite.org/pragma.html#pragma_synchronous
+
+def enable_wal(conn: sqlite3.Connection, sync: str = "full") -> str:
+    """
+    Put the file in WAL mode with ``synchronous`` per ``sync`` (:data:`SYNC_MODES`).
+
+    Returns the journal mode it runs in: some file systems (network mounts)
+    have no shared memory for WAL; SQLite then keeps its rollback journal,
+    which is safe too: the caller warns.
     """
     mode = str(conn.execute("PRAGMA journal_mode=WAL").fetchone()[0])
-    conn.execute("PRAGMA synchronous=NORMAL")
+    conn.execute(f"PRAGMA synchronous={SYNC_MODES[sync]}")
     return mode.lower()
 
 

@@ -93,6 +93,9 @@ class SQLiteStore:
     than ``max_age_days`` (None: no limit), applied every ``prune_interval``
     seconds.  ``max_pending`` bounds the queue while writes fail;
     ``busy_timeout`` is how long a write waits for a lock another process holds.
+    ``sync`` is ``"full"`` (each batch is fsynced: a power loss loses at most
+    the batch not yet written) or ``"normal"`` (no fsync: a killed process
+    loses nothing written, a power loss may lose the last seconds).
     """
 
     _log = Logger()
@@ -109,7 +112,10 @@ class SQLiteStore:
         prune_interval: float = DEFAULT_PRUNE_INTERVAL,
         max_pending: int = DEFAULT_MAX_PENDING,
         busy_timeout: float = DEFAULT_BUSY_TIMEOUT,
+        sync: str = "full",
     ) -> None:
+        if sync not in database.SYNC_MODES:
+            raise ValueError(f"sync must be one of {', '.join(database.SYNC_MODES)}, not {sync!r}")
         if reactor is None:
             from twisted.internet import reactor as global_reactor
 
@@ -123,6 +129,7 @@ class SQLiteStore:
         self.prune_interval = prune_interval
         self.max_pending = max(1, max_pending)
         self._busy_timeout = busy_timeout
+        self.sync = sync  # what a committed batch survives: database.SYNC_MODES
         #: Records lost: see :class:`IHistoryStore`.
         self.dropped = 0
         #: A twistchat.metrics.Metrics to tell about writes (service.py sets it), or None.
@@ -168,7 +175,7 @@ class SQLiteStore:
         try:
             conn = self._connect()
             database.check_identity(conn, self.path)
-            mode = database.enable_wal(conn)
+            mode = database.enable_wal(conn, self.sync)
             if mode != "wal" and self.path != ":memory:":
                 self._log.warn("History database {path} runs in {mode} journal mode, not WAL",
                                path=self.path, mode=mode)
