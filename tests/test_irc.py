@@ -474,6 +474,38 @@ def test_flood_queue_drains_in_order():
     assert [m.params[1] for m in alice.take()] == [str(i) for i in range(6)]
 
 
+@pytest.mark.parametrize("ending", ["QUIT then close", "close only"])
+def test_lines_held_by_flood_control_still_run_after_the_client_closes(ending):
+    """
+    Issue #12, item 1: 60 lines at 10 a second, then (QUIT :bye and) close: all 60 arrive.
+
+    The held lines run at the flood rate after the connection is gone; the
+    QUIT, held behind them, gives its reason.  No drain is left scheduled.
+    """
+    from twisted.internet.error import ConnectionDone
+    from twisted.python.failure import Failure
+
+    server = MemoryServer(flood_burst=20, flood_rate=5.0, flood_queue=40)
+    alice, bob = server.user("alice", "#r"), server.user("bob", "#r")
+    server.clock.advance(10)
+    alice.take()
+    for i in range(1, 61):
+        bob.send(f"PRIVMSG #r :m{i:02d}")
+        server.clock.advance(0.1)
+    if ending == "QUIT then close":
+        bob.send("QUIT :bye")
+    bob.proto.connectionLost(Failure(ConnectionDone()))
+    server.clock.pump([0.2] * 100)
+    got = alice.take()
+    assert [m.params[1] for m in got if m.command == "PRIVMSG"] == [
+        f"m{i:02d}" for i in range(1, 61)]
+    (quit_line,) = [m for m in got if m.command == "QUIT"]
+    assert quit_line.params[0] == ("Quit: bye" if ending == "QUIT then close"
+                                   else "Quit: Connection closed")
+    assert server.registry.find_user("bob") is None
+    assert [c for c in server.clock.getDelayedCalls() if "_drain" in repr(c)] == []
+
+
 def test_registration_timeout():
     """A connection that does not register in time is closed."""
     server = MemoryServer(registration_timeout=10)

@@ -133,7 +133,7 @@ class IRCProtocol(LineReceiver):
         "registry", "limits", "clock", "counters", "MAX_LENGTH", "user", "host", "view",
         "closing", "backlog", "_quit_reason", "_capture", "_held", "_label",
         "_label_used", "_batches", "_discarding", "_flood", "_flood_queue",
-        "_drain_call", "_connected_at", "_last_seen", "_ping_sent",
+        "_drain_call", "_connected_at", "_last_seen", "_ping_sent", "_lost_reason",
     )
 
     def __init__(self, factory: IRCFactory) -> None:
@@ -169,6 +169,9 @@ class IRCProtocol(LineReceiver):
         # DelayedCall per connection and a reset per line.  _last_seen: the last line.
         self._connected_at = self._last_seen = now
         self._ping_sent: float | None = None  # when we sent PING, while waiting for a line
+        # Set when the connection is gone while flood control still held some of its
+        # lines: they run at the flood rate, then the user quits (issue #12, item 1).
+        self._lost_reason: str | None = None
 
     @property
     def caps(self) -> frozenset[str]:
@@ -203,16 +206,27 @@ class IRCProtocol(LineReceiver):
                        transport="tls" if self.counters is self.factory.metrics.tls else "tcp")
 
     def connectionLost(self, reason: Failure = protocol.connectionDone) -> None:
+        if self.user is None:
+            return
+        self.factory.unwatch(self)
+        self.counters.connections -= 1
+        self._lost_reason = _reason_text(reason)
+        if self._flood_queue and not self.closing:
+            # Lines the server received are the sender's words: they still run, at the
+            # flood rate, before the user quits (a QUIT among them gives its reason).
+            return
+        self._quit()
+
+    def _quit(self) -> None:
+        """The connection is gone and nothing of it is left to run: the user quits."""
         if self._drain_call is not None and self._drain_call.active():
             self._drain_call.cancel()
         self._flood_queue = None
         if self.user is None:
             return
-        self.factory.unwatch(self)
-        self.counters.connections -= 1
         user, self.user = self.user, None
         nick = user.nick
-        quit_reason = self._quit_reason or _reason_text(reason)
+        quit_reason = self._quit_reason or self._lost_reason or "Connection closed"
         deliver(self.registry.quit(user, quit_reason))
         self._log.info("disconnect {peer} {nick}: {reason}", peer=self.host, nick=nick,
                        reason=quit_reason)
@@ -389,6 +403,8 @@ class IRCProtocol(LineReceiver):
             self._handle_line(queue.popleft())
         if not queue:
             self._flood_queue = None
+        if self._lost_reason is not None:
+            self._quit()  # the last held line of a connection already gone has run
 
     def _handle_line(self, line: bytes) -> None:
         try:
