@@ -5,6 +5,7 @@ said is lost, however it leaves.
 
 from __future__ import annotations
 
+import sqlite3
 import time
 
 import pytest
@@ -41,3 +42,33 @@ def test_every_line_held_by_flood_control_reaches_the_room(chat_server, ending):
     assert line.endswith("Quit: bye" if ending == "QUIT then close"
                          else "Quit: Connection closed")
     witness.close()
+
+
+def test_sigterm_records_every_users_quit_and_writes_to_no_closed_port(chat_server, tmp_path):
+    """
+    Item 5: SIGTERM with TCP and UDP users in a room: every QUIT is in history, no traceback.
+
+    Users quit before the listeners close and before the history store stops,
+    so each QUIT is a recorded room event and nothing is written to a closed
+    UDP port.
+    """
+    from tests.test_udp_e2e import RawSession
+
+    db = tmp_path / "history.sqlite3"
+    server = chat_server("--proto=both", f"--db={db}")
+    alice = LineClient(server.host, server.port).register("alice").join("#room")
+    bob = RawSession(server.port, "bob")
+    bob.send("JOIN #room", sequenced=True)
+    alice.wait_for(lambda line: line.startswith(":bob!") and " JOIN " in line)
+    alice.send("PRIVMSG #room :last words before the restart")
+    time.sleep(0.5)
+    assert server.stop() in (0, -15)  # twistd re-raises SIGTERM after a clean stop
+    alice.close()
+    bob.sock.close()
+    log = server.log()
+    assert "Traceback" not in log and "Unhandled" not in log
+    with sqlite3.connect(db) as conn:
+        quits = conn.execute("SELECT source, params FROM history WHERE target = '#room' "
+                             "AND command = 'QUIT' ORDER BY seq").fetchall()
+    assert sorted(source.split("!")[0] for source, _ in quits) == ["alice", "bob"]
+    assert all("Server shutting down" in params for _, params in quits)

@@ -228,6 +228,19 @@ class ChatService(service.MultiService):
     irc_factory: IRCFactory
     udp: UDPFrontEnd | None = None
 
+    def stopService(self) -> Any:
+        """
+        Stop in an order that loses nothing: users quit first, then listeners, the store last.
+
+        Every user's QUIT is a room event the store must record, so sessions
+        end while the UDP port is open and before the store stops; the store
+        (the first child) stops last and writes them (issue #12, item 5).
+        """
+        if self.udp is not None:
+            self.udp.shut_down("Server shutting down")
+        self.irc_factory.shut_down("Server shutting down")
+        return super().stopService()
+
 
 def makeService(options: Options, reactor: Any = None) -> ChatService:
     """One store, one core (room log + registry), and the front-ends ``--proto`` asks for."""
@@ -238,6 +251,9 @@ def makeService(options: Options, reactor: Any = None) -> ChatService:
         store = open_store(
             options["db"], reactor=reactor, flush_interval=options["history-flush"],
             sync=options["history-sync"],
+            # StoreService stops it, after every user's QUIT (twistd's trigger for the
+            # service runs after one the store would register itself: issue #12, item 5).
+            stop_on_shutdown=False,
             max_per_target=options["history-per-room"] or None,
             max_age_days=options["history-days"] or None)
     except StoreError as e:

@@ -207,7 +207,7 @@ class IRCProtocol(LineReceiver):
 
     def connectionLost(self, reason: Failure = protocol.connectionDone) -> None:
         if self.user is None:
-            return
+            return  # refused at connect, or already quit (shut_down)
         self.factory.unwatch(self)
         self.counters.connections -= 1
         self._lost_reason = _reason_text(reason)
@@ -239,6 +239,22 @@ class IRCProtocol(LineReceiver):
         self._quit_reason = quit_reason or why
         self.transport.write(encode(Message("ERROR", (f"Closing link: {self.host} ({why})",))))
         self.transport.loseConnection()
+
+    def shut_down(self, why: str) -> None:
+        """
+        The server is stopping: ERROR, and the user quits now (its QUIT is recorded).
+
+        Not when the connection is lost, later: by then the history store has
+        stopped (issue #12, item 5).
+        """
+        if self.user is None:
+            return
+        if not self.closing:
+            self.close(why)
+        self.factory.unwatch(self)
+        self.counters.connections -= 1
+        self._lost_reason = why
+        self._quit()
 
     def sendq_exceeded(self) -> None:
         """The transport's buffer passed the SendQ: drop this slow reader."""
@@ -646,6 +662,11 @@ class IRCFactory(protocol.Factory):
         self.connections.discard(proto)
         if not self.connections and self._sweeper.running:
             self._sweeper.stop()
+
+    def shut_down(self, why: str = "Server shutting down") -> None:
+        """Every connection: ERROR, and its user quits now (see IRCProtocol.shut_down)."""
+        for proto in list(self.connections):
+            proto.shut_down(why)
 
     def sweep(self) -> None:
         """Every connection's timeouts, once per ``sweep_interval``."""

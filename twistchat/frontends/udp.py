@@ -644,6 +644,11 @@ class UDPFrontEnd(protocol.DatagramProtocol):
                 self._drop("udp_expired")
                 self.close_session(session, "Session timed out")
 
+    def shut_down(self, reason: str = "Server shutting down") -> None:
+        """The server is stopping: every session ends now, its QUIT recorded and sent."""
+        for session in list(self.sessions.values()):
+            self.close_session(session, reason)
+
     def close_session(self, session: UDPSession, reason: str) -> None:
         """End ``session``: free its token and nick, QUIT to its rooms."""
         if session.closed:

@@ -77,6 +77,7 @@ def open_store(
     max_age_days: float | None = None,
     prune_interval: float = DEFAULT_PRUNE_INTERVAL,
     sync: str = "full",
+    stop_on_shutdown: bool = True,
 ) -> IHistoryStore:
     """
     The store for a ``--db`` value: ``":memory:"`` keeps nothing on disk.
@@ -90,5 +91,6 @@ def open_store(
                            prune_interval=prune_interval)
     return SQLiteStore(path, reactor=reactor, clock=clock, flush_interval=flush_interval,
                        max_per_target=max_per_target, max_age_days=max_age_days,
-                       prune_interval=prune_interval, sync=sync)
+                       prune_interval=prune_interval, sync=sync,
+                       stop_on_shutdown=stop_on_shutdown)
 

@@ -113,6 +113,7 @@ class SQLiteStore:
         max_pending: int = DEFAULT_MAX_PENDING,
         busy_timeout: float = DEFAULT_BUSY_TIMEOUT,
         sync: str = "full",
+        stop_on_shutdown: bool = True,
     ) -> None:
         if sync not in database.SYNC_MODES:
             raise ValueError(f"sync must be one of {', '.join(database.SYNC_MODES)}, not {sync!r}")
@@ -130,6 +131,9 @@ class SQLiteStore:
         self.max_pending = max(1, max_pending)
         self._busy_timeout = busy_timeout
         self.sync = sync  # what a committed batch survives: database.SYNC_MODES
+        # Stop (and write the queue) when the reactor stops, unless a service that
+        # stops us itself says so: it may still have records to hand us then.
+        self._stop_on_shutdown = stop_on_shutdown
         #: Records lost: see :class:`IHistoryStore`.
         self.dropped = 0
         #: A twistchat.metrics.Metrics to tell about writes (service.py sets it), or None.
@@ -202,8 +206,9 @@ class SQLiteStore:
             self._prune_loop.start(self.prune_interval, now=False)
         # If the reactor stops without the service stopping us first, still
         # write the queue.  "before": only that phase waits for a Deferred.
-        self._shutdown_trigger = self._reactor.addSystemEventTrigger(
-            "before", "shutdown", self.stop)
+        if self._stop_on_shutdown:
+            self._shutdown_trigger = self._reactor.addSystemEventTrigger(
+                "before", "shutdown", self.stop)
         return succeed(None)
 
     def stop(self) -> Deferred:
