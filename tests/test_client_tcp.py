@@ -23,7 +23,8 @@ from tests.serverproc import ServerProcess, free_port
 from twistchat.client import SessionUnavailable, open_session
 from twistchat.client import interfaces as I
 from twistchat.client.interfaces import IChatSession
-from twistchat.client.tcp import TCPChatSession, sanitize_nick
+from twistchat.client.tcp import TCPChatSession
+from twistchat.wire import sanitize_nick
 from twistchat.events import format_server_time
 from twistchat.wire import parse
 

@@ -21,7 +21,8 @@ import sys
 from clients.ptk.app import DEFAULT_SCROLLBACK, ChatState, build_app
 from clients.ptk.reactor_thread import ReactorThread, UIBridge
 from twistchat.client import SessionUnavailable, open_session
-from twistchat.client.tcp import DEFAULT_PORT, sanitize_nick
+from twistchat.client.tcp import DEFAULT_PORT
+from twistchat.wire import sanitize_nick
 
 
 def _port(text: str) -> int:

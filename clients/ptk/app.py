@@ -35,13 +35,13 @@ from prompt_toolkit.widgets import TextArea
 
 from clients.ptk.render import STYLE, Line, escape, is_mention, render_line
 from twistchat.client import interfaces as I
-from twistchat.client.interfaces import ChatEvent
+from twistchat.client.interfaces import ChatEvent, is_room
+from twistchat.wire import casefold
 
 __all__ = ["ChatState", "ChatWindow", "COMMANDS", "build_app", "DEFAULT_SCROLLBACK"]
 
 DEFAULT_SCROLLBACK = 2000
 SERVER_WINDOW = "*"  # the window of server-wide lines (welcome, MOTD, errors)
-_CHANTYPES = "#&"
 _NICK_PREFIXES = "~&@%+"
 
 # name -> (usage, help); the handlers are ChatState._cmd_<name>.
@@ -57,14 +57,6 @@ COMMANDS = {
     "quit": ("/quit [reason]", "leave (Ctrl-X does the same)"),
     "help": ("/help", "this list"),
 }
-
-
-def _is_room(name) -> bool:
-    return bool(name) and name[0] in _CHANTYPES
-
-
-def _fold(name: str) -> str:
-    return name.lower().translate(str.maketrans("[]\\~", "{}|^"))
 
 
 class ChatWindow:
@@ -87,7 +79,7 @@ class ChatWindow:
 
     @property
     def is_room(self) -> bool:
-        return _is_room(self.name)
+        return is_room(self.name)
 
     @property
     def is_query(self) -> bool:
@@ -125,7 +117,7 @@ class ChatState:
         self.quit_reason = "Client Quit"
         self.app: Application | None = None
         self.page = 10  # lines per PageUp/PageDown; the layout updates it
-        self._autoswitch = {_fold(r) for r in autojoin}
+        self._autoswitch = {casefold(r) for r in autojoin}
         self._reply_window: ChatWindow | None = None
         self._notes: list = []
         self._completion = None  # (result text, cursor, matches, index, start, suffix)
@@ -138,9 +130,9 @@ class ChatState:
         return self.windows[self.current]
 
     def find(self, name: str) -> ChatWindow | None:
-        key = _fold(name)
+        key = casefold(name)
         for window in self.windows:
-            if _fold(window.name) == key:
+            if casefold(window.name) == key:
                 return window
         return None
 
@@ -211,7 +203,7 @@ class ChatState:
         self.nick = getattr(self.session, "nick", self.nick) or self.nick
         kind = ev.kind
         if kind in (I.MESSAGE, I.ACTION, I.NOTICE):
-            private = ev.room is not None and not _is_room(ev.room)
+            private = ev.room is not None and not is_room(ev.room)
             mention = not ev.own and (private or is_mention(ev.text, self.nick))
             if ev.room is None:
                 target = self.windows[0]
@@ -221,15 +213,15 @@ class ChatState:
                 return
             window = self.window_for(ev.room)
             if ev.nick and window.is_room:
-                window.members.setdefault(_fold(ev.nick), ev.nick)
+                window.members.setdefault(casefold(ev.nick), ev.nick)
             self._add(window, Line(ev, mention), counts=True)
         elif kind == I.JOIN:
             window = self.window_for(ev.room)
             if ev.nick:
-                window.members[_fold(ev.nick)] = ev.nick
+                window.members[casefold(ev.nick)] = ev.nick
             self._add(window, Line(ev))
-            if ev.own and _fold(ev.room) in self._autoswitch:
-                self._autoswitch.discard(_fold(ev.room))
+            if ev.own and casefold(ev.room) in self._autoswitch:
+                self._autoswitch.discard(casefold(ev.room))
                 self.switch(self.windows.index(window))
                 notes, self._notes = self._notes, []
                 if notes:  # start-up notes (--serve) follow the user to the first room
@@ -242,27 +234,27 @@ class ChatState:
                 return
             who = ev.text.partition(" ")[0] if kind == I.KICK else ev.nick
             if who:
-                window.members.pop(_fold(who), None)
+                window.members.pop(casefold(who), None)
             if ev.own and kind == I.PART:
                 self._add(self.windows[0], Line(ev))
                 self.close_window(window)
             else:
                 self._add(window, Line(ev))
         elif kind == I.QUIT:
-            key = _fold(ev.nick or "")
+            key = casefold(ev.nick or "")
             room = self.find(ev.room) if ev.room else None
             for window in ([room] if room else list(self.windows)):
-                if key in window.members or (window.is_query and _fold(window.name) == key):
+                if key in window.members or (window.is_query and casefold(window.name) == key):
                     window.members.pop(key, None)
                     self._add(window, Line(ev))
         elif kind == I.NICK:
-            old, new = _fold(ev.nick or ""), ev.text
+            old, new = casefold(ev.nick or ""), ev.text
             for window in self.windows:
                 if old in window.members or (ev.own and window.is_room):
                     window.members.pop(old, None)
-                    window.members[_fold(new)] = new
+                    window.members[casefold(new)] = new
                     self._add(window, Line(ev))
-                elif window.is_query and _fold(window.name) == old:
+                elif window.is_query and casefold(window.name) == old:
                     window.name = new
                     self._add(window, Line(ev))
             if ev.own:
@@ -274,7 +266,7 @@ class ChatState:
             self._add(window, Line(ev))
         elif kind == I.NAMES:
             window = self.window_for(ev.room)
-            window.members = {_fold(n.lstrip(_NICK_PREFIXES)): n.lstrip(_NICK_PREFIXES)
+            window.members = {casefold(n.lstrip(_NICK_PREFIXES)): n.lstrip(_NICK_PREFIXES)
                               for n in ev.names if n.lstrip(_NICK_PREFIXES)}
             self._add(window, Line(ev))
         elif kind == I.MODE:
@@ -331,7 +323,7 @@ class ChatState:
     def _target_room(self, arg: str) -> tuple:
         """(room, rest): ``arg``'s first word if it names a room, else the current window."""
         first, _, rest = arg.partition(" ")
-        if _is_room(first):
+        if is_room(first):
             return first, rest.strip()
         return (self.window.name if self.window.is_room else None), arg
 
@@ -340,13 +332,13 @@ class ChatState:
         if not room:
             self.say_local("Usage: " + COMMANDS["join"][0], I.ERROR)
             return
-        if room[0] not in _CHANTYPES:
+        if not is_room(room):
             room = "#" + room
         existing = self.find(room)
         if existing is not None and existing.members:
             self.switch(self.windows.index(existing))
             return
-        self._autoswitch.add(_fold(room))
+        self._autoswitch.add(casefold(room))
         self.net(self.session.join, room)
 
     def _cmd_part(self, arg: str) -> None:
@@ -443,15 +435,15 @@ class ChatState:
             if start == 0 and word.startswith("/"):
                 matches = ["/" + c for c in COMMANDS if c.startswith(word[1:].lower())]
                 suffix = " "
-            elif _is_room(word):
+            elif is_room(word):
                 matches = [w.name for w in self.windows if w.is_room
-                           and _fold(w.name).startswith(_fold(word))]
+                           and casefold(w.name).startswith(casefold(word))]
                 suffix = " "
             else:
-                own = _fold(self.nick or "")
-                nicks = sorted(self.window.members.values(), key=_fold)
-                matches = [n for n in nicks if _fold(n).startswith(_fold(word)) and _fold(n) != own]
-                if word and not matches and _fold(self.nick or "").startswith(_fold(word)):
+                own = casefold(self.nick or "")
+                nicks = sorted(self.window.members.values(), key=casefold)
+                matches = [n for n in nicks if casefold(n).startswith(casefold(word)) and casefold(n) != own]
+                if word and not matches and casefold(self.nick or "").startswith(casefold(word)):
                     matches = [self.nick]
                 suffix = ": " if start == 0 else " "
             if not matches or not (word or suffix == ": "):

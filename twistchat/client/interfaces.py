@@ -58,6 +58,16 @@ class ChatEvent:
     message: Message | None = field(default=None, compare=False)
 
 
+# Room names start with one of these (ISUPPORT CHANTYPES; RFC 1459 1.3 names "#" and "&").
+# A client has no grammar of its own: it only tells a room from a nick in ChatEvent.room.
+ROOM_PREFIXES = "#&"
+
+
+def is_room(name: str | None, chantypes: str = ROOM_PREFIXES) -> bool:
+    """Whether ``name`` (a :attr:`ChatEvent.room`) names a room rather than a nick."""
+    return bool(name) and name[0] in chantypes
+
+
 # Session states (ChatEvent(STATE, text=...)).
 CONNECTING = "connecting"
 REGISTERED = "registered"  # may chat

@@ -44,11 +44,20 @@ from twisted.logger import Logger
 from zope.interface import implementer
 
 from twistchat.client import interfaces as I
-from twistchat.client.interfaces import ChatEvent, IChatSession
+from twistchat.client.interfaces import ChatEvent, IChatSession, is_room
 from twistchat.events import parse_server_time
-from twistchat.wire import Message, WireError, encode, parse, split_source
+from twistchat.wire import (
+    Message,
+    WireError,
+    casefold,
+    encode,
+    is_valid_nick,
+    parse,
+    sanitize_nick,
+    split_source,
+)
 
-__all__ = ["TCPChatSession", "DEFAULT_PORT", "casefold", "valid_nick", "sanitize_nick"]
+__all__ = ["TCPChatSession", "DEFAULT_PORT"]
 
 DEFAULT_PORT = 6667
 
@@ -63,34 +72,6 @@ MAX_LINE = 16384
 SEND_LIMIT = 510
 # Messages remembered per room to drop the duplicates history replays.
 SEEN_MSGIDS = 4096
-
-_RFC1459 = str.maketrans("ABCDEFGHIJKLMNOPQRSTUVWXYZ[]\\~", "abcdefghijklmnopqrstuvwxyz{}|^")
-_NICK_FIRST = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz[]\\`_^{|}")
-_NICK_REST = _NICK_FIRST | frozenset("0123456789-")
-
-
-def casefold(name: str) -> str:
-    """Fold a nick or room name under rfc1459 case mapping (the server's CASEMAPPING)."""
-    return name.translate(_RFC1459)
-
-
-def valid_nick(nick: str, nicklen: int = 30) -> bool:
-    """RFC 2812 2.3.1 nickname grammar."""
-    return (0 < len(nick) <= nicklen and nick[0] in _NICK_FIRST
-            and all(c in _NICK_REST for c in nick[1:]))
-
-
-def sanitize_nick(name: str, nicklen: int = 30) -> str:
-    """A valid nick made from ``name`` (a login name): bad characters become ``_``."""
-    nick = "".join(c if c in _NICK_REST else "_" for c in name)[:nicklen]
-    if not nick or nick[0] not in _NICK_FIRST:
-        nick = ("_" + nick)[:nicklen] if nick else "guest"
-    return nick
-
-
-def _is_room(name: str, chantypes: str = "#&") -> bool:
-    return bool(name) and name[0] in chantypes
-
 
 def _reason_text(reason) -> str:
     """A short sentence for a connection failure or loss."""
@@ -516,7 +497,7 @@ class TCPChatSession:
             if self.password:
                 proto.send("PASS", self.password)
             proto.send("CAP", "LS", "302")
-            proto.send("NICK", self.wanted_nick if valid_nick(self.wanted_nick) else "guest")
+            proto.send("NICK", self.wanted_nick if is_valid_nick(self.wanted_nick) else "guest")
             proto.send("USER", self.username, "0", "*", self.realname)
         except ValueError:
             proto.send("NICK", "guest")
@@ -765,7 +746,7 @@ class TCPChatSession:
         nick = self._nick_of(msg)
         own = self._is_me(nick)
         bare = target.lstrip("@+%~&") if target[:1] in "@+%~" else target  # STATUSMSG
-        if _is_room(bare, self._chantypes()):
+        if is_room(bare, self._chantypes()):
             room = bare
         elif not msg.source or "!" not in msg.source:
             room = None  # from the server itself (our server's users are all nick!user@host)
@@ -889,7 +870,7 @@ class TCPChatSession:
         if len(msg.params) < 2:
             return
         target = msg.params[0]
-        room = target if _is_room(target, self._chantypes()) else None
+        room = target if is_room(target, self._chantypes()) else None
         event = ChatEvent(I.MODE, room=room, nick=self._nick_of(msg), text=" ".join(msg.params[1:]),
                           time_ms=self._time_ms(msg), message=msg)
         if room is None:
@@ -977,7 +958,7 @@ class TCPChatSession:
                                  message=msg))
             return
         elif code == "352" and len(params) >= 8:
-            room = params[1] if _is_room(params[1], self._chantypes()) else None
+            room = params[1] if is_room(params[1], self._chantypes()) else None
             _, _, realname = params[7].partition(" ")
             self._emit(ChatEvent(I.INFO, room=room, nick=params[5],
                                  text=f"{params[5]} ({params[2]}@{params[3]}) {params[6]} {realname}".rstrip(),
@@ -992,7 +973,7 @@ class TCPChatSession:
                 self._holding.pop(casefold(params[1]), None)
             detail = [p for p in params[1:-1]]
             text = (" ".join(detail) + ": " if detail else "") + (params[-1] if len(params) > 1 else code)
-            room = params[1] if len(params) > 2 and _is_room(params[1], self._chantypes()) else None
+            room = params[1] if len(params) > 2 and is_room(params[1], self._chantypes()) else None
             self._emit(ChatEvent(I.ERROR, room=room, text=text, time_ms=time_ms, message=msg))
             return
         if code in ("265", "266", "422") or len(params) < 2:
@@ -1000,7 +981,7 @@ class TCPChatSession:
         else:
             text = " ".join(params[1:])
         room = None
-        if code in ("315", "331", "324") and len(params) >= 2 and _is_room(params[1], self._chantypes()):
+        if code in ("315", "331", "324") and len(params) >= 2 and is_room(params[1], self._chantypes()):
             room = params[1]
             text = " ".join(params[2:])
         self._emit(ChatEvent(I.INFO, room=room, text=text, time_ms=time_ms, message=msg))

@@ -36,9 +36,9 @@ from twisted.logger import Logger
 from zope.interface import implementer
 
 from twistchat.client import interfaces as I
-from twistchat.client.interfaces import ChatEvent, IChatSession
+from twistchat.client.interfaces import ChatEvent, IChatSession, is_room
 from twistchat.events import parse_server_time
-from twistchat.wire import Message, WireError, encode, format_message, parse
+from twistchat.wire import Message, WireError, casefold, encode, format_message, parse
 
 __all__ = ["UDPChatSession", "ReactorNet", "FaultInjector", "discover", "DEFAULT_PORT"]
 
@@ -48,16 +48,6 @@ MIN_REGISTER = 1200  # docs/udp-protocol.md, "Registration": the NICK is padded 
 SEND_LIMIT = 510  # body bytes the server accepts (RFC 1459, CRLF excluded)
 _ROOM_VERBS = frozenset(("JOIN", "PART", "PRIVMSG", "NOTICE", "TOPIC", "KICK", "MODE", "QUIT",
                          "NICK"))
-_RFC1459 = str.maketrans("ABCDEFGHIJKLMNOPQRSTUVWXYZ[]\\~", "abcdefghijklmnopqrstuvwxyz{}|^")
-
-
-def casefold(name: str) -> str:
-    """rfc1459 case mapping, as the server folds nicks and room names."""
-    return name.translate(_RFC1459)
-
-
-def _is_room(name: str) -> bool:
-    return name[:1] in "#&"
 
 
 # ------------------------------------------------------------------ sockets
@@ -664,7 +654,7 @@ class UDPChatSession:
         room = message.tags.get("room")
         if room:
             return casefold(room)
-        if message.params and _is_room(message.params[0]):
+        if message.params and is_room(message.params[0]):
             return casefold(message.params[0])
         return None
 
@@ -838,7 +828,7 @@ class UDPChatSession:
             self._emit(ChatEvent(I.TOPIC, room=room_name or p[0],
                                  text=p[1] if len(p) > 1 else "", **kw))
         elif verb == "MODE" and len(p) >= 2:
-            self._emit(ChatEvent(I.MODE, room=room_name if _is_room(p[0]) else None,
+            self._emit(ChatEvent(I.MODE, room=room_name if is_room(p[0]) else None,
                                  text=" ".join(p[1:]), **kw))
         elif verb == "FAIL":
             self._emit(ChatEvent(I.ERROR, text=p[-1] if p else "FAIL", time_ms=time_ms,
@@ -875,7 +865,7 @@ class UDPChatSession:
         if code[0] in "45" and code != "422":
             detail = list(p[1:-1])
             text = (" ".join(detail) + ": " if detail else "") + (p[-1] if len(p) > 1 else code)
-            room = p[1] if len(p) > 2 and _is_room(p[1]) else None
+            room = p[1] if len(p) > 2 and is_room(p[1]) else None
             if code in ("403", "405", "471", "473", "474", "475") and room is not None:
                 r = self._room.get(casefold(room))
                 if r is not None and r.next is None:
