@@ -201,99 +201,133 @@ class ChatState:
     def on_event(self, ev: ChatEvent) -> None:
         """One event from the session (UI thread): into the right windows."""
         self.nick = getattr(self.session, "nick", self.nick) or self.nick
-        kind = ev.kind
-        if kind in (I.MESSAGE, I.ACTION, I.NOTICE):
-            private = ev.room is not None and not is_room(ev.room)
-            mention = not ev.own and (private or is_mention(ev.text, self.nick))
-            if ev.room is None:
-                target = self.windows[0]
-                self._add(target, Line(ev, mention), counts=True)
-                if self._reply_window is not None and self._reply_window is not target:
-                    self._add(self._reply_window, Line(ev, mention))
-                return
-            window = self.window_for(ev.room)
-            if ev.nick and window.is_room:
-                window.members.setdefault(casefold(ev.nick), ev.nick)
-            self._add(window, Line(ev, mention), counts=True)
-        elif kind == I.JOIN:
-            window = self.window_for(ev.room)
-            if ev.nick:
-                window.members[casefold(ev.nick)] = ev.nick
-            self._add(window, Line(ev))
-            if ev.own and casefold(ev.room) in self._autoswitch:
-                self._autoswitch.discard(casefold(ev.room))
-                self.switch(self.windows.index(window))
-                notes, self._notes = self._notes, []
-                if notes:  # start-up notes (--serve) follow the user to the first room
-                    lines = list(window.lines)
-                    window.lines.clear()
-                    window.lines.extend(notes + lines)
-        elif kind in (I.PART, I.KICK):
-            window = self.find(ev.room) if ev.room else None
-            if window is None:
-                return
-            who = ev.text.partition(" ")[0] if kind == I.KICK else ev.nick
-            if who:
-                window.members.pop(casefold(who), None)
-            if ev.own and kind == I.PART:
-                self._add(self.windows[0], Line(ev))
-                self.close_window(window)
-            else:
-                self._add(window, Line(ev))
-        elif kind == I.QUIT:
-            key = casefold(ev.nick or "")
-            room = self.find(ev.room) if ev.room else None
-            for window in ([room] if room else list(self.windows)):
-                if key in window.members or (window.is_query and casefold(window.name) == key):
-                    window.members.pop(key, None)
-                    self._add(window, Line(ev))
-        elif kind == I.NICK:
-            old, new = casefold(ev.nick or ""), ev.text
-            for window in self.windows:
-                if old in window.members or (ev.own and window.is_room):
-                    window.members.pop(old, None)
-                    window.members[casefold(new)] = new
-                    self._add(window, Line(ev))
-                elif window.is_query and casefold(window.name) == old:
-                    window.name = new
-                    self._add(window, Line(ev))
-            if ev.own:
-                self.nick = new
-                self._add(self.windows[0], Line(ev))
-        elif kind == I.TOPIC:
-            window = self.window_for(ev.room)
-            window.topic = ev.text
-            self._add(window, Line(ev))
-        elif kind == I.NAMES:
-            window = self.window_for(ev.room)
-            window.members = {casefold(n.lstrip(_NICK_PREFIXES)): n.lstrip(_NICK_PREFIXES)
-                              for n in ev.names if n.lstrip(_NICK_PREFIXES)}
-            self._add(window, Line(ev))
-        elif kind == I.MODE:
-            self._add(self.window_for(ev.room), Line(ev))
-        elif kind == I.STATE:
-            self.conn_state = ev.text
-            self._reply_window = None
-            if ev.text == I.CONNECTING:
-                return  # the status line says so; lines only where chat stopped or resumed
-            # In every room, so a gap in the transcript is visible where it is.
-            for window in self.windows:
-                if window is self.windows[0] or window.is_room:
-                    self._add(window, Line(ev))
-        elif kind == I.ERROR:
-            window = self.find(ev.room) if ev.room else None
-            target = window or self._reply_window or self.window
-            self._add(target, Line(ev))
-            if target is not self.windows[0] and window is None:
-                self._add(self.windows[0], Line(ev))
-        else:  # INFO and kinds newer than this client
-            window = self.find(ev.room) if ev.room else None
-            if window is not None:
-                self._add(window, Line(ev))
-                return
+        handler = self._EVENT_HANDLERS.get(ev.kind, ChatState._on_info)
+        handler(self, ev)
+
+    def _on_text(self, ev: ChatEvent) -> None:
+        """MESSAGE, ACTION, NOTICE: in their room or query (the server window for None)."""
+        private = ev.room is not None and not is_room(ev.room)
+        mention = not ev.own and (private or is_mention(ev.text, self.nick))
+        if ev.room is None:
+            target = self.windows[0]
+            self._add(target, Line(ev, mention), counts=True)
+            if self._reply_window is not None and self._reply_window is not target:
+                self._add(self._reply_window, Line(ev, mention))
+            return
+        window = self.window_for(ev.room)
+        if ev.nick and window.is_room:
+            window.members.setdefault(casefold(ev.nick), ev.nick)
+        self._add(window, Line(ev, mention), counts=True)
+
+    def _on_join(self, ev: ChatEvent) -> None:
+        window = self.window_for(ev.room)
+        if ev.nick:
+            window.members[casefold(ev.nick)] = ev.nick
+        self._add(window, Line(ev))
+        key = casefold(ev.room or "")
+        if ev.own and key in self._autoswitch:
+            self._autoswitch.discard(key)
+            self.switch(self.windows.index(window))
+            notes, self._notes = self._notes, []
+            if notes:  # start-up notes (--serve) follow the user to the first room
+                lines = list(window.lines)
+                window.lines.clear()
+                window.lines.extend(notes + lines)
+
+    def _on_leave(self, ev: ChatEvent) -> None:
+        """PART and KICK: the member goes; our own PART closes the window."""
+        window = self.find(ev.room) if ev.room else None
+        if window is None:
+            return
+        who = ev.text.partition(" ")[0] if ev.kind == I.KICK else ev.nick
+        if who:
+            window.members.pop(casefold(who), None)
+        if ev.own and ev.kind == I.PART:
             self._add(self.windows[0], Line(ev))
-            if self._reply_window is not None and self._reply_window is not self.windows[0]:
-                self._add(self._reply_window, Line(ev))
+            self.close_window(window)
+        else:
+            self._add(window, Line(ev))
+
+    def _on_quit(self, ev: ChatEvent) -> None:
+        """In the one room it was recorded in (UDP), else wherever the nick was."""
+        key = casefold(ev.nick or "")
+        room = self.find(ev.room) if ev.room else None
+        for window in [room] if room else list(self.windows):
+            if key in window.members or (window.is_query and casefold(window.name) == key):
+                window.members.pop(key, None)
+                self._add(window, Line(ev))
+
+    def _on_nick(self, ev: ChatEvent) -> None:
+        old, new = casefold(ev.nick or ""), ev.text
+        for window in self.windows:
+            if old in window.members or (ev.own and window.is_room):
+                window.members.pop(old, None)
+                window.members[casefold(new)] = new
+                self._add(window, Line(ev))
+            elif window.is_query and casefold(window.name) == old:
+                window.name = new
+                self._add(window, Line(ev))
+        if ev.own:
+            self.nick = new
+            self._add(self.windows[0], Line(ev))
+
+    def _on_topic(self, ev: ChatEvent) -> None:
+        window = self.window_for(ev.room)
+        window.topic = ev.text
+        self._add(window, Line(ev))
+
+    def _on_names(self, ev: ChatEvent) -> None:
+        window = self.window_for(ev.room)
+        bare = (n.lstrip(_NICK_PREFIXES) for n in ev.names)
+        window.members = {casefold(n): n for n in bare if n}
+        self._add(window, Line(ev))
+
+    def _on_mode(self, ev: ChatEvent) -> None:
+        self._add(self.window_for(ev.room), Line(ev))
+
+    def _on_state(self, ev: ChatEvent) -> None:
+        self.conn_state = ev.text
+        self._reply_window = None
+        if ev.text == I.CONNECTING:
+            return  # the status line says so; lines only where chat stopped or resumed
+        # In every room, so a gap in the transcript is visible where it is.
+        for window in self.windows:
+            if window is self.windows[0] or window.is_room:
+                self._add(window, Line(ev))
+
+    def _on_error(self, ev: ChatEvent) -> None:
+        window = self.find(ev.room) if ev.room else None
+        target = window or self._reply_window or self.window
+        self._add(target, Line(ev))
+        if target is not self.windows[0] and window is None:
+            self._add(self.windows[0], Line(ev))
+
+    def _on_info(self, ev: ChatEvent) -> None:
+        """INFO and kinds newer than this client."""
+        window = self.find(ev.room) if ev.room else None
+        if window is not None:
+            self._add(window, Line(ev))
+            return
+        self._add(self.windows[0], Line(ev))
+        if self._reply_window is not None and self._reply_window is not self.windows[0]:
+            self._add(self._reply_window, Line(ev))
+
+    # ChatEvent.kind -> handler; a kind not here is shown as INFO.
+    _EVENT_HANDLERS: dict[str, Callable[[ChatState, ChatEvent], None]] = {
+        I.MESSAGE: _on_text,
+        I.ACTION: _on_text,
+        I.NOTICE: _on_text,
+        I.JOIN: _on_join,
+        I.PART: _on_leave,
+        I.KICK: _on_leave,
+        I.QUIT: _on_quit,
+        I.NICK: _on_nick,
+        I.TOPIC: _on_topic,
+        I.NAMES: _on_names,
+        I.MODE: _on_mode,
+        I.STATE: _on_state,
+        I.ERROR: _on_error,
+    }
 
     # ------------------------------------------------------------------- input
 
@@ -432,20 +466,7 @@ class ChatState:
             while start > 0 and text[start - 1] != " ":
                 start -= 1
             word = text[start:cursor]
-            if start == 0 and word.startswith("/"):
-                matches = ["/" + c for c in COMMANDS if c.startswith(word[1:].lower())]
-                suffix = " "
-            elif is_room(word):
-                matches = [w.name for w in self.windows if w.is_room
-                           and casefold(w.name).startswith(casefold(word))]
-                suffix = " "
-            else:
-                own = casefold(self.nick or "")
-                nicks = sorted(self.window.members.values(), key=casefold)
-                matches = [n for n in nicks if casefold(n).startswith(casefold(word)) and casefold(n) != own]
-                if word and not matches and casefold(self.nick or "").startswith(casefold(word)):
-                    matches = [self.nick]
-                suffix = ": " if start == 0 else " "
+            matches, suffix = self._completions(word, start == 0)
             if not matches or not (word or suffix == ": "):
                 self._completion = None
                 return text, cursor
@@ -456,6 +477,21 @@ class ChatState:
         new_cursor = len(head) + len(matches[index]) + len(suffix)
         self._completion = (new_text, new_cursor, matches, index, start, suffix, original)
         return new_text, new_cursor
+
+    def _completions(self, word: str, first: bool) -> tuple[list[str], str]:
+        """What ``word`` may become (a command, a room, a nick), and what follows it."""
+        if first and word.startswith("/"):
+            return ["/" + c for c in COMMANDS if c.startswith(word[1:].lower())], " "
+        folded = casefold(word)
+        if is_room(word):
+            return [w.name for w in self.windows
+                    if w.is_room and casefold(w.name).startswith(folded)], " "
+        own = casefold(self.nick or "")
+        nicks = sorted(self.window.members.values(), key=casefold)
+        matches = [n for n in nicks if casefold(n).startswith(folded) and casefold(n) != own]
+        if word and not matches and own.startswith(folded):
+            matches = [self.nick]
+        return matches, ": " if first else " "
 
     # ------------------------------------------------------------------ status
 
