@@ -385,7 +385,7 @@ def test_failure_reasons_are_short_sentences():
     """Connection failures read as a few words, not exception reprs."""
     from twisted.internet.error import DNSLookupError, TCPTimedOutError
 
-    from twistchat.client.tcp import _reason_text
+    from twistchat.client.tcp_link import reason_text as _reason_text
 
     assert _reason_text(Failure(DNSLookupError("nosuch.example"))) == "no such host"
     assert _reason_text(Failure(TCPTimedOutError())) == "timed out"
