@@ -24,9 +24,8 @@ from twistchat.client import SessionUnavailable, open_session
 from twistchat.client import interfaces as I
 from twistchat.client.interfaces import IChatSession
 from twistchat.client.tcp import TCPChatSession
-from twistchat.wire import sanitize_nick
 from twistchat.events import format_server_time
-from twistchat.wire import parse
+from twistchat.wire import parse, sanitize_nick
 
 FAST_RETRY = {"initialDelay": 0.1, "maxDelay": 0.5, "factor": 1.5, "jitter": lambda: 0}
 

@@ -17,6 +17,10 @@ import asyncio
 import getpass
 import socket
 import sys
+from typing import Any
+
+from twisted.logger import ILogObserver
+from zope.interface import implementer
 
 from clients.ptk.app import DEFAULT_SCROLLBACK, ChatState, build_app
 from clients.ptk.reactor_thread import ReactorThread, UIBridge
@@ -65,12 +69,23 @@ def parse_args(argv=None) -> argparse.Namespace:
     return args
 
 
-def _setup_logging(path) -> None:
+def _setup_logging(path: str | None) -> None:
     """Send Twisted's log to ``path``, or nowhere: nothing may write over the screen."""
     from twisted.logger import globalLogBeginner, textFileLogObserver
 
-    observers = [textFileLogObserver(open(path, "a", encoding="utf-8"))] if path else [lambda event: None]
-    globalLogBeginner.beginLoggingTo(observers, discardBuffer=True, redirectStandardIO=False)
+    if path:
+        observer: ILogObserver = textFileLogObserver(open(path, "a", encoding="utf-8"))
+    else:
+        observer = _Discard()
+    globalLogBeginner.beginLoggingTo([observer], discardBuffer=True, redirectStandardIO=False)
+
+
+@implementer(ILogObserver)
+class _Discard:
+    """A log observer that keeps nothing."""
+
+    def __call__(self, event: dict[str, Any]) -> None:
+        pass
 
 
 def port_taken(host: str, port: int) -> bool:

@@ -115,12 +115,14 @@ class ChatState:
         self.hint = ""
         self.hint_until = 0.0
         self.quit_reason = "Client Quit"
-        self.app: Application | None = None
+        self.app: Application[str] | None = None
+        self.input_area: TextArea | None = None  # build_app sets it
         self.page = 10  # lines per PageUp/PageDown; the layout updates it
         self._autoswitch = {casefold(r) for r in autojoin}
         self._reply_window: ChatWindow | None = None
         self._notes: list = []
-        self._completion = None  # (result text, cursor, matches, index, start, suffix)
+        # (result text, cursor, matches, index, start, suffix, original word)
+        self._completion: tuple[str, int, list[str], int, int, str, str] | None = None
 
     # ----------------------------------------------------------------- windows
 
@@ -530,7 +532,7 @@ class ChatState:
         lines = window.lines
         end = len(lines) - window.scroll
         start = max(0, end - max(rows, 1))
-        out = []
+        out: list[tuple[str, str]] = []
         for i in range(start, end):
             if out:
                 out.append(("", "\n"))
@@ -641,7 +643,7 @@ def build_app(state: ChatState, *, input=None, output=None, extra_bindings=None)
     bindings = [load_chat_bindings(state, input_area)]
     if extra_bindings is not None:
         bindings.append(extra_bindings)
-    app = Application(
+    app: Application[str] = Application(
         layout=Layout(root, focused_element=input_area),
         key_bindings=merge_key_bindings(bindings),
         style=Style.from_dict(STYLE),

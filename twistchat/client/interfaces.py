@@ -65,7 +65,7 @@ ROOM_PREFIXES = "#&"
 
 def is_room(name: str | None, chantypes: str = ROOM_PREFIXES) -> bool:
     """Whether ``name`` (a :attr:`ChatEvent.room`) names a room rather than a nick."""
-    return bool(name) and name[0] in chantypes
+    return name is not None and name[:1] != "" and name[0] in chantypes
 
 
 # Session states (ChatEvent(STATE, text=...)).
@@ -88,7 +88,10 @@ class IChatSession(Interface):
         """Call ``handler(ChatEvent)`` for each event, in order, each once (reactor thread)."""
 
     def start():
-        """Connect (and reconnect with backoff until close); returns a Deferred fired on first REGISTERED."""
+        """
+        Connect (and reconnect with backoff until close); returns a Deferred
+        fired on first REGISTERED.
+        """
 
     def join(room):
         """Join ``room``; remembered and rejoined after a reconnect."""

@@ -67,7 +67,7 @@ def holes(stream: _Stream, limit: int, most: int = 8) -> list[tuple[int, int]]:
     if stream.next is None:
         return []
     top = max(stream.latest, max(stream.held) if stream.held else 0)
-    out = []
+    out: list[tuple[int, int]] = []
     seq = stream.next
     held = stream.held
     while seq <= top and len(out) < most:
