@@ -520,7 +520,8 @@ def safe_middle(param: str) -> str:
     Replies that echo what a client sent (a target, a mode, a subcommand) use
     it so that the reply is one valid line whatever the client sent.
     """
-    if not param or " " in param or param[0] == ":" or "\r" in param or "\n" in param or "\0" in param:
+    if (not param or " " in param or param[0] == ":"
+            or "\r" in param or "\n" in param or "\0" in param):
         return "*"
     return param
 

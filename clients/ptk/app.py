@@ -101,8 +101,16 @@ class ChatState:
     the server in the status line.
     """
 
-    def __init__(self, session, net: Callable, *, label: str = "", scrollback: int = DEFAULT_SCROLLBACK,
-                 autojoin=(), clock: Callable[[], float] = time.time) -> None:
+    def __init__(
+        self,
+        session,
+        net: Callable,
+        *,
+        label: str = "",
+        scrollback: int = DEFAULT_SCROLLBACK,
+        autojoin=(),
+        clock: Callable[[], float] = time.time,
+    ) -> None:
         self.session = session
         self.net = net
         self.label = label
@@ -440,9 +448,11 @@ class ChatState:
     def _cmd_help(self, arg: str) -> None:
         for usage, text in COMMANDS.values():
             self.say_local(f"{usage:<26} {text}")
-        self.say_local("Keys: Enter sends, Ctrl-X quits, Tab completes, Up/Down history, "
-                       "PageUp/PageDown scroll, Alt-1..9 or Ctrl-N/Ctrl-P switch windows. "
-                       "//text sends a line starting with /.")
+        self.say_local(
+            "Keys: Enter sends, Ctrl-X quits, Tab completes, Up/Down history, "
+            "PageUp/PageDown scroll, Alt-1..9 or Ctrl-N/Ctrl-P switch windows. "
+            "//text sends a line starting with /."
+        )
 
     def quit(self) -> None:
         """Leave the program now; the QUIT is sent as the reactor stops (see __main__)."""
@@ -486,8 +496,9 @@ class ChatState:
             return ["/" + c for c in COMMANDS if c.startswith(word[1:].lower())], " "
         folded = casefold(word)
         if is_room(word):
-            return [w.name for w in self.windows
-                    if w.is_room and casefold(w.name).startswith(folded)], " "
+            return [
+                w.name for w in self.windows if w.is_room and casefold(w.name).startswith(folded)
+            ], " "
         own = casefold(self.nick or "")
         nicks = sorted(self.window.members.values(), key=casefold)
         matches = [n for n in nicks if casefold(n).startswith(folded) and casefold(n) != own]
@@ -606,6 +617,7 @@ def load_chat_bindings(state: ChatState, input_area: TextArea) -> KeyBindings:
         state.next_window(-1)
 
     for digit in "123456789":
+
         @kb.add("escape", digit)
         def _(event, index=int(digit) - 1):
             "Alt-1..9: window 1..9."
@@ -634,10 +646,19 @@ def build_app(state: ChatState, *, input=None, output=None, extra_bindings=None)
         state.submit(buffer.text)
         return False  # clear the line; history keeps it
 
-    input_area = TextArea(height=1, multiline=False, wrap_lines=False, history=InMemoryHistory(),
-                          prompt=state.prompt, accept_handler=accept)
-    transcript = Window(_TranscriptControl(state), wrap_lines=True,
-                        get_line_prefix=lambda lineno, wrap_count: "      " if wrap_count else "")
+    input_area = TextArea(
+        height=1,
+        multiline=False,
+        wrap_lines=False,
+        history=InMemoryHistory(),
+        prompt=state.prompt,
+        accept_handler=accept,
+    )
+    transcript = Window(
+        _TranscriptControl(state),
+        wrap_lines=True,
+        get_line_prefix=lambda lineno, wrap_count: "      " if wrap_count else "",
+    )
     status = Window(FormattedTextControl(state.status_fragments), height=1, style="class:status")
     root = HSplit([transcript, status, input_area])
     bindings = [load_chat_bindings(state, input_area)]
