@@ -67,8 +67,12 @@ def drive(state, *chunks: str, quit: bool = True):
     """
     Run the application on ``chunks`` of keys, then Ctrl-X; return what run() returned.
 
-    Chunks go 30 ms apart, as typing does: the loop runs its background tasks
-    (history loading) between them.
+    Each chunk waits for the screen to be drawn after the one before, then
+    30 ms more, as typing does.  The wait matters: after Enter the input
+    line's history is loaded again only when the line is next drawn (a
+    background task of prompt_toolkit's Buffer), so an Up arriving before
+    that redraw finds no history.  A fixed sleep alone lost that race under
+    CPU load (test_input_history_with_up_and_down).
     """
     import time
 
@@ -76,10 +80,18 @@ def drive(state, *chunks: str, quit: bool = True):
         app = build_app(state, input=pipe, output=DummyOutput())
         keys = list(chunks) + ([CTRL_X] if quit else [])
 
+        def drawn_since(count: int, timeout: float = 2.0) -> None:
+            deadline = time.monotonic() + timeout
+            while app.render_counter <= count and time.monotonic() < deadline:
+                time.sleep(0.005)
+
         def typist():
-            for chunk in keys:
+            for index, chunk in enumerate(keys):
+                before = app.render_counter
                 pipe.send_text(chunk)
-                time.sleep(0.03)
+                if index + 1 < len(keys):
+                    drawn_since(before)
+                    time.sleep(0.03)
 
         feeder = threading.Thread(target=typist, daemon=True)
         result = app.run(pre_run=feeder.start)
