@@ -44,7 +44,12 @@ from zope.interface import implementer
 
 from twistchat.client import interfaces as I
 from twistchat.client.interfaces import ChatEvent, IChatSession
-from twistchat.client.udp_commands import CommandWindow
+from twistchat.client.udp_commands import (
+    CommandWindow,
+    ping_datagram,
+    register_datagram,
+    repair_datagram,
+)
 from twistchat.client.udp_events import UDPEvents
 from twistchat.client.udp_net import (
     DEFAULT_PORT,
@@ -56,11 +61,10 @@ from twistchat.client.udp_net import (
     discover,
 )
 from twistchat.client.udp_streams import ROOM_VERBS, Streams
-from twistchat.wire import Message, WireError, casefold, encode, parse
+from twistchat.wire import Message, WireError, casefold, parse
 
 __all__ = ["UDPChatSession", "ReactorNet", "FaultInjector", "discover", "DEFAULT_PORT"]
 
-MIN_REGISTER = 1200  # docs/udp-protocol.md, "Registration": the NICK is padded to this
 SEND_LIMIT = 510  # body bytes the server accepts (RFC 1459, CRLF excluded)
 
 
@@ -289,7 +293,7 @@ class UDPChatSession:
     # ------------------------------------------------------- registration
 
     def _send_register(self) -> None:
-        """A NICK padded to MIN_REGISTER bytes (docs, "Registration"); sent again until answered."""
+        """Ask to register (:func:`.register_datagram`); sent again until answered."""
         if self.token is not None or self.state == I.CLOSED:
             return
         if self._now() - self._register_started > self.register_timeout:
@@ -299,15 +303,7 @@ class UDPChatSession:
                 return
             self._fail(f"no answer from {self.host}:{self.port} (UDP)")
             return
-        tags = {"unicast": ""} if self.unicast else {}
-        body = encode(Message("NICK", (self.wanted_nick,), None, tags))
-        if tags:
-            head = b"@unicast;pad="
-            body = body[len(b"@unicast "):]
-        else:
-            head = b"@pad="
-        pad = MIN_REGISTER - len(head) - 1 - len(body)
-        self._write(head + b"x" * max(pad, 1) + b" " + body)
+        self._write(register_datagram(self.wanted_nick, self.unicast))
         self._register_tries += 1
         self._later("register", min(0.25 * 2 ** (self._register_tries - 1), 2.0),
                     self._send_register)
@@ -352,8 +348,7 @@ class UDPChatSession:
         if self._now() - self._last_heard > self.server_timeout:
             self._lost()
             return
-        self._write(encode(Message("PING", (f"{self._now():.6f}",), None,
-                                   {"token": self.token})))
+        self._write(ping_datagram(self.token, self._now()))
         self._later("keepalive", max(min(self.server_timeout / 4, 10.0), 0.05), self._keepalive)
 
     def _lost(self) -> None:
@@ -503,8 +498,7 @@ class UDPChatSession:
         for target, start, end in self._streams.repairs(now, self.reorder_delay,
                                                         min(max(rto, 0.05), 0.3),
                                                         self.repair_limit):
-            self._write(encode(Message("REPAIR", (target, str(start), str(end)), None,
-                                       {"token": token})))
+            self._write(repair_datagram(token, target, start, end))
         if now - self._last_heard > self.server_timeout:
             self._lost()
             return

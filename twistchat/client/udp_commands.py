@@ -1,5 +1,5 @@
 """
-The command window of a UDP chat session: each command run once, in order.
+What a UDP chat session sends: the command window, and the datagrams outside it.
 
 test-case-name: tests.test_udp_client, tests.test_udp_e2e
 
@@ -9,6 +9,9 @@ how far it got.  Up to ``window`` commands are in flight; each is sent again
 after a retransmission timeout taken from the smoothed round trip (TCP's
 RFC 6298 estimator, with Karn's rule for ambiguous samples).  No socket and
 no clock here: ``write`` sends, times are arguments.
+
+Registration, PING and REPAIR are not numbered; :func:`register_datagram`,
+:func:`ping_datagram` and :func:`repair_datagram` format them.
 """
 
 from __future__ import annotations
@@ -17,7 +20,37 @@ from collections.abc import Callable
 
 from twistchat.wire import Message, encode
 
-__all__ = ["CommandWindow"]
+__all__ = ["MIN_REGISTER", "CommandWindow", "ping_datagram", "register_datagram",
+           "repair_datagram"]
+
+MIN_REGISTER = 1200  # docs/udp-protocol.md, "Registration": the NICK is padded to this
+
+
+def register_datagram(nick: str, unicast: bool) -> bytes:
+    """
+    ``NICK`` padded to MIN_REGISTER bytes with a ``pad`` tag (docs, "Registration"):
+    a server never answers more bytes than it was sent.  ``unicast``: ask for
+    unicast copies instead of broadcasts.
+    """
+    tags = {"unicast": ""} if unicast else {}
+    body = encode(Message("NICK", (nick,), None, tags))
+    if tags:
+        head = b"@unicast;pad="
+        body = body[len(b"@unicast "):]
+    else:
+        head = b"@pad="
+    pad = MIN_REGISTER - len(head) - 1 - len(body)
+    return head + b"x" * max(pad, 1) + b" " + body
+
+
+def ping_datagram(token: str, now: float) -> bytes:
+    """A keepalive PING; its PONG carries ``now`` back (lag) and the latest ``useq``."""
+    return encode(Message("PING", (f"{now:.6f}",), None, {"token": token}))
+
+
+def repair_datagram(token: str, target: str, start: int, end: int) -> bytes:
+    """``REPAIR <room or *> <from> <to>``: send the events of that hole again."""
+    return encode(Message("REPAIR", (target, str(start), str(end)), None, {"token": token}))
 
 
 class _Sent:
