@@ -1,7 +1,7 @@
 """
 One session API for programs that chat, whichever transport carries it.
 
-test-case-name: tests.test_client_tcp, tests.test_client_udp
+test-case-name: tests.test_client_tcp, tests.test_udp_client
 
 A program (the terminal client, a bot, a test) holds an :class:`IChatSession`
 and gives it an event handler.  Two providers exist: the TCP (IRC) session

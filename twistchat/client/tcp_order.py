@@ -1,7 +1,7 @@
 """
 The order of a TCP session's room events: each once, and none before its past.
 
-test-case-name: tests.test_client_tcp
+test-case-name: tests.test_client_tcp, tests.test_client_order
 
 After a reconnect the server's ``CHATHISTORY AFTER`` (draft/chathistory,
 https://ircv3.net/specs/extensions/chathistory) fills the hole in a room's

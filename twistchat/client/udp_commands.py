@@ -1,7 +1,7 @@
 """
 What a UDP chat session sends: the command window, and the datagrams outside it.
 
-test-case-name: tests.test_udp_client, tests.test_udp_e2e
+test-case-name: tests.test_udp_client, tests.test_udp_e2e, tests.test_client_udp_commands
 
 docs/udp-protocol.md, "Commands": every command we send carries the next
 ``cseq``; the server runs each once, in order, and its ``ACK <cseq>`` says

@@ -1,7 +1,7 @@
 """
 The ordered streams of a UDP chat session: each event once, in sequence order.
 
-test-case-name: tests.test_udp_client, tests.test_udp_e2e
+test-case-name: tests.test_udp_client, tests.test_udp_e2e, tests.test_client_udp_streams
 
 Datagrams get lost, doubled and reordered (../../DESIGN.md, "Wire
 protocols"); this module is the one place that puts them back in order,
