@@ -323,7 +323,7 @@ class TCPChatSession:
     def _send_registered(self, command: str, *params: str) -> None:
         proto = self._registered_proto()
         if proto is None:
-            if command not in ("JOIN", "PART"):  # remembered in _want, sent on (re)connect
+            if command not in ("JOIN", "PART"):  # remembered in Rooms.want, sent on (re)connect
                 self._not_connected()
             return
         try:
