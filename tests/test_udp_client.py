@@ -251,3 +251,18 @@ def test_no_host_finds_the_server_by_beacon(world):
     s.start().addCallback(fired.append)
     assert world.net.run_until(lambda: fired, 5)
     assert (s.host, s.port) == ("127.0.0.1", 6667)
+
+
+def test_a_command_that_cannot_be_a_line_is_refused_and_the_rest_still_runs(world):
+    """A CR/LF in a command is one ERROR event; the next command still reaches the server."""
+    alice = session(world, "alice")
+    assert world.net.run_until(lambda: alice.state == I.REGISTERED)
+    alice.join("#room")
+    alice.topic("#room", "two\r\nlines")
+    alice.send_line("PRIVMSG")  # parses; the server answers with an error reply
+    alice.send_line("")  # not a line at all
+    alice.say("#room", "still here")
+    world.net.run(0.5)
+    errors = [e.text for e in alice.events if e.kind == I.ERROR]
+    assert sum(text.startswith("Not sent:") for text in errors) == 2
+    assert (2, I.MESSAGE, "alice", "still here") in transcript(alice)

@@ -61,7 +61,7 @@ from twistchat.client.udp_net import (
     discover,
 )
 from twistchat.client.udp_streams import ROOM_VERBS, Streams
-from twistchat.wire import Message, WireError, casefold, parse
+from twistchat.wire import Message, WireError, casefold, encode, parse
 
 __all__ = ["UDPChatSession", "ReactorNet", "FaultInjector", "discover", "DEFAULT_PORT"]
 
@@ -202,8 +202,12 @@ class UDPChatSession:
         self._command("WHO", mask)
 
     def send_line(self, line: str) -> None:
-        """Send one raw IRC line, reliably and in order with the rest."""
-        message = parse(line)
+        """Send one raw IRC line, reliably and in order with the rest; ERROR if it is not one."""
+        try:
+            message = parse(line)
+        except WireError as e:
+            self._emit(ChatEvent(I.ERROR, text=f"Not sent: {e}", time_ms=self._now_ms()))
+            return
         self._command(message.command, *message.params)
 
     def close(self, reason: str = "Client Quit") -> defer.Deferred[None]:
@@ -383,7 +387,15 @@ class UDPChatSession:
         """Queue one command; it is sent with the next ``cseq`` and resent until ACKed."""
         if self.state == I.CLOSED:
             return
-        self._commands.queue(Message(command, params))
+        message = Message(command, params)
+        try:
+            encode(message)
+        except ValueError as e:
+            # Refused here, not when its turn comes: a cseq that never reaches
+            # the server would hold back every command after it.
+            self._emit(ChatEvent(I.ERROR, text=f"Not sent: {e}", time_ms=self._now_ms()))
+            return
+        self._commands.queue(message)
         self._pump()
 
     def _pump(self) -> None:
