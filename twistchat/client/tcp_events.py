@@ -38,7 +38,7 @@ _SILENT = frozenset(("004", "333", "329"))
 
 
 class _Sender(Protocol):
-    registered: bool
+    """Where a CTCP reply or a CHATHISTORY request is written."""
 
     def send(self, command: str, *params: str, tags: dict[str, str] | None = None) -> None: ...
 
