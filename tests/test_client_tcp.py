@@ -23,9 +23,8 @@ from tests.serverproc import ServerProcess, free_port
 from twistchat.client import SessionUnavailable, open_session
 from twistchat.client import interfaces as I
 from twistchat.client.interfaces import IChatSession
-from twistchat.client.tcp import TCPChatSession, sanitize_nick
-from twistchat.wire import format_server_time
-from twistchat.wire import parse
+from twistchat.client.tcp import TCPChatSession
+from twistchat.wire import format_server_time, parse, sanitize_nick
 
 FAST_RETRY = {"initialDelay": 0.1, "maxDelay": 0.5, "factor": 1.5, "jitter": lambda: 0}
 
@@ -95,21 +94,33 @@ def clock():
 
 def make_session(clock, **kwargs):
     endpoint = FakeEndpoint()
-    session = TCPChatSession("127.0.0.1", 6667, kwargs.pop("nick", "alice"), kwargs.pop("rooms", ("#lobby",)),
-                             reactor=clock, endpoint=endpoint, retry=FAST_RETRY, **kwargs)
+    session = TCPChatSession(
+        "127.0.0.1",
+        6667,
+        kwargs.pop("nick", "alice"),
+        kwargs.pop("rooms", ("#lobby",)),
+        reactor=clock,
+        endpoint=endpoint,
+        retry=FAST_RETRY,
+        **kwargs,
+    )
     events = Recorder()
     session.set_handler(events)
     return session, endpoint, events
 
 
-def register(endpoint, nick="alice", caps="server-time echo-message message-tags batch draft/chathistory"):
+def register(
+    endpoint, nick="alice", caps="server-time echo-message message-tags batch draft/chathistory"
+):
     """Play a server's side of registration, offering ``caps``; return lines sent."""
     endpoint.sent()
     endpoint.feed(f":srv CAP * LS :{caps}")
     req = endpoint.sent()
     if req and req[0].startswith("CAP REQ"):
         endpoint.feed(f":srv CAP * ACK :{parse(req[0]).params[-1]}")
-    endpoint.feed(f":srv 001 {nick} :Welcome", f":srv 005 {nick} CHANTYPES=# NICKLEN=30 :are supported")
+    endpoint.feed(
+        f":srv 001 {nick} :Welcome", f":srv 005 {nick} CHANTYPES=# NICKLEN=30 :are supported"
+    )
     return req + endpoint.sent()
 
 
@@ -180,9 +191,17 @@ def test_server_lines_become_events_with_server_time(clock):
         ":carla!c@h PART #lobby :bye",
         ":bob!b@h QUIT :Quit: gone",
     )
-    message, action, private = events.of(I.MESSAGE)[0], events.of(I.ACTION)[0], events.of(I.MESSAGE)[1]
-    assert (message.room, message.nick, message.text, message.time_ms) == ("#lobby", "bob", "hi alice",
-                                                                             1_700_000_000_123)
+    message, action, private = (
+        events.of(I.MESSAGE)[0],
+        events.of(I.ACTION)[0],
+        events.of(I.MESSAGE)[1],
+    )
+    assert (message.room, message.nick, message.text, message.time_ms) == (
+        "#lobby",
+        "bob",
+        "hi alice",
+        1_700_000_000_123,
+    )
     assert (action.room, action.text) == ("#lobby", "waves")
     assert (private.room, private.nick, private.own) == ("bob", "bob", False)
     assert events.of(I.NOTICE)[0].room is None
@@ -197,8 +216,11 @@ def test_names_reply_is_one_event(clock):
     session, endpoint, events = make_session(clock)
     session.start()
     register(endpoint)
-    endpoint.feed(":srv 353 alice = #lobby :@alice bob", ":srv 353 alice = #lobby :carol",
-                  ":srv 366 alice #lobby :End of /NAMES list")
+    endpoint.feed(
+        ":srv 353 alice = #lobby :@alice bob",
+        ":srv 353 alice = #lobby :carol",
+        ":srv 366 alice #lobby :End of /NAMES list",
+    )
     assert events.of(I.NAMES)[0].names == ("@alice", "bob", "carol")
 
 
@@ -264,26 +286,54 @@ def test_silent_server_is_dropped_and_reconnected(clock):
 
 
 def test_garbage_from_the_server_never_raises(clock):
-    """Invalid UTF-8, NUL, over-long lines, short commands, escape sequences: events, no exception."""
+    """
+    Invalid UTF-8, NUL, over-long lines, short commands, escape sequences: events, no exception.
+    """
     session, endpoint, events = make_session(clock)
     session.start()
     register(endpoint)
     proto = endpoint.proto
-    for data in (b"\xff\xfe PRIVMSG #lobby :x\r\n", b":a PRIVMSG #lobby :a\0b\r\n", b"x" * 20000 + b"\r\n",
-                 b"y" * 20000, b"more of it\r\n", b"@ \r\n", b":srv 353\r\n", b":srv 366\r\n", b"PRIVMSG\r\n",
-                 b"JOIN\r\n", b"BATCH\r\n", b"BATCH -nope\r\n", b"CAP\r\n", b":srv 001\r\n", b"KICK #x\r\n",
-                 b":srv 433\r\n", b"MODE #lobby\r\n", b":srv 352 a b\r\n", b":a!b@c NICK\r\n", b"PONG\r\n",
-                 b"\r\n", b"   \r\n", b":\r\n", b"FAIL\r\n"):
+    for data in (
+        b"\xff\xfe PRIVMSG #lobby :x\r\n",
+        b":a PRIVMSG #lobby :a\0b\r\n",
+        b"x" * 20000 + b"\r\n",
+        b"y" * 20000,
+        b"more of it\r\n",
+        b"@ \r\n",
+        b":srv 353\r\n",
+        b":srv 366\r\n",
+        b"PRIVMSG\r\n",
+        b"JOIN\r\n",
+        b"BATCH\r\n",
+        b"BATCH -nope\r\n",
+        b"CAP\r\n",
+        b":srv 001\r\n",
+        b"KICK #x\r\n",
+        b":srv 433\r\n",
+        b"MODE #lobby\r\n",
+        b":srv 352 a b\r\n",
+        b":a!b@c NICK\r\n",
+        b"PONG\r\n",
+        b"\r\n",
+        b"   \r\n",
+        b":\r\n",
+        b"FAIL\r\n",
+    ):
         proto.dataReceived(data)
     endpoint.feed(":bob!b@h PRIVMSG #lobby :\x1b[2J\x1b]0;pwned\x07 still fine")
-    assert events.of(I.MESSAGE)[-1].text == "\x1b[2J\x1b]0;pwned\x07 still fine"  # the UI escapes it
+    assert (
+        events.of(I.MESSAGE)[-1].text == "\x1b[2J\x1b]0;pwned\x07 still fine"
+    )  # the UI escapes it
     assert session.state == I.REGISTERED
     assert not endpoint.transport.disconnecting
     assert any("Ignored" in t for t in events.texts(I.ERROR))
 
 
 def test_history_fills_the_gap_after_reconnect_without_duplicates(clock):
-    """After a reconnect: CHATHISTORY AFTER the last msgid; history first, then what was held, each once."""
+    """
+    After a reconnect: CHATHISTORY AFTER the last msgid; history first, then what was held, each
+    once.
+    """
     session, endpoint, events = make_session(clock)
     session.start()
     register(endpoint)
@@ -305,15 +355,27 @@ def test_history_fills_the_gap_after_reconnect_without_duplicates(clock):
         "@msgid=m7 :bob!b@h PRIVMSG #lobby :after",
     )
     texts = [e.text for e in events.of(I.MESSAGE)]
-    assert texts == ["before", "missed one", "missed two", "live, held until history is in", "after"]
+    assert texts == [
+        "before",
+        "missed one",
+        "missed two",
+        "live, held until history is in",
+        "after",
+    ]
     joins = [e for e in events if e.kind == I.JOIN]
     assert len(joins) == 2  # first join, and the rejoin once (not again from history)
     order = [e.text or e.kind for e in events if e.kind in (I.MESSAGE, I.JOIN)]
-    assert order.index("missed two") < order.index(I.JOIN, 1) < order.index("live, held until history is in")
+    assert (
+        order.index("missed two")
+        < order.index(I.JOIN, 1)
+        < order.index("live, held until history is in")
+    )
 
 
 def test_held_lines_released_when_history_never_comes(clock):
-    """A server that advertises history but never answers: held lines come out after hold_timeout."""
+    """
+    A server that advertises history but never answers: held lines come out after hold_timeout.
+    """
     session, endpoint, events = make_session(clock, hold_timeout=2)
     session.start()
     register(endpoint)
@@ -341,13 +403,17 @@ def test_lost_during_registration_retries_with_one_error_line(clock):
 
 
 def test_refused_connection_is_one_clear_line(clock):
-    """Connection refused: 'Cannot connect to host:port: connection refused', once, while retrying."""
+    """
+    Connection refused: 'Cannot connect to host:port: connection refused', once, while retrying.
+    """
     session, endpoint, events = make_session(clock)
     endpoint.fail_with = ConnectionRefusedError()
     session.start()
     clock.advance(1)
     clock.advance(1)
-    assert events.texts(I.ERROR) == ["Cannot connect to 127.0.0.1:6667: connection refused. Retrying."]
+    assert events.texts(I.ERROR) == [
+        "Cannot connect to 127.0.0.1:6667: connection refused. Retrying."
+    ]
     assert session.state == I.DISCONNECTED
     closed = session.close()
     assert closed.called and session.state == I.CLOSED
@@ -384,7 +450,7 @@ def test_failure_reasons_are_short_sentences():
     """Connection failures read as a few words, not exception reprs."""
     from twisted.internet.error import DNSLookupError, TCPTimedOutError
 
-    from twistchat.client.tcp import _reason_text
+    from twistchat.client.tcp_link import reason_text as _reason_text
 
     assert _reason_text(Failure(DNSLookupError("nosuch.example"))) == "no such host"
     assert _reason_text(Failure(TCPTimedOutError())) == "timed out"
@@ -425,8 +491,15 @@ async def wait_for(predicate, timeout: float = 10.0, what: str = "condition"):
 
 
 def real_session(port, nick, **kwargs):
-    session = TCPChatSession("127.0.0.1", port, nick, kwargs.pop("rooms", ("#lobby",)), reactor=reactor,
-                             retry=FAST_RETRY, **kwargs)
+    session = TCPChatSession(
+        "127.0.0.1",
+        port,
+        nick,
+        kwargs.pop("rooms", ("#lobby",)),
+        reactor=reactor,
+        retry=FAST_RETRY,
+        **kwargs,
+    )
     events = Recorder()
     session.set_handler(events)
     return session, events
@@ -442,25 +515,36 @@ async def test_two_sessions_chat_through_the_real_server(chat_server):
         await alice.start()
         await bob.start()
         assert "server-time" in alice.caps and "echo-message" in alice.caps
-        await wait_for(lambda: any(e.kind == I.JOIN and e.nick == "bob" for e in a_events), what="bob's join")
+        await wait_for(
+            lambda: any(e.kind == I.JOIN and e.nick == "bob" for e in a_events), what="bob's join"
+        )
         alice.say("#lobby", "hello bob")
         bob.action("#lobby", "waves")
-        await wait_for(lambda: b_events.texts(I.MESSAGE) == ["hello bob"] and a_events.texts(I.ACTION) == ["waves"],
-                       what="both lines")
+        await wait_for(
+            lambda: (
+                b_events.texts(I.MESSAGE) == ["hello bob"] and a_events.texts(I.ACTION) == ["waves"]
+            ),
+            what="both lines",
+        )
         line = b_events.of(I.MESSAGE)[0]
         assert line.nick == "alice" and abs(line.time_ms / 1000 - time.time()) < 30
         assert a_events.of(I.MESSAGE)[0].own  # the echo
         await wait_for(lambda: alice.lag is not None, what="lag")
     finally:
         await bob.close("bye")
-        await wait_for(lambda: any(e.kind == I.QUIT and e.nick == "bob" for e in a_events), what="bob's QUIT")
+        await wait_for(
+            lambda: any(e.kind == I.QUIT and e.nick == "bob" for e in a_events), what="bob's QUIT"
+        )
         assert a_events.of(I.QUIT)[0].text == "Quit: bye"
         await alice.close()
 
 
 @pytest_twisted.ensureDeferred
 async def test_session_reconnects_and_rejoins_after_server_restart(tmp_path):
-    """Kill twistd: DISCONNECTED; start it again on the same port: REGISTERED, rooms rejoined, chat works."""
+    """
+    Kill twistd: DISCONNECTED; start it again on the same port: REGISTERED, rooms rejoined, chat
+    works.
+    """
     port = free_port()
     server = ServerProcess(tmp_path, port=port).start()
     alice, events = real_session(port, "alice", rooms=("#lobby", "#dev"))
@@ -472,13 +556,19 @@ async def test_session_reconnects_and_rejoins_after_server_restart(tmp_path):
         await wait_for(lambda: alice.state == I.DISCONNECTED, what="disconnect")
         server = ServerProcess(tmp_path, port=port).start()
         await wait_for(lambda: alice.state == I.REGISTERED, timeout=15, what="reconnect")
-        await wait_for(lambda: len([e for e in events if e.kind == I.JOIN and e.own]) == 4, what="rejoins")
+        await wait_for(
+            lambda: len([e for e in events if e.kind == I.JOIN and e.own]) == 4, what="rejoins"
+        )
         other, other_events = real_session(port, "bob", rooms=("#dev",))
         await other.start()
         alice.say("#dev", "back again")
-        await wait_for(lambda: other_events.texts(I.MESSAGE) == ["back again"], what="message after reconnect")
+        await wait_for(
+            lambda: other_events.texts(I.MESSAGE) == ["back again"], what="message after reconnect"
+        )
         states = [e.text for e in events if e.kind == I.STATE]
-        assert states[:1] == [I.REGISTERED] and I.DISCONNECTED in states and states[-1] == I.REGISTERED
+        assert (
+            states[:1] == [I.REGISTERED] and I.DISCONNECTED in states and states[-1] == I.REGISTERED
+        )
     finally:
         if other is not None:
             await other.close()
@@ -505,11 +595,16 @@ async def test_gap_after_reconnect_filled_from_server_history(chat_server):
         await wait_for(lambda: alice.state == I.DISCONNECTED, what="disconnect")
         await wait_for(lambda: alice.state == I.REGISTERED, what="reconnect")
         bob.say("#lobby", "after")
-        await wait_for(lambda: "after" in a_events.texts(I.MESSAGE), what="live line after reconnect")
+        await wait_for(
+            lambda: "after" in a_events.texts(I.MESSAGE), what="live line after reconnect"
+        )
         assert a_events.texts(I.MESSAGE) == ["before", "gap 0", "gap 1", "gap 2", "after"]
         # The gap came from CHATHISTORY, shown before our rejoin (the server's order).
-        order = [e.text if e.kind == I.MESSAGE else "JOIN" for e in a_events
-                 if e.kind == I.MESSAGE or (e.kind == I.JOIN and e.own)]
+        order = [
+            e.text if e.kind == I.MESSAGE else "JOIN"
+            for e in a_events
+            if e.kind == I.MESSAGE or (e.kind == I.JOIN and e.own)
+        ]
         assert order == ["JOIN", "before", "gap 0", "gap 1", "gap 2", "JOIN", "after"]
     finally:
         await bob.close()
@@ -543,13 +638,18 @@ async def test_history_on_join_shown_once_across_reconnects(chat_server):
 
 @pytest_twisted.ensureDeferred
 async def test_wrong_port_is_one_clear_line():
-    """Nothing listens: one 'Cannot connect ... connection refused' line, no traceback; close() ends it."""
+    """
+    Nothing listens: one 'Cannot connect ... connection refused' line, no traceback; close()
+    ends it.
+    """
     session, events = real_session(free_port(), "alice")
     started = session.start()
     started.addErrback(lambda f: None)
     await wait_for(lambda: events.of(I.ERROR), what="error line")
     await task.deferLater(reactor, 0.5, lambda: None)  # a few more retries
-    assert events.texts(I.ERROR) == [f"Cannot connect to 127.0.0.1:{session.port}: connection refused. Retrying."]
+    assert events.texts(I.ERROR) == [
+        f"Cannot connect to 127.0.0.1:{session.port}: connection refused. Retrying."
+    ]
     await session.close()
     assert session.state == I.CLOSED
 
@@ -572,7 +672,10 @@ def tls_server(tmp_path_factory):
 
 @pytest_twisted.ensureDeferred
 async def test_tls_verified_insecure_and_refused(tls_server):
-    """--tls with the CA registers; --insecure registers; an untrusted certificate is one TLS error line."""
+    """
+    --tls with the CA registers; --insecure registers; an untrusted certificate is one TLS error
+    line.
+    """
     port = tls_server.tls_port
     verified, _ = real_session(port, "sec", tls=True, trust_root=str(tls_server.files.ca_cert))
     insecure, _ = real_session(port, "insec", tls=True, insecure=True)

@@ -67,8 +67,12 @@ def drive(state, *chunks: str, quit: bool = True):
     """
     Run the application on ``chunks`` of keys, then Ctrl-X; return what run() returned.
 
-    Chunks go 30 ms apart, as typing does: the loop runs its background tasks
-    (history loading) between them.
+    Each chunk waits for the screen to be drawn after the one before, then
+    30 ms more, as typing does.  The wait matters: after Enter the input
+    line's history is loaded again only when the line is next drawn (a
+    background task of prompt_toolkit's Buffer), so an Up arriving before
+    that redraw finds no history.  A fixed sleep alone lost that race under
+    CPU load (test_input_history_with_up_and_down).
     """
     import time
 
@@ -76,10 +80,18 @@ def drive(state, *chunks: str, quit: bool = True):
         app = build_app(state, input=pipe, output=DummyOutput())
         keys = list(chunks) + ([CTRL_X] if quit else [])
 
+        def drawn_since(count: int, timeout: float = 2.0) -> None:
+            deadline = time.monotonic() + timeout
+            while app.render_counter <= count and time.monotonic() < deadline:
+                time.sleep(0.005)
+
         def typist():
-            for chunk in keys:
+            for index, chunk in enumerate(keys):
+                before = app.render_counter
                 pipe.send_text(chunk)
-                time.sleep(0.03)
+                if index + 1 < len(keys):
+                    drawn_since(before)
+                    time.sleep(0.03)
 
         feeder = threading.Thread(target=typist, daemon=True)
         result = app.run(pre_run=feeder.start)
@@ -132,7 +144,9 @@ def test_unknown_command_gets_a_one_line_hint():
     state, session = make_state()
     state.submit("/frobnicate now")
     assert session.calls == []
-    assert [l.event.text for l in state.window.lines] == ["Unknown command /frobnicate: /help lists the commands."]
+    assert [line.event.text for line in state.window.lines] == [
+        "Unknown command /frobnicate: /help lists the commands."
+    ]
 
 
 def test_quit_command_exits_with_reason():
@@ -145,8 +159,19 @@ def test_help_lists_every_command():
     """/help shows a line per command and the keys."""
     state, _ = make_state()
     state.submit("/help")
-    shown = "\n".join(l.event.text for l in state.window.lines)
-    for name in ("/join", "/part", "/nick", "/msg", "/me", "/topic", "/names", "/who", "/quit", "/help"):
+    shown = "\n".join(line.event.text for line in state.window.lines)
+    for name in (
+        "/join",
+        "/part",
+        "/nick",
+        "/msg",
+        "/me",
+        "/topic",
+        "/names",
+        "/who",
+        "/quit",
+        "/help",
+    ):
         assert name in shown
     assert "Ctrl-X" in shown
 
@@ -250,9 +275,13 @@ def test_mouse_wheel_scrolls():
     with create_pipe_input() as pipe:
         app = build_app(state, input=pipe, output=DummyOutput())
         control = app.layout.container.children[0].content
-        control.mouse_handler(MouseEvent(Point(0, 0), MouseEventType.SCROLL_UP, MouseButton.NONE, frozenset()))
+        control.mouse_handler(
+            MouseEvent(Point(0, 0), MouseEventType.SCROLL_UP, MouseButton.NONE, frozenset())
+        )
         assert state.window.scroll == 3
-        control.mouse_handler(MouseEvent(Point(0, 0), MouseEventType.SCROLL_DOWN, MouseButton.NONE, frozenset()))
+        control.mouse_handler(
+            MouseEvent(Point(0, 0), MouseEventType.SCROLL_DOWN, MouseButton.NONE, frozenset())
+        )
         assert state.window.scroll == 0
 
 
@@ -275,7 +304,7 @@ def test_nick_change_affects_new_lines_only():
     state.on_event(ChatEvent(I.NICK, None, "alice", "alicia", 1, own=True))
     state.on_event(ChatEvent(I.MESSAGE, "#lobby", "bob", "alicia: hi", 1))
     lines = list(state.find("#lobby").lines)
-    assert any(l.event.nick == "alice" and l.event.text == "old line" for l in lines)
+    assert any(line.event.nick == "alice" and line.event.text == "old line" for line in lines)
     assert lines[-1].mention and state.nick == "alicia"
 
 
@@ -389,12 +418,36 @@ def test_reactor_thread_runs_calls_and_stops_within_bound():
 def test_command_line_defaults_and_flags():
     """Defaults: port 6667, #lobby, tcp; --room without '#' gets one; --insecure implies --tls."""
     args = parse_args([])
-    assert (args.host, args.port, args.room, args.proto, args.tls, args.serve) == (None, 6667, "#lobby", "tcp",
-                                                                                   False, False)
-    args = parse_args(["127.0.0.9", "--port", "7000", "--room", "dev", "--insecure", "--nick", "zed",
-                       "--scrollback", "100"])
-    assert (args.host, args.port, args.room, args.tls, args.nick, args.scrollback) == ("127.0.0.9", 7000, "#dev",
-                                                                                       True, "zed", 100)
+    assert (args.host, args.port, args.room, args.proto, args.tls, args.serve) == (
+        None,
+        6667,
+        "#lobby",
+        "tcp",
+        False,
+        False,
+    )
+    args = parse_args(
+        [
+            "127.0.0.9",
+            "--port",
+            "7000",
+            "--room",
+            "dev",
+            "--insecure",
+            "--nick",
+            "zed",
+            "--scrollback",
+            "100",
+        ]
+    )
+    assert (args.host, args.port, args.room, args.tls, args.nick, args.scrollback) == (
+        "127.0.0.9",
+        7000,
+        "#dev",
+        True,
+        "zed",
+        100,
+    )
     with pytest.raises(SystemExit):
         parse_args(["--port", "70000"])
 

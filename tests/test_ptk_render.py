@@ -24,7 +24,9 @@ def styles_of(fragments, needle: str) -> list:
 def test_time_is_local_hours_and_minutes():
     """Server time (ms since the epoch) shows as HH:MM in the local time zone."""
     assert format_time(T) == time.strftime("%H:%M", time.localtime(T / 1000))
-    assert text_of(render_line(Line(ChatEvent(I.MESSAGE, "#a", "bob", "hi", T)))).startswith(format_time(T) + " ")
+    assert text_of(render_line(Line(ChatEvent(I.MESSAGE, "#a", "bob", "hi", T)))).startswith(
+        format_time(T) + " "
+    )
 
 
 def test_nick_colour_is_stable_and_case_blind():
@@ -36,8 +38,12 @@ def test_nick_colour_is_stable_and_case_blind():
 
 def test_message_action_and_own_lines():
     """<nick> text; * nick text for /me; our own nick in bold."""
-    assert text_of(render_line(Line(ChatEvent(I.MESSAGE, "#a", "bob", "hi", T)))).endswith("<bob> hi")
-    assert text_of(render_line(Line(ChatEvent(I.ACTION, "#a", "bob", "waves", T)))).endswith("* bob waves")
+    assert text_of(render_line(Line(ChatEvent(I.MESSAGE, "#a", "bob", "hi", T)))).endswith(
+        "<bob> hi"
+    )
+    assert text_of(render_line(Line(ChatEvent(I.ACTION, "#a", "bob", "waves", T)))).endswith(
+        "* bob waves"
+    )
     own = render_line(Line(ChatEvent(I.MESSAGE, "#a", "me", "x", T, own=True)))
     assert any("class:own" in s for s in styles_of(own, "me"))
 
@@ -74,7 +80,14 @@ def test_control_characters_are_shown_escaped_never_raw():
         assert raw not in shown
     assert shown == "a\\x1b[2Jb\\x07c\\x0dd\\x08e\\x9bf\\u202eg\\u200bh"
     assert [text for style, text in fragments if "class:escape" in style] == [
-        "\\x1b", "\\x07", "\\x0d", "\\x08", "\\x9b", "\\u202e", "\\u200b"]
+        "\\x1b",
+        "\\x07",
+        "\\x0d",
+        "\\x08",
+        "\\x9b",
+        "\\u202e",
+        "\\u200b",
+    ]
     line = text_of(render_line(Line(ChatEvent(I.MESSAGE, "#a", "ev\x1bil", nasty, T))))
     assert "\x1b" not in line and "ev\\x1bil" in line
 
@@ -87,6 +100,12 @@ def test_plain_text_and_unicode_pass_untouched():
 
 def test_errors_info_and_state_lines():
     """ERROR lines start with !!!, INFO with ---, STATE says what happened."""
-    assert text_of(render_line(Line(ChatEvent(I.ERROR, text="No such nick", time_ms=T)))).endswith("!!! No such nick")
-    assert text_of(render_line(Line(ChatEvent(I.INFO, text="Welcome", time_ms=T)))).endswith("--- Welcome")
-    assert "Disconnected" in text_of(render_line(Line(ChatEvent(I.STATE, text=I.DISCONNECTED, time_ms=T))))
+    assert text_of(render_line(Line(ChatEvent(I.ERROR, text="No such nick", time_ms=T)))).endswith(
+        "!!! No such nick"
+    )
+    assert text_of(render_line(Line(ChatEvent(I.INFO, text="Welcome", time_ms=T)))).endswith(
+        "--- Welcome"
+    )
+    assert "Disconnected" in text_of(
+        render_line(Line(ChatEvent(I.STATE, text=I.DISCONNECTED, time_ms=T)))
+    )

@@ -40,9 +40,23 @@ class Tmux:
         """Run ``argv`` (in the repository, this source tree) in a new window called ``name``."""
         env = source_env()
         command = " ".join(f"{k}={shlex.quote(env[k])}" for k in ("PYTHONPATH",))
-        command = f"cd {shlex.quote(str(REPO))} && env {command} TERM=xterm-256color {shlex.join(argv)}"
+        command = (
+            f"cd {shlex.quote(str(REPO))} && env {command} TERM=xterm-256color {shlex.join(argv)}"
+        )
         if not self.started:
-            self.run("new-session", "-d", "-s", "e2e", "-n", name, "-x", str(width), "-y", str(height), command)
+            self.run(
+                "new-session",
+                "-d",
+                "-s",
+                "e2e",
+                "-n",
+                name,
+                "-x",
+                str(width),
+                "-y",
+                str(height),
+                command,
+            )
             self.run("set-option", "-g", "remain-on-exit", "on")
             self.started = True
         else:
@@ -61,7 +75,10 @@ class Tmux:
         return self.run("capture-pane", "-p", "-t", target, check=False)
 
     def dead(self, target: str) -> bool:
-        return self.run("display-message", "-p", "-t", target, "#{pane_dead}", check=False).strip() == "1"
+        return (
+            self.run("display-message", "-p", "-t", target, "#{pane_dead}", check=False).strip()
+            == "1"
+        )
 
     def wait_screen(self, target: str, *needles: str, timeout: float = 15.0) -> str:
         """Poll the screen until every needle shows (bounded); the screen."""
@@ -78,7 +95,9 @@ class Tmux:
         deadline = time.monotonic() + timeout
         while not self.dead(target):
             if time.monotonic() > deadline:
-                raise AssertionError(f"{target} still running after {timeout} s:\n{self.screen(target)}")
+                raise AssertionError(
+                    f"{target} still running after {timeout} s:\n{self.screen(target)}"
+                )
             time.sleep(0.1)
 
     def kill(self) -> None:
@@ -101,7 +120,17 @@ def tmux():
 
 
 def client(port: int, nick: str, *extra: str) -> list:
-    return [sys.executable, "-m", "clients.ptk", "127.0.0.1", "--port", str(port), "--nick", nick, *extra]
+    return [
+        sys.executable,
+        "-m",
+        "clients.ptk",
+        "127.0.0.1",
+        "--port",
+        str(port),
+        "--nick",
+        nick,
+        *extra,
+    ]
 
 
 def udp_client_available() -> bool:
@@ -113,7 +142,10 @@ def udp_client_available() -> bool:
 
 
 def test_two_tcp_clients_see_both_lines_and_ctrl_x_ends(tmux, chat_server, tmp_path):
-    """Server + two TCP clients in tmux: both lines on both screens; Ctrl-X ends the program, QUIT seen."""
+    """
+    Server + two TCP clients in tmux: both lines on both screens; Ctrl-X ends the program, QUIT
+    seen.
+    """
     server = chat_server()
     a = tmux.start("alice", client(server.port, "alice", "--log", str(tmp_path / "alice.log")))
     b = tmux.start("bob", client(server.port, "bob"))
@@ -141,7 +173,10 @@ def test_two_tcp_clients_see_both_lines_and_ctrl_x_ends(tmux, chat_server, tmp_p
 
 
 def test_udp_client_sees_the_tcp_client(tmux, chat_server):
-    """A UDP client and a TCP client on one server: each sees both lines (skipped until the UDP client exists)."""
+    """
+    A UDP client and a TCP client on one server: each sees both lines (skipped until the UDP
+    client exists).
+    """
     if not udp_client_available():
         pytest.skip("twistchat.client.udp (the UDP client session) is not in this version yet")
     server = chat_server()
@@ -160,7 +195,10 @@ def test_udp_client_sees_the_tcp_client(tmux, chat_server):
 
 
 def test_serve_runs_a_server_in_the_client_and_port_taken_joins(tmux):
-    """--serve starts the chat service in-process; a second --serve on that port says so and joins it."""
+    """
+    --serve starts the chat service in-process; a second --serve on that port says so and joins
+    it.
+    """
     port = free_port()
     host = tmux.start("host", client(port, "hostess", "--serve"))
     tmux.wait_screen(host, f"Serving chat on 127.0.0.1:{port}", "hostess joined #lobby")
@@ -177,10 +215,14 @@ def test_serve_runs_a_server_in_the_client_and_port_taken_joins(tmux):
 
 
 def test_wrong_port_is_one_clear_line_not_a_traceback(tmux):
-    """Nothing listening: one 'Cannot connect' line on screen, no traceback; Ctrl-X still ends it."""
+    """
+    Nothing listening: one 'Cannot connect' line on screen, no traceback; Ctrl-X still ends it.
+    """
     port = free_port()
     target = tmux.start("lonely", client(port, "alice"))
-    screen = tmux.wait_screen(target, f"Cannot connect to 127.0.0.1:{port}: connection refused. Retrying.")
+    screen = tmux.wait_screen(
+        target, f"Cannot connect to 127.0.0.1:{port}: connection refused. Retrying."
+    )
     assert "Traceback" not in screen
     time.sleep(1.0)
     assert tmux.screen(target).count("Cannot connect") == 1

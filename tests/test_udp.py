@@ -426,7 +426,8 @@ def test_invalid_utf8_and_malformed_lines_get_errors(world):
     alice.cseq += 1
     alice.send(bad)
     got = alice.take()
-    assert ("FAIL", "INVALID_UTF8") in [(m.command, m.params[1]) for m in got if m.command == "FAIL"]
+    fails = [(m.command, m.params[1]) for m in got if m.command == "FAIL"]
+    assert ("FAIL", "INVALID_UTF8") in fails
     alice.cseq += 1
     alice.send(f"@token={alice.token};cseq={alice.cseq} :only-a-source".encode())
     got = alice.take()
@@ -458,7 +459,7 @@ def test_silent_session_expires_with_quit_to_its_rooms():
 
 
 def test_session_that_never_uses_its_token_expires_sooner():
-    """A session opened (perhaps from a forged address) and never used ends after pending_timeout."""
+    """A session opened (perhaps from a forged address), never used, ends after pending_timeout."""
     w = UDPWorld(UDPLimits(session_timeout=60.0, pending_timeout=3.0))
     Raw(w).register("ghost")
     w.net.run(4.5, step=0.5)
@@ -567,7 +568,8 @@ def test_service_builds_udp_with_tcp():
         store.close()
 
 
-_TEXT = st.text(alphabet=st.characters(blacklist_categories=("Cs",), blacklist_characters="\r\n\x00"),
+_TEXT = st.text(alphabet=st.characters(blacklist_categories=("Cs",),
+                                       blacklist_characters="\r\n\x00"),
                 max_size=15)
 _UDP_LINES = st.builds(
     lambda verb, words, tail: " ".join([verb, *words]) + (" :" + tail if tail else ""),

@@ -73,13 +73,21 @@ def test_welcome_lines_beyond_the_budget_are_repaired(world):
     alice = session(world, "alice")
     world.net.run(0.5)
     infos = [e.text for e in alice.events if e.kind == I.INFO]
-    assert infos[-1] == "End of /MOTD command." and len([t for t in infos if t.startswith("- line")]) == 20
+    assert (
+        infos[-1] == "End of /MOTD command."
+        and len([t for t in infos if t.startswith("- line")]) == 20
+    )
 
 
 def test_three_clients_under_loss_duplication_reordering_agree(world):
-    """10% loss, 5% duplicates, 10% reordered, both ways: identical transcripts, none lost or doubled."""
-    clients = [session(world, n, seed=i, loss=0.1, duplicate=0.05, reorder=0.1)
-               for i, n in enumerate(("alice", "bob", "carol"))]
+    """
+    10% loss, 5% duplicates, 10% reordered, both ways: identical transcripts, none lost or
+    doubled.
+    """
+    clients = [
+        session(world, n, seed=i, loss=0.1, duplicate=0.05, reorder=0.1)
+        for i, n in enumerate(("alice", "bob", "carol"))
+    ]
     assert world.net.run_until(lambda: all(c.state == I.REGISTERED for c in clients))
     for c in clients:
         c.join("#room")
@@ -171,9 +179,11 @@ def test_broadcast_from_another_host_is_ignored(world):
     alice.join("#room")
     world.net.run(0.2)
     before = len(alice.events)
-    world.net.send(("127.0.0.66", 6667),
-                   b"@seq=2;time=2026-01-01T00:00:00.000Z :evil!e@h PRIVMSG #room :fake\r\n",
-                   (BROADCAST, 6668))
+    world.net.send(
+        ("127.0.0.66", 6667),
+        b"@seq=2;time=2026-01-01T00:00:00.000Z :evil!e@h PRIVMSG #room :fake\r\n",
+        (BROADCAST, 6668),
+    )
     world.net.run(0.2)
     assert len(alice.events) == before
 
@@ -193,14 +203,18 @@ def test_silent_server_means_disconnected():
 def test_discover_finds_the_server_by_its_beacon(world):
     """discover() hears a HEARTBEAT and returns the server's address, port and name."""
     found = []
-    discover(reactor=world.clock, broadcast_port=6668, address=BROADCAST,
-             net=world.net).addCallback(found.append)
+    discover(
+        reactor=world.clock, broadcast_port=6668, address=BROADCAST, net=world.net
+    ).addCallback(found.append)
     world.net.run(1.1)
     assert found == [("127.0.0.1", 6667, "srv", "twistchat")]
 
 
 def test_lost_session_registers_again_and_rejoins():
-    """If the server forgets our session, the client notices the silence, registers anew and rejoins."""
+    """
+    If the server forgets our session, the client notices the silence, registers anew and
+    rejoins.
+    """
     w = UDPWorld(UDPLimits(session_timeout=2.0, flood_burst=100, flood_rate=100.0))
     alice = session(w, "alice")
     w.net.run(0.2)
@@ -209,8 +223,9 @@ def test_lost_session_registers_again_and_rejoins():
     old_token = alice.token
     w.front.close_session(w.front.sessions[old_token], "forgotten")
     states = lambda: [e.text for e in alice.events if e.kind == I.STATE]  # noqa: E731
-    assert w.net.run_until(lambda: states()[-1:] == [I.REGISTERED] and I.DISCONNECTED in states(),
-                           15, step=0.05)
+    assert w.net.run_until(
+        lambda: states()[-1:] == [I.REGISTERED] and I.DISCONNECTED in states(), 15, step=0.05
+    )
     assert alice.token != old_token
     assert w.net.run_until(lambda: alice.rooms == ["#room"], 5)
     alice.say("#room", "back")
@@ -236,3 +251,18 @@ def test_no_host_finds_the_server_by_beacon(world):
     s.start().addCallback(fired.append)
     assert world.net.run_until(lambda: fired, 5)
     assert (s.host, s.port) == ("127.0.0.1", 6667)
+
+
+def test_a_command_that_cannot_be_a_line_is_refused_and_the_rest_still_runs(world):
+    """A CR/LF in a command is one ERROR event; the next command still reaches the server."""
+    alice = session(world, "alice")
+    assert world.net.run_until(lambda: alice.state == I.REGISTERED)
+    alice.join("#room")
+    alice.topic("#room", "two\r\nlines")
+    alice.send_line("PRIVMSG")  # parses; the server answers with an error reply
+    alice.send_line("")  # not a line at all
+    alice.say("#room", "still here")
+    world.net.run(0.5)
+    errors = [e.text for e in alice.events if e.kind == I.ERROR]
+    assert sum(text.startswith("Not sent:") for text in errors) == 2
+    assert (2, I.MESSAGE, "alice", "still here") in transcript(alice)

@@ -308,84 +308,112 @@ def parse(
     Raise :class:`WireError` (or a subclass) for anything that is not a
     valid line, and nothing else for any bytes or text.
     """
-    if isinstance(line, str):
-        text = line
-    else:
-        try:
-            text = str(line, "utf-8")  # bytes, bytearray, memoryview
-        except UnicodeDecodeError as exc:
-            raise InvalidUTF8(
-                "INVALID_UTF8",
-                f"The line is not valid UTF-8 (bad byte at offset {exc.start}).",
-            ) from None
-
-    # One line ending, whichever a peer uses (LineReceiver splits on LF and
-    # may leave the CR; irc-go trims "\n" then "\r").
-    last = text[-1:]
-    if last == "\n":
-        text = text[:-2] if text[-2:] == "\r\n" else text[:-1]
-    elif last == "\r":
-        text = text[:-1]
-
+    text = _strip_line_ending(_decode(line))
     if not text:
         raise WireError("EMPTY")
     # RFC 1459 2.3.1: <crlf> ends the message and "NUL or CR or LF" may not
     # appear in a parameter; irc-go refuses the same three bytes anywhere.
     if "\0" in text or "\r" in text or "\n" in text:
         raise WireError("BAD_CHAR")
-
-    if text.isascii():
-        size = len(text)
-        ascii_only = True
-    else:
-        size = _utf8_len(text)
-        ascii_only = False
-
-    tags: dict[str, str] = {}
     if text[0] == "@":
-        end = text.find(" ")
-        if end < 0:
-            if size > max_tags:
-                raise LineTooLong("TAGS_TOO_LONG", _too_long("tag section", size, max_tags))
-            raise WireError("NO_COMMAND")
-        # '@' + tag data + ' ': the space is the byte after `end`.
-        tag_size = (end if ascii_only else _utf8_len(text[:end])) + 1
-        if tag_size > max_tags:
-            raise LineTooLong("TAGS_TOO_LONG", _too_long("tag section", tag_size, max_tags))
-        if end == 1:
-            # "<tags> ::= <tag> [';' <tag>]*": "@ " has no tag at all.
-            raise WireError("BAD_TAGS")
-        body_size = size - tag_size
-        body_limit = max_body - _CRLF_LEN
-        if body_size > body_limit:
-            raise LineTooLong("LINE_TOO_LONG", _too_long("line", body_size, body_limit))
-        tags = _parse_tags(text[1:end])
-        body = text[end + 1 :].lstrip(" ")
-        if not body:
-            raise WireError("NO_COMMAND")
+        tags, body = _split_tags(text, max_body, max_tags)
     else:
-        body_limit = max_body - _CRLF_LEN
-        if size > body_limit:
-            raise LineTooLong("LINE_TOO_LONG", _too_long("line", size, body_limit))
-        # RFC 1459 2.3.1 "<SPACE> ::= ' ' { ' ' }": one or more spaces, so
-        # spaces before the first atom are ignored too (msg-split.yaml).
-        body = text.lstrip(" ")
-        if not body:
-            raise WireError("EMPTY")
+        tags, body = {}, _untagged_body(text, max_body)
+    source, body = _split_prefix(body)
+    return _split_params(body, source, tags)
 
-    source = None
-    if body[0] == ":":
-        end = body.find(" ")
-        if end < 0:
-            raise WireError("NO_COMMAND")
-        # An empty prefix (": PING") says nothing: RFC 1459 "If the prefix
-        # is missing from the message, it is assumed to have originated from
-        # the connection from which it was received."
-        source = body[1:end] or None
-        body = body[end + 1 :].lstrip(" ")
-        if not body:
-            raise WireError("NO_COMMAND")
 
+def _decode(line: bytes | str) -> str:
+    """``line`` as text: bytes (bytearray, memoryview) are decoded strictly as UTF-8."""
+    if isinstance(line, str):
+        return line
+    try:
+        return str(line, "utf-8")
+    except UnicodeDecodeError as exc:
+        raise InvalidUTF8(
+            "INVALID_UTF8",
+            f"The line is not valid UTF-8 (bad byte at offset {exc.start}).",
+        ) from None
+
+
+def _strip_line_ending(text: str) -> str:
+    """
+    ``text`` without one line ending, whichever a peer uses (LineReceiver
+    splits on LF and may leave the CR; irc-go trims "\\n" then "\\r").
+    """
+    last = text[-1:]
+    if last == "\n":
+        return text[:-2] if text[-2:] == "\r\n" else text[:-1]
+    if last == "\r":
+        return text[:-1]
+    return text
+
+
+def _size(text: str) -> int:
+    """UTF-8 length of ``text`` (its length, when it is ASCII)."""
+    return len(text) if text.isascii() else _utf8_len(text)
+
+
+def _check_body(body_size: int, max_body: int) -> None:
+    body_limit = max_body - _CRLF_LEN
+    if body_size > body_limit:
+        raise LineTooLong("LINE_TOO_LONG", _too_long("line", body_size, body_limit))
+
+
+def _split_tags(text: str, max_body: int, max_tags: int) -> tuple[dict[str, str], str]:
+    """A tagged line (``text`` starts with ``@``): its tags and its body."""
+    size = _size(text)
+    end = text.find(" ")
+    if end < 0:
+        if size > max_tags:
+            raise LineTooLong("TAGS_TOO_LONG", _too_long("tag section", size, max_tags))
+        raise WireError("NO_COMMAND")
+    # '@' + tag data + ' ': the space is the byte after `end`.  (A line of
+    # as many bytes as characters is ASCII: the rest take two bytes or more.)
+    tag_size = (end if size == len(text) else _utf8_len(text[:end])) + 1
+    if tag_size > max_tags:
+        raise LineTooLong("TAGS_TOO_LONG", _too_long("tag section", tag_size, max_tags))
+    if end == 1:
+        # "<tags> ::= <tag> [';' <tag>]*": "@ " has no tag at all.
+        raise WireError("BAD_TAGS")
+    _check_body(size - tag_size, max_body)
+    tags = _parse_tags(text[1:end])
+    body = text[end + 1 :].lstrip(" ")
+    if not body:
+        raise WireError("NO_COMMAND")
+    return tags, body
+
+
+def _untagged_body(text: str, max_body: int) -> str:
+    """An untagged line's body, within ``max_body``."""
+    _check_body(_size(text), max_body)
+    # RFC 1459 2.3.1 "<SPACE> ::= ' ' { ' ' }": one or more spaces, so
+    # spaces before the first atom are ignored too (msg-split.yaml).
+    body = text.lstrip(" ")
+    if not body:
+        raise WireError("EMPTY")
+    return body
+
+
+def _split_prefix(body: str) -> tuple[str | None, str]:
+    """The source (or None) and the rest of ``body``."""
+    if body[0] != ":":
+        return None, body
+    end = body.find(" ")
+    if end < 0:
+        raise WireError("NO_COMMAND")
+    # An empty prefix (": PING") says nothing: RFC 1459 "If the prefix
+    # is missing from the message, it is assumed to have originated from
+    # the connection from which it was received."
+    source = body[1:end] or None
+    body = body[end + 1 :].lstrip(" ")
+    if not body:
+        raise WireError("NO_COMMAND")
+    return source, body
+
+
+def _split_params(body: str, source: str | None, tags: dict[str, str]) -> Message:
+    """The command and parameters of ``body``, as a :class:`Message`."""
     # RFC 1459: "<params> ::= <SPACE> [ ':' <trailing> | <middle> <params> ]";
     # <middle> cannot start with ':', so the first " :" starts the trailing
     # parameter, which keeps every space and colon that follows.

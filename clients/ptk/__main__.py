@@ -17,11 +17,16 @@ import asyncio
 import getpass
 import socket
 import sys
+from typing import Any
+
+from twisted.logger import ILogObserver
+from zope.interface import implementer
 
 from clients.ptk.app import DEFAULT_SCROLLBACK, ChatState, build_app
 from clients.ptk.reactor_thread import ReactorThread, UIBridge
 from twistchat.client import SessionUnavailable, open_session
-from twistchat.client.tcp import DEFAULT_PORT, sanitize_nick
+from twistchat.client.tcp import DEFAULT_PORT
+from twistchat.wire import sanitize_nick
 
 
 def _port(text: str) -> int:
@@ -39,23 +44,49 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("host", nargs="?", metavar="HOST",
                         help="server address (TCP default 127.0.0.1; UDP without HOST: find the "
                              "server by its beacon)")
-    parser.add_argument("--port", type=_port, default=DEFAULT_PORT, help="server port (default %(default)s)")
+    parser.add_argument(
+        "--port", type=_port, default=DEFAULT_PORT, help="server port (default %(default)s)"
+    )
     parser.add_argument("--nick", default=None, help="your nick (default: your login name)")
     parser.add_argument("--room", default="#lobby", help="room to join (default %(default)s)")
-    parser.add_argument("--proto", choices=("tcp", "udp"), default="tcp", help="transport (default tcp)")
-    parser.add_argument("--tls", action="store_true", help="TLS to the server, certificate verified")
-    parser.add_argument("--insecure", action="store_true",
-                        help="with --tls: do not verify the certificate (test servers only)")
-    parser.add_argument("--ca", default=None, metavar="PEM",
-                        help="with --tls: trust the certificates in this file instead of the system's")
-    parser.add_argument("--serve", action="store_true",
-                        help="also run the chat server in this process (on loopback, or HOST) and join it")
-    parser.add_argument("--db", default=":memory:", metavar="FILE",
-                        help="with --serve: the server's history database (default: in memory, "
-                             "gone at exit; give a file to keep it)")
-    parser.add_argument("--scrollback", type=int, default=DEFAULT_SCROLLBACK,
-                        help="lines kept per window (default %(default)s)")
-    parser.add_argument("--log", default=None, metavar="FILE", help="write the Twisted log here (default: none)")
+    parser.add_argument(
+        "--proto", choices=("tcp", "udp"), default="tcp", help="transport (default tcp)"
+    )
+    parser.add_argument(
+        "--tls", action="store_true", help="TLS to the server, certificate verified"
+    )
+    parser.add_argument(
+        "--insecure",
+        action="store_true",
+        help="with --tls: do not verify the certificate (test servers only)",
+    )
+    parser.add_argument(
+        "--ca",
+        default=None,
+        metavar="PEM",
+        help="with --tls: trust the certificates in this file instead of the system's",
+    )
+    parser.add_argument(
+        "--serve",
+        action="store_true",
+        help="also run the chat server in this process (on loopback, or HOST) and join it",
+    )
+    parser.add_argument(
+        "--db",
+        default=":memory:",
+        metavar="FILE",
+        help="with --serve: the server's history database (default: in memory, "
+        "gone at exit; give a file to keep it)",
+    )
+    parser.add_argument(
+        "--scrollback",
+        type=int,
+        default=DEFAULT_SCROLLBACK,
+        help="lines kept per window (default %(default)s)",
+    )
+    parser.add_argument(
+        "--log", default=None, metavar="FILE", help="write the Twisted log here (default: none)"
+    )
     args = parser.parse_args(argv)
     if args.insecure or args.ca:
         args.tls = True
@@ -64,12 +95,23 @@ def parse_args(argv=None) -> argparse.Namespace:
     return args
 
 
-def _setup_logging(path) -> None:
+def _setup_logging(path: str | None) -> None:
     """Send Twisted's log to ``path``, or nowhere: nothing may write over the screen."""
     from twisted.logger import globalLogBeginner, textFileLogObserver
 
-    observers = [textFileLogObserver(open(path, "a", encoding="utf-8"))] if path else [lambda event: None]
-    globalLogBeginner.beginLoggingTo(observers, discardBuffer=True, redirectStandardIO=False)
+    if path:
+        observer: ILogObserver = textFileLogObserver(open(path, "a", encoding="utf-8"))
+    else:
+        observer = _Discard()
+    globalLogBeginner.beginLoggingTo([observer], discardBuffer=True, redirectStandardIO=False)
+
+
+@implementer(ILogObserver)
+class _Discard:
+    """A log observer that keeps nothing."""
+
+    def __call__(self, event: dict[str, Any]) -> None:
+        pass
 
 
 def port_taken(host: str, port: int) -> bool:
@@ -90,7 +132,8 @@ def start_server(reactor, host: str, port: int, db: str = ":memory:"):
     from twistchat.service import Options, makeService
 
     options = Options()
-    # History in memory unless asked: a client run in some directory must not leave a database there.
+    # History in memory unless asked: a client run in some directory must not leave a
+    # database there.
     options.parseOptions(["--interface", host, "--port", str(port), "--db", db])
     server = makeService(options, reactor)
     server.startService()
@@ -111,7 +154,9 @@ def main(argv=None) -> int:
     if args.serve:
         serve_host = host or "127.0.0.1"
         if port_taken(serve_host, args.port):
-            notes.append(f"Port {args.port} on {serve_host} is taken: joining the server already there.")
+            notes.append(
+                f"Port {args.port} on {serve_host} is taken: joining the server already there."
+            )
         else:
             net.start()
             try:
@@ -127,7 +172,9 @@ def main(argv=None) -> int:
     if args.proto == "tcp":
         options = {"tls": args.tls, "insecure": args.insecure, "trust_root": args.ca}
     try:
-        session = open_session(args.proto, host, args.port, nick, [args.room], reactor=reactor, **options)
+        session = open_session(
+            args.proto, host, args.port, nick, [args.room], reactor=reactor, **options
+        )
     except (SessionUnavailable, OSError) as e:
         print(f"twistchat: {e}", file=sys.stderr)
         if server is not None:
@@ -135,7 +182,9 @@ def main(argv=None) -> int:
         return 2
 
     label = f"{host or 'auto'}:{args.port}" + (" tls" if args.tls else "")
-    state = ChatState(session, net.call, label=label, scrollback=args.scrollback, autojoin=[args.room])
+    state = ChatState(
+        session, net.call, label=label, scrollback=args.scrollback, autojoin=[args.room]
+    )
     for note in notes:
         state.announce(note)
     app = build_app(state)
@@ -158,6 +207,7 @@ def main(argv=None) -> int:
     except KeyboardInterrupt:
         pass
     finally:
+
         def before():  # reactor thread: QUIT, then the server (if ours) stops
             from twisted.internet import defer
 

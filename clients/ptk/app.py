@@ -35,13 +35,13 @@ from prompt_toolkit.widgets import TextArea
 
 from clients.ptk.render import STYLE, Line, escape, is_mention, render_line
 from twistchat.client import interfaces as I
-from twistchat.client.interfaces import ChatEvent
+from twistchat.client.interfaces import ChatEvent, is_room
+from twistchat.wire import casefold
 
 __all__ = ["ChatState", "ChatWindow", "COMMANDS", "build_app", "DEFAULT_SCROLLBACK"]
 
 DEFAULT_SCROLLBACK = 2000
 SERVER_WINDOW = "*"  # the window of server-wide lines (welcome, MOTD, errors)
-_CHANTYPES = "#&"
 _NICK_PREFIXES = "~&@%+"
 
 # name -> (usage, help); the handlers are ChatState._cmd_<name>.
@@ -57,14 +57,6 @@ COMMANDS = {
     "quit": ("/quit [reason]", "leave (Ctrl-X does the same)"),
     "help": ("/help", "this list"),
 }
-
-
-def _is_room(name) -> bool:
-    return bool(name) and name[0] in _CHANTYPES
-
-
-def _fold(name: str) -> str:
-    return name.lower().translate(str.maketrans("[]\\~", "{}|^"))
 
 
 class ChatWindow:
@@ -87,7 +79,7 @@ class ChatWindow:
 
     @property
     def is_room(self) -> bool:
-        return _is_room(self.name)
+        return is_room(self.name)
 
     @property
     def is_query(self) -> bool:
@@ -109,8 +101,16 @@ class ChatState:
     the server in the status line.
     """
 
-    def __init__(self, session, net: Callable, *, label: str = "", scrollback: int = DEFAULT_SCROLLBACK,
-                 autojoin=(), clock: Callable[[], float] = time.time) -> None:
+    def __init__(
+        self,
+        session,
+        net: Callable,
+        *,
+        label: str = "",
+        scrollback: int = DEFAULT_SCROLLBACK,
+        autojoin=(),
+        clock: Callable[[], float] = time.time,
+    ) -> None:
         self.session = session
         self.net = net
         self.label = label
@@ -123,12 +123,14 @@ class ChatState:
         self.hint = ""
         self.hint_until = 0.0
         self.quit_reason = "Client Quit"
-        self.app: Application | None = None
+        self.app: Application[str] | None = None
+        self.input_area: TextArea | None = None  # build_app sets it
         self.page = 10  # lines per PageUp/PageDown; the layout updates it
-        self._autoswitch = {_fold(r) for r in autojoin}
+        self._autoswitch = {casefold(r) for r in autojoin}
         self._reply_window: ChatWindow | None = None
         self._notes: list = []
-        self._completion = None  # (result text, cursor, matches, index, start, suffix)
+        # (result text, cursor, matches, index, start, suffix, original word)
+        self._completion: tuple[str, int, list[str], int, int, str, str] | None = None
 
     # ----------------------------------------------------------------- windows
 
@@ -138,9 +140,9 @@ class ChatState:
         return self.windows[self.current]
 
     def find(self, name: str) -> ChatWindow | None:
-        key = _fold(name)
+        key = casefold(name)
         for window in self.windows:
-            if _fold(window.name) == key:
+            if casefold(window.name) == key:
                 return window
         return None
 
@@ -209,99 +211,133 @@ class ChatState:
     def on_event(self, ev: ChatEvent) -> None:
         """One event from the session (UI thread): into the right windows."""
         self.nick = getattr(self.session, "nick", self.nick) or self.nick
-        kind = ev.kind
-        if kind in (I.MESSAGE, I.ACTION, I.NOTICE):
-            private = ev.room is not None and not _is_room(ev.room)
-            mention = not ev.own and (private or is_mention(ev.text, self.nick))
-            if ev.room is None:
-                target = self.windows[0]
-                self._add(target, Line(ev, mention), counts=True)
-                if self._reply_window is not None and self._reply_window is not target:
-                    self._add(self._reply_window, Line(ev, mention))
-                return
-            window = self.window_for(ev.room)
-            if ev.nick and window.is_room:
-                window.members.setdefault(_fold(ev.nick), ev.nick)
-            self._add(window, Line(ev, mention), counts=True)
-        elif kind == I.JOIN:
-            window = self.window_for(ev.room)
-            if ev.nick:
-                window.members[_fold(ev.nick)] = ev.nick
-            self._add(window, Line(ev))
-            if ev.own and _fold(ev.room) in self._autoswitch:
-                self._autoswitch.discard(_fold(ev.room))
-                self.switch(self.windows.index(window))
-                notes, self._notes = self._notes, []
-                if notes:  # start-up notes (--serve) follow the user to the first room
-                    lines = list(window.lines)
-                    window.lines.clear()
-                    window.lines.extend(notes + lines)
-        elif kind in (I.PART, I.KICK):
-            window = self.find(ev.room) if ev.room else None
-            if window is None:
-                return
-            who = ev.text.partition(" ")[0] if kind == I.KICK else ev.nick
-            if who:
-                window.members.pop(_fold(who), None)
-            if ev.own and kind == I.PART:
-                self._add(self.windows[0], Line(ev))
-                self.close_window(window)
-            else:
-                self._add(window, Line(ev))
-        elif kind == I.QUIT:
-            key = _fold(ev.nick or "")
-            room = self.find(ev.room) if ev.room else None
-            for window in ([room] if room else list(self.windows)):
-                if key in window.members or (window.is_query and _fold(window.name) == key):
-                    window.members.pop(key, None)
-                    self._add(window, Line(ev))
-        elif kind == I.NICK:
-            old, new = _fold(ev.nick or ""), ev.text
-            for window in self.windows:
-                if old in window.members or (ev.own and window.is_room):
-                    window.members.pop(old, None)
-                    window.members[_fold(new)] = new
-                    self._add(window, Line(ev))
-                elif window.is_query and _fold(window.name) == old:
-                    window.name = new
-                    self._add(window, Line(ev))
-            if ev.own:
-                self.nick = new
-                self._add(self.windows[0], Line(ev))
-        elif kind == I.TOPIC:
-            window = self.window_for(ev.room)
-            window.topic = ev.text
-            self._add(window, Line(ev))
-        elif kind == I.NAMES:
-            window = self.window_for(ev.room)
-            window.members = {_fold(n.lstrip(_NICK_PREFIXES)): n.lstrip(_NICK_PREFIXES)
-                              for n in ev.names if n.lstrip(_NICK_PREFIXES)}
-            self._add(window, Line(ev))
-        elif kind == I.MODE:
-            self._add(self.window_for(ev.room), Line(ev))
-        elif kind == I.STATE:
-            self.conn_state = ev.text
-            self._reply_window = None
-            if ev.text == I.CONNECTING:
-                return  # the status line says so; lines only where chat stopped or resumed
-            # In every room, so a gap in the transcript is visible where it is.
-            for window in self.windows:
-                if window is self.windows[0] or window.is_room:
-                    self._add(window, Line(ev))
-        elif kind == I.ERROR:
-            window = self.find(ev.room) if ev.room else None
-            target = window or self._reply_window or self.window
-            self._add(target, Line(ev))
-            if target is not self.windows[0] and window is None:
-                self._add(self.windows[0], Line(ev))
-        else:  # INFO and kinds newer than this client
-            window = self.find(ev.room) if ev.room else None
-            if window is not None:
-                self._add(window, Line(ev))
-                return
+        handler = self._EVENT_HANDLERS.get(ev.kind, ChatState._on_info)
+        handler(self, ev)
+
+    def _on_text(self, ev: ChatEvent) -> None:
+        """MESSAGE, ACTION, NOTICE: in their room or query (the server window for None)."""
+        private = ev.room is not None and not is_room(ev.room)
+        mention = not ev.own and (private or is_mention(ev.text, self.nick))
+        if ev.room is None:
+            target = self.windows[0]
+            self._add(target, Line(ev, mention), counts=True)
+            if self._reply_window is not None and self._reply_window is not target:
+                self._add(self._reply_window, Line(ev, mention))
+            return
+        window = self.window_for(ev.room)
+        if ev.nick and window.is_room:
+            window.members.setdefault(casefold(ev.nick), ev.nick)
+        self._add(window, Line(ev, mention), counts=True)
+
+    def _on_join(self, ev: ChatEvent) -> None:
+        window = self.window_for(ev.room)
+        if ev.nick:
+            window.members[casefold(ev.nick)] = ev.nick
+        self._add(window, Line(ev))
+        key = casefold(ev.room or "")
+        if ev.own and key in self._autoswitch:
+            self._autoswitch.discard(key)
+            self.switch(self.windows.index(window))
+            notes, self._notes = self._notes, []
+            if notes:  # start-up notes (--serve) follow the user to the first room
+                lines = list(window.lines)
+                window.lines.clear()
+                window.lines.extend(notes + lines)
+
+    def _on_leave(self, ev: ChatEvent) -> None:
+        """PART and KICK: the member goes; our own PART closes the window."""
+        window = self.find(ev.room) if ev.room else None
+        if window is None:
+            return
+        who = ev.text.partition(" ")[0] if ev.kind == I.KICK else ev.nick
+        if who:
+            window.members.pop(casefold(who), None)
+        if ev.own and ev.kind == I.PART:
             self._add(self.windows[0], Line(ev))
-            if self._reply_window is not None and self._reply_window is not self.windows[0]:
-                self._add(self._reply_window, Line(ev))
+            self.close_window(window)
+        else:
+            self._add(window, Line(ev))
+
+    def _on_quit(self, ev: ChatEvent) -> None:
+        """In the one room it was recorded in (UDP), else wherever the nick was."""
+        key = casefold(ev.nick or "")
+        room = self.find(ev.room) if ev.room else None
+        for window in [room] if room else list(self.windows):
+            if key in window.members or (window.is_query and casefold(window.name) == key):
+                window.members.pop(key, None)
+                self._add(window, Line(ev))
+
+    def _on_nick(self, ev: ChatEvent) -> None:
+        old, new = casefold(ev.nick or ""), ev.text
+        for window in self.windows:
+            if old in window.members or (ev.own and window.is_room):
+                window.members.pop(old, None)
+                window.members[casefold(new)] = new
+                self._add(window, Line(ev))
+            elif window.is_query and casefold(window.name) == old:
+                window.name = new
+                self._add(window, Line(ev))
+        if ev.own:
+            self.nick = new
+            self._add(self.windows[0], Line(ev))
+
+    def _on_topic(self, ev: ChatEvent) -> None:
+        window = self.window_for(ev.room)
+        window.topic = ev.text
+        self._add(window, Line(ev))
+
+    def _on_names(self, ev: ChatEvent) -> None:
+        window = self.window_for(ev.room)
+        bare = (n.lstrip(_NICK_PREFIXES) for n in ev.names)
+        window.members = {casefold(n): n for n in bare if n}
+        self._add(window, Line(ev))
+
+    def _on_mode(self, ev: ChatEvent) -> None:
+        self._add(self.window_for(ev.room), Line(ev))
+
+    def _on_state(self, ev: ChatEvent) -> None:
+        self.conn_state = ev.text
+        self._reply_window = None
+        if ev.text == I.CONNECTING:
+            return  # the status line says so; lines only where chat stopped or resumed
+        # In every room, so a gap in the transcript is visible where it is.
+        for window in self.windows:
+            if window is self.windows[0] or window.is_room:
+                self._add(window, Line(ev))
+
+    def _on_error(self, ev: ChatEvent) -> None:
+        window = self.find(ev.room) if ev.room else None
+        target = window or self._reply_window or self.window
+        self._add(target, Line(ev))
+        if target is not self.windows[0] and window is None:
+            self._add(self.windows[0], Line(ev))
+
+    def _on_info(self, ev: ChatEvent) -> None:
+        """INFO and kinds newer than this client."""
+        window = self.find(ev.room) if ev.room else None
+        if window is not None:
+            self._add(window, Line(ev))
+            return
+        self._add(self.windows[0], Line(ev))
+        if self._reply_window is not None and self._reply_window is not self.windows[0]:
+            self._add(self._reply_window, Line(ev))
+
+    # ChatEvent.kind -> handler; a kind not here is shown as INFO.
+    _EVENT_HANDLERS: dict[str, Callable[[ChatState, ChatEvent], None]] = {
+        I.MESSAGE: _on_text,
+        I.ACTION: _on_text,
+        I.NOTICE: _on_text,
+        I.JOIN: _on_join,
+        I.PART: _on_leave,
+        I.KICK: _on_leave,
+        I.QUIT: _on_quit,
+        I.NICK: _on_nick,
+        I.TOPIC: _on_topic,
+        I.NAMES: _on_names,
+        I.MODE: _on_mode,
+        I.STATE: _on_state,
+        I.ERROR: _on_error,
+    }
 
     # ------------------------------------------------------------------- input
 
@@ -331,7 +367,7 @@ class ChatState:
     def _target_room(self, arg: str) -> tuple:
         """(room, rest): ``arg``'s first word if it names a room, else the current window."""
         first, _, rest = arg.partition(" ")
-        if _is_room(first):
+        if is_room(first):
             return first, rest.strip()
         return (self.window.name if self.window.is_room else None), arg
 
@@ -340,13 +376,13 @@ class ChatState:
         if not room:
             self.say_local("Usage: " + COMMANDS["join"][0], I.ERROR)
             return
-        if room[0] not in _CHANTYPES:
+        if not is_room(room):
             room = "#" + room
         existing = self.find(room)
         if existing is not None and existing.members:
             self.switch(self.windows.index(existing))
             return
-        self._autoswitch.add(_fold(room))
+        self._autoswitch.add(casefold(room))
         self.net(self.session.join, room)
 
     def _cmd_part(self, arg: str) -> None:
@@ -412,9 +448,11 @@ class ChatState:
     def _cmd_help(self, arg: str) -> None:
         for usage, text in COMMANDS.values():
             self.say_local(f"{usage:<26} {text}")
-        self.say_local("Keys: Enter sends, Ctrl-X quits, Tab completes, Up/Down history, "
-                       "PageUp/PageDown scroll, Alt-1..9 or Ctrl-N/Ctrl-P switch windows. "
-                       "//text sends a line starting with /.")
+        self.say_local(
+            "Keys: Enter sends, Ctrl-X quits, Tab completes, Up/Down history, "
+            "PageUp/PageDown scroll, Alt-1..9 or Ctrl-N/Ctrl-P switch windows. "
+            "//text sends a line starting with /."
+        )
 
     def quit(self) -> None:
         """Leave the program now; the QUIT is sent as the reactor stops (see __main__)."""
@@ -440,20 +478,7 @@ class ChatState:
             while start > 0 and text[start - 1] != " ":
                 start -= 1
             word = text[start:cursor]
-            if start == 0 and word.startswith("/"):
-                matches = ["/" + c for c in COMMANDS if c.startswith(word[1:].lower())]
-                suffix = " "
-            elif _is_room(word):
-                matches = [w.name for w in self.windows if w.is_room
-                           and _fold(w.name).startswith(_fold(word))]
-                suffix = " "
-            else:
-                own = _fold(self.nick or "")
-                nicks = sorted(self.window.members.values(), key=_fold)
-                matches = [n for n in nicks if _fold(n).startswith(_fold(word)) and _fold(n) != own]
-                if word and not matches and _fold(self.nick or "").startswith(_fold(word)):
-                    matches = [self.nick]
-                suffix = ": " if start == 0 else " "
+            matches, suffix = self._completions(word, start == 0)
             if not matches or not (word or suffix == ": "):
                 self._completion = None
                 return text, cursor
@@ -464,6 +489,22 @@ class ChatState:
         new_cursor = len(head) + len(matches[index]) + len(suffix)
         self._completion = (new_text, new_cursor, matches, index, start, suffix, original)
         return new_text, new_cursor
+
+    def _completions(self, word: str, first: bool) -> tuple[list[str], str]:
+        """What ``word`` may become (a command, a room, a nick), and what follows it."""
+        if first and word.startswith("/"):
+            return ["/" + c for c in COMMANDS if c.startswith(word[1:].lower())], " "
+        folded = casefold(word)
+        if is_room(word):
+            return [
+                w.name for w in self.windows if w.is_room and casefold(w.name).startswith(folded)
+            ], " "
+        own = casefold(self.nick or "")
+        nicks = sorted(self.window.members.values(), key=casefold)
+        matches = [n for n in nicks if casefold(n).startswith(folded) and casefold(n) != own]
+        if word and not matches and own.startswith(folded):
+            matches = [self.nick]
+        return matches, ": " if first else " "
 
     # ------------------------------------------------------------------ status
 
@@ -502,7 +543,7 @@ class ChatState:
         lines = window.lines
         end = len(lines) - window.scroll
         start = max(0, end - max(rows, 1))
-        out = []
+        out: list[tuple[str, str]] = []
         for i in range(start, end):
             if out:
                 out.append(("", "\n"))
@@ -576,6 +617,7 @@ def load_chat_bindings(state: ChatState, input_area: TextArea) -> KeyBindings:
         state.next_window(-1)
 
     for digit in "123456789":
+
         @kb.add("escape", digit)
         def _(event, index=int(digit) - 1):
             "Alt-1..9: window 1..9."
@@ -604,16 +646,25 @@ def build_app(state: ChatState, *, input=None, output=None, extra_bindings=None)
         state.submit(buffer.text)
         return False  # clear the line; history keeps it
 
-    input_area = TextArea(height=1, multiline=False, wrap_lines=False, history=InMemoryHistory(),
-                          prompt=state.prompt, accept_handler=accept)
-    transcript = Window(_TranscriptControl(state), wrap_lines=True,
-                        get_line_prefix=lambda lineno, wrap_count: "      " if wrap_count else "")
+    input_area = TextArea(
+        height=1,
+        multiline=False,
+        wrap_lines=False,
+        history=InMemoryHistory(),
+        prompt=state.prompt,
+        accept_handler=accept,
+    )
+    transcript = Window(
+        _TranscriptControl(state),
+        wrap_lines=True,
+        get_line_prefix=lambda lineno, wrap_count: "      " if wrap_count else "",
+    )
     status = Window(FormattedTextControl(state.status_fragments), height=1, style="class:status")
     root = HSplit([transcript, status, input_area])
     bindings = [load_chat_bindings(state, input_area)]
     if extra_bindings is not None:
         bindings.append(extra_bindings)
-    app = Application(
+    app: Application[str] = Application(
         layout=Layout(root, focused_element=input_area),
         key_bindings=merge_key_bindings(bindings),
         style=Style.from_dict(STYLE),

@@ -65,7 +65,7 @@ class ReactorThread:
         def shutdown():
             from twisted.internet import defer
 
-            stopped = []
+            stopped: list[bool] = []
 
             def stop(_=None):
                 if not stopped and reactor.running:

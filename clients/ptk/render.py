@@ -20,6 +20,7 @@ import re
 import time
 import unicodedata
 import zlib
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from twistchat.client import interfaces as I
@@ -140,53 +141,101 @@ def render_line(line: Line) -> list:
     """The fragments of one transcript line, without the line break."""
     ev = line.event
     out = [("class:time", format_time(ev.time_ms) + " ")]
-    nick = ev.nick or "*"
-    kind = ev.kind
-    if kind == I.MESSAGE:
-        body_style = "class:mention" if line.mention else ""
-        out += [("", "<")] + _nick(nick, ev.own) + [("", "> ")]
-        out += escape(ev.text, body_style)
-    elif kind == I.ACTION:
-        body_style = "class:mention" if line.mention else ""
-        out += [(body_style, "* ")] + _nick(nick, ev.own) + [(body_style, " ")]
-        out += escape(ev.text, body_style)
-    elif kind == I.NOTICE:
-        body_style = "class:mention" if line.mention else "class:notice"
-        if ev.nick:
-            out += [("class:notice", "-")] + _nick(nick, ev.own) + [("class:notice", "- ")]
-        out += escape(ev.text, body_style)
-    elif kind == I.JOIN:
-        out += [("class:dim", "--> ")] + _dim_nick(nick) + escape(f" joined {ev.room}", "class:dim")
-    elif kind == I.PART:
-        reason = f" ({ev.text})" if ev.text else ""
-        out += [("class:dim", "<-- ")] + _dim_nick(nick) + escape(f" left {ev.room}{reason}", "class:dim")
-    elif kind == I.QUIT:
-        reason = f" ({ev.text})" if ev.text else ""
-        out += [("class:dim", "<-- ")] + _dim_nick(nick) + escape(f" quit{reason}", "class:dim")
-    elif kind == I.NICK:
-        out += [("class:dim", "--- ")] + _dim_nick(nick) + escape(" is now known as ", "class:dim")
-        out += _dim_nick(ev.text)
-    elif kind == I.KICK:
-        victim, _, reason = ev.text.partition(" ")
-        out += [("class:dim", "<-- ")] + _dim_nick(victim)
-        out += escape(f" was kicked by {nick}" + (f" ({reason})" if reason else ""), "class:dim")
-    elif kind == I.TOPIC:
-        if ev.nick:
-            out += [("class:dim", "--- ")] + _dim_nick(nick) + escape(" set the topic: ", "class:dim")
-        else:
-            out += [("class:dim", "--- Topic: ")]
-        out += escape(ev.text)
-    elif kind == I.MODE:
-        out += [("class:dim", "--- ")] + _dim_nick(nick) + escape(f" sets mode {ev.text}", "class:dim")
-    elif kind == I.NAMES:
-        out += escape(f"--- {ev.room} ({len(ev.names)}): " + " ".join(ev.names), "class:dim")
-    elif kind == I.ERROR:
-        out += escape("!!! " + ev.text, "class:error")
-    elif kind == I.STATE:
-        out += escape("--- " + _STATE_TEXT.get(ev.text, ev.text), "class:dim")
-    else:  # INFO and anything newer than this client
-        out += escape("--- " + ev.text, "class:info")
-    return out
+    render = _RENDERERS.get(ev.kind, _info)
+    return out + render(ev, ev.nick or "*", line.mention)
+
+
+def _message(ev: ChatEvent, nick: str, mention: bool) -> list:
+    body_style = "class:mention" if mention else ""
+    return [("", "<")] + _nick(nick, ev.own) + [("", "> ")] + escape(ev.text, body_style)
+
+
+def _action(ev: ChatEvent, nick: str, mention: bool) -> list:
+    body_style = "class:mention" if mention else ""
+    out = [(body_style, "* ")] + _nick(nick, ev.own) + [(body_style, " ")]
+    return out + escape(ev.text, body_style)
+
+
+def _notice(ev: ChatEvent, nick: str, mention: bool) -> list:
+    body_style = "class:mention" if mention else "class:notice"
+    out = []
+    if ev.nick:
+        out += [("class:notice", "-")] + _nick(nick, ev.own) + [("class:notice", "- ")]
+    return out + escape(ev.text, body_style)
+
+
+def _join(ev: ChatEvent, nick: str, mention: bool) -> list:
+    return [("class:dim", "--> ")] + _dim_nick(nick) + escape(f" joined {ev.room}", "class:dim")
+
+
+def _part(ev: ChatEvent, nick: str, mention: bool) -> list:
+    reason = f" ({ev.text})" if ev.text else ""
+    return ([("class:dim", "<-- ")] + _dim_nick(nick)
+            + escape(f" left {ev.room}{reason}", "class:dim"))
+
+
+def _quit(ev: ChatEvent, nick: str, mention: bool) -> list:
+    reason = f" ({ev.text})" if ev.text else ""
+    return [("class:dim", "<-- ")] + _dim_nick(nick) + escape(f" quit{reason}", "class:dim")
+
+
+def _nick_change(ev: ChatEvent, nick: str, mention: bool) -> list:
+    out = [("class:dim", "--- ")] + _dim_nick(nick) + escape(" is now known as ", "class:dim")
+    return out + _dim_nick(ev.text)
+
+
+def _kick(ev: ChatEvent, nick: str, mention: bool) -> list:
+    victim, _, reason = ev.text.partition(" ")
+    out = [("class:dim", "<-- ")] + _dim_nick(victim)
+    return out + escape(f" was kicked by {nick}" + (f" ({reason})" if reason else ""), "class:dim")
+
+
+def _topic(ev: ChatEvent, nick: str, mention: bool) -> list:
+    if ev.nick:
+        out = ([("class:dim", "--- ")] + _dim_nick(nick)
+               + escape(" set the topic: ", "class:dim"))
+    else:
+        out = [("class:dim", "--- Topic: ")]
+    return out + escape(ev.text)
+
+
+def _mode(ev: ChatEvent, nick: str, mention: bool) -> list:
+    return [("class:dim", "--- ")] + _dim_nick(nick) + escape(f" sets mode {ev.text}", "class:dim")
+
+
+def _names(ev: ChatEvent, nick: str, mention: bool) -> list:
+    return escape(f"--- {ev.room} ({len(ev.names)}): " + " ".join(ev.names), "class:dim")
+
+
+def _error(ev: ChatEvent, nick: str, mention: bool) -> list:
+    return escape("!!! " + ev.text, "class:error")
+
+
+def _state(ev: ChatEvent, nick: str, mention: bool) -> list:
+    return escape("--- " + _STATE_TEXT.get(ev.text, ev.text), "class:dim")
+
+
+def _info(ev: ChatEvent, nick: str, mention: bool) -> list:
+    """INFO and anything newer than this client."""
+    return escape("--- " + ev.text, "class:info")
+
+
+# ChatEvent.kind -> fragments after the time; a kind not here is shown as INFO.
+_RENDERERS: dict[str, Callable[[ChatEvent, str, bool], list]] = {
+    I.MESSAGE: _message,
+    I.ACTION: _action,
+    I.NOTICE: _notice,
+    I.JOIN: _join,
+    I.PART: _part,
+    I.QUIT: _quit,
+    I.NICK: _nick_change,
+    I.KICK: _kick,
+    I.TOPIC: _topic,
+    I.MODE: _mode,
+    I.NAMES: _names,
+    I.ERROR: _error,
+    I.STATE: _state,
+}
 
 
 def _dim_nick(nick: str) -> list:

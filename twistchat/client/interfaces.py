@@ -1,7 +1,7 @@
 """
 One session API for programs that chat, whichever transport carries it.
 
-test-case-name: tests.test_client_tcp, tests.test_client_udp
+test-case-name: tests.test_client_tcp, tests.test_udp_client
 
 A program (the terminal client, a bot, a test) holds an :class:`IChatSession`
 and gives it an event handler.  Two providers exist: the TCP (IRC) session
@@ -58,6 +58,16 @@ class ChatEvent:
     message: Message | None = field(default=None, compare=False)
 
 
+# Room names start with one of these (ISUPPORT CHANTYPES; RFC 1459 1.3 names "#" and "&").
+# A client has no grammar of its own: it only tells a room from a nick in ChatEvent.room.
+ROOM_PREFIXES = "#&"
+
+
+def is_room(name: str | None, chantypes: str = ROOM_PREFIXES) -> bool:
+    """Whether ``name`` (a :attr:`ChatEvent.room`) names a room rather than a nick."""
+    return name is not None and name[:1] != "" and name[0] in chantypes
+
+
 # Session states (ChatEvent(STATE, text=...)).
 CONNECTING = "connecting"
 REGISTERED = "registered"  # may chat
@@ -78,7 +88,10 @@ class IChatSession(Interface):
         """Call ``handler(ChatEvent)`` for each event, in order, each once (reactor thread)."""
 
     def start():
-        """Connect (and reconnect with backoff until close); returns a Deferred fired on first REGISTERED."""
+        """
+        Connect (and reconnect with backoff until close); returns a Deferred
+        fired on first REGISTERED.
+        """
 
     def join(room):
         """Join ``room``; remembered and rejoined after a reconnect."""

@@ -26,163 +26,48 @@ What it does beyond plain RFC 1459 (issue #5):
 Nothing a server sends makes it raise: lines that are not IRC become one
 ERROR event each, and a bug of ours handling a line is logged and reported
 the same way, with the connection left alive.  No prompt_toolkit here.
+
+This module is the connection's state machine (connect, register, ping,
+reconnect, close) and the public API.  Its helpers each have one job:
+:mod:`.tcp_link` frames bytes into lines, :mod:`.tcp_register` negotiates
+capabilities and the nick, :mod:`.tcp_events` turns lines into events and
+:mod:`.tcp_order` shows room events once and in order across reconnects.
 """
 
 from __future__ import annotations
 
-import random
-from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
+from typing import Any
 
 from twisted.application.internet import ClientService, backoffPolicy
 from twisted.internet import defer
-from twisted.internet import error as ierror
 from twisted.internet.endpoints import HostnameEndpoint, wrapClientTLS
-from twisted.internet.protocol import Factory, Protocol
-from twisted.internet.task import LoopingCall
+from twisted.internet.interfaces import IDelayedCall, IStreamClientEndpoint
+from twisted.internet.protocol import Factory
 from twisted.logger import Logger
+from twisted.python.failure import Failure
 from zope.interface import implementer
 
 from twistchat.client import interfaces as I
 from twistchat.client.interfaces import ChatEvent, IChatSession
-from twistchat.wire import parse_server_time
-from twistchat.wire import Message, WireError, encode, parse, split_source
+from twistchat.client.tcp_events import IRCEvents, Rooms
+from twistchat.client.tcp_link import (
+    MAX_LINE,
+    IRCLineProtocol,
+    Keepalive,
+    ReportingEndpoint,
+    abort,
+    privmsg_bodies,
+    reason_text,
+    tls_options,
+)
+from twistchat.client.tcp_order import RoomOrder
+from twistchat.client.tcp_register import WANTED_CAPS, Registration
+from twistchat.wire import Message, WireError, encode, parse, sanitize_nick
 
-__all__ = ["TCPChatSession", "DEFAULT_PORT", "casefold", "valid_nick", "sanitize_nick"]
+__all__ = ["TCPChatSession", "DEFAULT_PORT", "WANTED_CAPS"]
 
 DEFAULT_PORT = 6667
-
-# Capabilities we use when offered (https://ircv3.net/specs/extensions/capability-negotiation).
-WANTED_CAPS = ("server-time", "echo-message", "message-tags", "batch", "multi-prefix",
-               "draft/chathistory")
-
-# Lines the server relays carry a source and tags and may pass 512 bytes
-# (message-tags: tags up to 8191); read them whole, skip anything longer.
-MAX_LINE = 16384
-# The longest line we send: RFC 1459 2.3, 512 bytes with CRLF.
-SEND_LIMIT = 510
-# Messages remembered per room to drop the duplicates history replays.
-SEEN_MSGIDS = 4096
-
-_RFC1459 = str.maketrans("ABCDEFGHIJKLMNOPQRSTUVWXYZ[]\\~", "abcdefghijklmnopqrstuvwxyz{}|^")
-_NICK_FIRST = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz[]\\`_^{|}")
-_NICK_REST = _NICK_FIRST | frozenset("0123456789-")
-
-
-def casefold(name: str) -> str:
-    """Fold a nick or room name under rfc1459 case mapping (the server's CASEMAPPING)."""
-    return name.translate(_RFC1459)
-
-
-def valid_nick(nick: str, nicklen: int = 30) -> bool:
-    """RFC 2812 2.3.1 nickname grammar."""
-    return (0 < len(nick) <= nicklen and nick[0] in _NICK_FIRST
-            and all(c in _NICK_REST for c in nick[1:]))
-
-
-def sanitize_nick(name: str, nicklen: int = 30) -> str:
-    """A valid nick made from ``name`` (a login name): bad characters become ``_``."""
-    nick = "".join(c if c in _NICK_REST else "_" for c in name)[:nicklen]
-    if not nick or nick[0] not in _NICK_FIRST:
-        nick = ("_" + nick)[:nicklen] if nick else "guest"
-    return nick
-
-
-def _is_room(name: str, chantypes: str = "#&") -> bool:
-    return bool(name) and name[0] in chantypes
-
-
-def _reason_text(reason) -> str:
-    """A short sentence for a connection failure or loss."""
-    value = getattr(reason, "value", reason)
-    if isinstance(value, ierror.ConnectionRefusedError):
-        return "connection refused"
-    if isinstance(value, ierror.DNSLookupError):
-        return "no such host"
-    if isinstance(value, (ierror.TimeoutError, ierror.TCPTimedOutError)):
-        return "timed out"
-    if isinstance(value, ierror.ConnectionDone):
-        return "closed by the server"
-    if isinstance(value, ierror.ConnectionLost):
-        return "connection lost"
-    name = type(value).__name__
-    if name == "Error" and type(value).__module__.startswith("OpenSSL"):
-        # pyOpenSSL's SSL.Error: a list of (lib, func, reason) tuples.
-        try:
-            detail = "; ".join(str(item[-1]) for item in value.args[0])
-        except Exception:
-            detail = str(value)
-        return f"TLS failed ({detail or 'handshake error'})"
-    text = str(value).strip().rstrip(".")
-    return (text or name)[:200]
-
-
-class _IRCClientProtocol(Protocol):
-    """
-    Frames the byte stream into lines and hands each to the session.
-
-    Not a LineReceiver: its default closes the connection on a long line, and
-    a server's over-long line must cost us that line only.
-    """
-
-    def __init__(self, session: TCPChatSession) -> None:
-        self.session = session
-        self._buffer = b""
-        self._discarding = False
-        self.lost = False
-        self.registered = False
-        self.ready: defer.Deferred | None = None
-
-    def connectionMade(self) -> None:
-        self.session._connection_made(self)
-
-    def dataReceived(self, data: bytes) -> None:
-        *lines, rest = (self._buffer + data).split(b"\n")
-        if self._discarding and lines:
-            lines[0] = None  # the tail of an over-long line
-            self._discarding = False
-        if len(rest) > MAX_LINE:
-            rest = b""
-            if not self._discarding:
-                self._discarding = True
-                self.session._garbage("a line longer than %d bytes" % MAX_LINE)
-        self._buffer = rest
-        for line in lines:
-            if self.lost:
-                return
-            if line is None:
-                continue
-            if len(line) > MAX_LINE:
-                self.session._garbage("a line longer than %d bytes" % MAX_LINE)
-                continue
-            self.session._line_received(self, line)
-
-    def send(self, command: str, *params: str, tags: dict | None = None) -> None:
-        """Write one line (no-op once the connection is gone)."""
-        if self.lost or self.transport is None:
-            return
-        self.transport.write(encode(Message(command, params, None, tags or {})))
-
-    def connectionLost(self, reason) -> None:
-        self.lost = True
-        self.session._connection_lost(self, reason)
-
-
-class _ReportingEndpoint:
-    """An endpoint wrapper that tells the session why a connection attempt failed."""
-
-    def __init__(self, endpoint, on_failure: Callable) -> None:
-        self._endpoint = endpoint
-        self._on_failure = on_failure
-
-    def connect(self, factory):
-        d = self._endpoint.connect(factory)
-
-        def failed(reason):
-            self._on_failure(reason)
-            return reason
-
-        return d.addErrback(failed)
 
 
 @implementer(IChatSession)
@@ -204,17 +89,17 @@ class TCPChatSession:
         host: str = "127.0.0.1",
         port: int = DEFAULT_PORT,
         nick: str = "guest",
-        rooms=("#lobby",),
+        rooms: Iterable[str] = ("#lobby",),
         *,
-        reactor=None,
+        reactor: Any = None,
         tls: bool = False,
         insecure: bool = False,
         trust_root: str | None = None,
         username: str | None = None,
         realname: str = "twistchat user",
         password: str | None = None,
-        endpoint=None,
-        retry: dict | None = None,
+        endpoint: IStreamClientEndpoint | None = None,
+        retry: dict[str, Any] | None = None,
         ping_interval: float = 30.0,
         ping_timeout: float = 60.0,
         register_timeout: float = 30.0,
@@ -234,82 +119,67 @@ class TCPChatSession:
         self.realname = realname
         self.password = password
         self.state = I.CONNECTING
-        self.rooms: list = []
-        self.lag: float | None = None
-        self.caps: set = set()
-        self.isupport: dict = {}
+        self.isupport: dict[str, str] = {}
         self.server_name: str | None = None
-        self.ping_interval = ping_interval
-        self.ping_timeout = ping_timeout
         self.register_timeout = register_timeout
         self.quit_timeout = quit_timeout
-        self.history_limit = history_limit
-        self.hold_timeout = hold_timeout
-        self._handler: Callable = lambda event: None
-        self._want: dict = {}  # casefolded room -> name, in join order: rejoined on reconnect
-        for room in rooms:
-            self._want.setdefault(casefold(room), room)
-        self._proto: _IRCClientProtocol | None = None
+        self._handler: Callable[[ChatEvent], None] = lambda event: None
+        self._rooms = Rooms(rooms)
+        self._registration = Registration()
+        self._order = RoomOrder(reactor, self._emit, hold_timeout=hold_timeout,
+                                history_limit=history_limit)
+        self._events = IRCEvents(self, self._rooms, self._order, self._emit, self._now_ms)
+        self._proto: IRCLineProtocol | None = None
         self._closing = False
-        self._started: list = []  # Deferreds of start(), fired on first 001
+        self._started: list[defer.Deferred[TCPChatSession]] = []  # fired on first 001
         self._ever_registered = False
         self._failures = 0  # connection attempts in a row that did not reach 001
         self._last_failure_text: str | None = None
-        self._last: dict = {}  # casefolded room -> (msgid or None, server-time text or None)
-        self._seen: dict = {}  # casefolded room -> (deque, set) of msgids shown
-        self._batches: dict = {}  # batch id -> [type, params, [messages]]
-        self._holding: dict = {}  # casefolded room -> [events] held until history arrives
-        self._hold_calls: dict = {}
-        self._history_batches: dict = {}  # batch id -> casefolded room
-        self._names: dict = {}  # casefolded room -> [names] while 353s arrive
-        self._cap_ls: list = []
-        self._alt_nicks = 0
-        self._ping_call = None
-        self._ping_sent: float | None = None
-        self._ping_token: str | None = None
-        self._register_call = None
-        self._quit_call = None
+        self._keepalive = Keepalive(reactor, ping_interval, ping_timeout, self._silent)
+        self._register_call: IDelayedCall | None = None
+        self._quit_call: IDelayedCall | None = None
         self._stopping = False
-        self._close_waiters: list = []
-        self._want_history: set = set()  # casefolded rooms to fill from history once rejoined
-        self._replaying = False  # dispatching lines from a history batch
+        self._close_waiters: list[defer.Deferred[None]] = []
 
         if endpoint is None:
             endpoint = HostnameEndpoint(reactor, host, port, timeout=10)
             if tls:
-                endpoint = wrapClientTLS(self._tls_options(host, insecure, trust_root), endpoint)
+                endpoint = wrapClientTLS(tls_options(host, insecure, trust_root), endpoint)
         policy = backoffPolicy(**(retry or {}))
-        factory = Factory.forProtocol(lambda: _IRCClientProtocol(self))
+        factory = Factory.forProtocol(lambda: IRCLineProtocol(
+            self._connection_made, self._line_received, self._garbage, self._connection_lost))
         factory.noisy = False
         # The policy counts our failures, not ClientService's: a connection the
         # server closes during registration is a failure too (see _prepare).
         self._service = ClientService(
-            _ReportingEndpoint(endpoint, self._connect_failed), factory,
+            ReportingEndpoint(endpoint, self._connect_failed), factory,
             retryPolicy=lambda attempt: policy(max(1, self._failures)),
             clock=reactor, prepareConnection=self._prepare)
 
-    @staticmethod
-    def _tls_options(host: str, insecure: bool, trust_root: str | None):
-        from twisted.internet import ssl
+    @property
+    def rooms(self) -> list[str]:
+        """The rooms we are in, in join order."""
+        return self._rooms.joined
 
-        if insecure:
-            # --insecure: encrypt, verify nothing (a test server's self-signed cert).
-            return ssl.CertificateOptions(verify=False)
-        root = None
-        if trust_root:
-            with open(trust_root, "rb") as f:
-                root = ssl.Certificate.loadPEM(f.read())
-        return ssl.optionsForClientTLS(host, trustRoot=root)
+    @property
+    def lag(self) -> float | None:
+        """The last measured round trip to the server in seconds, or None."""
+        return self._keepalive.lag
+
+    @property
+    def caps(self) -> set[str]:
+        """The IRCv3 capabilities the server acknowledged on this connection."""
+        return self._registration.caps
 
     # ------------------------------------------------------------- public API
 
-    def set_handler(self, handler) -> None:
+    def set_handler(self, handler: Callable[[ChatEvent], None]) -> None:
         """Call ``handler(ChatEvent)`` for each event (reactor thread)."""
         self._handler = handler
 
-    def start(self) -> defer.Deferred:
+    def start(self) -> defer.Deferred[TCPChatSession]:
         """Connect, and keep reconnecting until :meth:`close`; fires on the first 001."""
-        d = defer.Deferred()
+        d: defer.Deferred[TCPChatSession] = defer.Deferred()
         if self._ever_registered:
             d.callback(self)
             return d
@@ -321,16 +191,13 @@ class TCPChatSession:
 
     def join(self, room: str) -> None:
         """Join ``room``; it is rejoined after every reconnect until parted."""
-        self._want.setdefault(casefold(room), room)
+        self._rooms.wish(room)
         self._send_registered("JOIN", room)
 
     def part(self, room: str, reason: str = "") -> None:
         """Leave ``room``."""
-        self._want.pop(casefold(room), None)
-        if reason:
-            self._send_registered("PART", room, reason)
-        else:
-            self._send_registered("PART", room)
+        self._rooms.unwish(room)
+        self._send_registered("PART", room, *((reason,) if reason else ()))
 
     def say(self, target: str, text: str) -> None:
         """PRIVMSG ``text`` to a room or nick, split into lines the server accepts."""
@@ -343,17 +210,15 @@ class TCPChatSession:
     def set_nick(self, nick: str) -> None:
         """Ask for ``nick`` (the server answers NICK, or 432/433)."""
         self.wanted_nick = nick
-        if self._registered_proto() is None:
+        proto = self._registered_proto()
+        if proto is None:
             self.nick = nick
         else:
-            self._proto.send("NICK", nick)
+            proto.send("NICK", nick)
 
     def topic(self, room: str, text: str | None = None) -> None:
         """Query (None) or set a room's topic."""
-        if text is None:
-            self._send_registered("TOPIC", room)
-        else:
-            self._send_registered("TOPIC", room, text)
+        self._send_registered("TOPIC", room, *(() if text is None else (text,)))
 
     def names(self, room: str) -> None:
         """Ask for the member list of ``room`` (a NAMES event answers)."""
@@ -373,13 +238,16 @@ class TCPChatSession:
             message = parse(line)
             data = encode(message)
         except (WireError, ValueError) as e:
-            self._emit(ChatEvent(I.ERROR, text=f"Not sent: {e}", time_ms=self._now_ms()))
+            self._error(f"Not sent: {e}")
             return
-        proto.transport.write(data)
+        proto.write(data)
 
-    def close(self, reason: str = "Client Quit") -> defer.Deferred:
-        """QUIT, stop reconnecting, disconnect; fires once closed (at most ``quit_timeout`` + a moment)."""
-        waiter = defer.Deferred()
+    def close(self, reason: str = "Client Quit") -> defer.Deferred[None]:
+        """
+        QUIT, stop reconnecting, disconnect; fires once closed (at most
+        ``quit_timeout`` and a moment).
+        """
+        waiter: defer.Deferred[None] = defer.Deferred()
         if self.state == I.CLOSED:
             waiter.callback(None)
             return waiter
@@ -406,18 +274,17 @@ class TCPChatSession:
             return
         self._stopping = True
         self._stop_timers()
-        for room in list(self._hold_calls):
-            self._release(room)
+        self._order.release_all()
         d = self._service.stopService() if self._service.running else defer.succeed(None)
 
-        def done(_):
+        def done(_: object) -> None:
             self._set_state(I.CLOSED)
             started, self._started = self._started, []
             for waiting in started:
                 waiting.errback(defer.CancelledError("closed before registration"))
             waiters, self._close_waiters = self._close_waiters, []
-            for waiting in waiters:
-                waiting.callback(None)
+            for waiter in waiters:
+                waiter.callback(None)
 
         d.addBoth(done)
 
@@ -435,25 +302,34 @@ class TCPChatSession:
             self.state = state
             self._emit(ChatEvent(I.STATE, text=state, time_ms=self._now_ms()))
 
-    def _registered_proto(self) -> _IRCClientProtocol | None:
+    def _registered_proto(self) -> IRCLineProtocol | None:
         proto = self._proto
         if proto is None or proto.lost or not proto.registered:
             return None
         return proto
 
+    def _error(self, text: str) -> None:
+        self._emit(ChatEvent(I.ERROR, text=text, time_ms=self._now_ms()))
+
+    def _retrying(self, text: str) -> None:
+        """One line per kind of failure, not one per attempt."""
+        if text != self._last_failure_text:
+            self._last_failure_text = text
+            self._error(text + " Retrying.")
+
     def _not_connected(self) -> None:
-        self._emit(ChatEvent(I.ERROR, text="Not connected: not sent.", time_ms=self._now_ms()))
+        self._error("Not connected: not sent.")
 
     def _send_registered(self, command: str, *params: str) -> None:
         proto = self._registered_proto()
         if proto is None:
-            if command not in ("JOIN", "PART"):  # remembered in _want, sent on (re)connect
+            if command not in ("JOIN", "PART"):  # remembered in Rooms.want, sent on (re)connect
                 self._not_connected()
             return
         try:
             proto.send(command, *params)
         except ValueError as e:  # a parameter that cannot be written (space, empty, CR)
-            self._emit(ChatEvent(I.ERROR, text=f"Not sent: {e}", time_ms=self._now_ms()))
+            self._error(f"Not sent: {e}")
 
     def _privmsg(self, target: str, text: str, action: bool) -> None:
         proto = self._registered_proto()
@@ -461,41 +337,31 @@ class TCPChatSession:
             self._not_connected()
             return
         if not target or " " in target or target[0] == ":":
-            self._emit(ChatEvent(I.ERROR, text=f"Not sent: bad target {target!r}",
-                                 time_ms=self._now_ms()))
+            self._error(f"Not sent: bad target {target!r}")
             return
-        # CR, LF and NUL cannot be in a line: each text line is one message.
-        for line in text.replace("\0", "").replace("\r\n", "\n").replace("\r", "\n").split("\n"):
-            if not line:
-                continue
-            overhead = len(f"PRIVMSG {target} :".encode()) + (9 if action else 0)
-            for chunk in _split_utf8(line, max(SEND_LIMIT - overhead, 16)):
-                body = f"\x01ACTION {chunk}\x01" if action else chunk
-                proto.send("PRIVMSG", target, body)
-                if "echo-message" not in self.caps:
-                    # Without echo-message the server never shows us our line: show it here.
-                    room = target
-                    self._emit(ChatEvent(I.ACTION if action else I.MESSAGE, room=room,
-                                         nick=self.nick, text=chunk, time_ms=self._now_ms(),
-                                         own=True))
+        for body, chunk in privmsg_bodies(target, text, action):
+            proto.send("PRIVMSG", target, body)
+            if "echo-message" not in self.caps:
+                # Without echo-message the server never shows us our line: show it here.
+                self._emit(ChatEvent(I.ACTION if action else I.MESSAGE, room=target,
+                                     nick=self.nick, text=chunk, time_ms=self._now_ms(),
+                                     own=True))
 
     # ----------------------------------------------------------- connection
 
-    def _connect_failed(self, reason) -> None:
+    def _connect_failed(self, reason: Failure) -> None:
         self._failures += 1
-        text = f"Cannot connect to {self.host}:{self.port}: {_reason_text(reason)}."
+        text = f"Cannot connect to {self.host}:{self.port}: {reason_text(reason)}."
         if self._closing:
             return
-        if text != self._last_failure_text:
-            self._last_failure_text = text
-            self._emit(ChatEvent(I.ERROR, text=text + " Retrying.", time_ms=self._now_ms()))
+        self._retrying(text)
         self._set_state(I.DISCONNECTED)
 
-    def _connection_made(self, proto: _IRCClientProtocol) -> None:
+    def _connection_made(self, proto: IRCLineProtocol) -> None:
         self._proto = proto
         self._set_state(I.CONNECTING)
 
-    def _prepare(self, proto) -> defer.Deferred:
+    def _prepare(self, proxy: object) -> defer.Deferred[None]:
         """
         ClientService's prepareConnection: register (CAP, NICK, USER), fire on 001.
 
@@ -506,70 +372,50 @@ class TCPChatSession:
         disconnect; ``_failures`` keeps the backoff growing meanwhile.
         """
         proto = self._proto  # ClientService hands us its proxy; we keep the protocol
-        d = proto.ready = defer.Deferred()
-        self.caps = set()
+        assert proto is not None, "prepareConnection comes after connectionMade"
+        d: defer.Deferred[None] = defer.Deferred()
+        proto.ready = d
         self.isupport = {}
-        self._batches.clear()
-        self._cap_ls = []
-        self._alt_nicks = 0
-        try:
-            if self.password:
-                proto.send("PASS", self.password)
-            proto.send("CAP", "LS", "302")
-            proto.send("NICK", self.wanted_nick if valid_nick(self.wanted_nick) else "guest")
-            proto.send("USER", self.username, "0", "*", self.realname)
-        except ValueError:
-            proto.send("NICK", "guest")
-            proto.send("USER", "guest", "0", "*", "twistchat user")
-        self._register_call = self.reactor.callLater(self.register_timeout, self._register_timed_out,
-                                                    proto)
+        self._order.new_connection()
+        self._registration.begin(proto, self.wanted_nick, self.username, self.realname,
+                                 self.password)
+        self._register_call = self.reactor.callLater(self.register_timeout,
+                                                     self._register_timed_out, proto)
         return d
 
-    def _register_timed_out(self, proto) -> None:
+    def _register_timed_out(self, proto: IRCLineProtocol) -> None:
         self._register_call = None
         if not proto.registered and not proto.lost:
-            self._emit(ChatEvent(I.ERROR, text="The server did not finish registration; reconnecting.",
-                                 time_ms=self._now_ms()))
-            proto.transport.abortConnection()
+            self._error("The server did not finish registration; reconnecting.")
+            abort(proto)
 
-    def _connection_lost(self, proto: _IRCClientProtocol, reason) -> None:
+    def _connection_lost(self, proto: IRCLineProtocol, reason: Failure) -> None:
         if proto is self._proto:
             self._proto = None
         self._stop_timers()
-        for room in list(self._hold_calls):
-            self._release(room)
-        self._names.clear()
+        self._order.release_all()
+        self._events.reset()
         if proto.ready is not None and not proto.ready.called:
             self._failures += 1
             if not self._closing:
-                text = (f"Connection to {self.host}:{self.port} {_reason_text(reason)} "
+                text = (f"Connection to {self.host}:{self.port} {reason_text(reason)} "
                         "before registration.")
-                if text != self._last_failure_text:
-                    self._last_failure_text = text
-                    self._emit(ChatEvent(I.ERROR, text=text + " Retrying.", time_ms=self._now_ms()))
+                self._retrying(text)
             proto.ready.callback(None)  # see _prepare
         elif not self._closing:
-            self._emit(ChatEvent(I.ERROR, text=f"Disconnected: {_reason_text(reason)}. Reconnecting.",
-                                 time_ms=self._now_ms()))
+            self._error(f"Disconnected: {reason_text(reason)}. Reconnecting.")
         if self._closing:
             self.reactor.callLater(0, self._finish_close)
         else:
             self._set_state(I.DISCONNECTED)
 
     def _stop_timers(self) -> None:
-        self._ping_sent = None
-        for name in ("_ping_call", "_register_call"):
-            call = getattr(self, name)
-            setattr(self, name, None)
-            if call is None:
-                continue
-            if hasattr(call, "running"):
-                if call.running:
-                    call.stop()
-            elif call.active():
-                call.cancel()
+        self._keepalive.stop()
+        register, self._register_call = self._register_call, None
+        if register is not None and register.active():
+            register.cancel()
 
-    def _registered(self, proto: _IRCClientProtocol, msg: Message) -> None:
+    def _registered(self, proto: IRCLineProtocol, msg: Message) -> None:
         """001: we may chat.  Rejoin, start pinging, tell whoever waits."""
         proto.registered = True
         if self._register_call is not None and self._register_call.active():
@@ -584,50 +430,31 @@ class TCPChatSession:
         self._ever_registered = True
         self._set_state(I.REGISTERED)
         self._rejoin(proto, reconnect)
-        self._ping_call = LoopingCall(self._ping, proto)
-        self._ping_call.clock = self.reactor
-        self._ping_call.start(self.ping_interval, now=True)
+        self._keepalive.start(proto)
         if proto.ready is not None and not proto.ready.called:
             proto.ready.callback(None)
         started, self._started = self._started, []
         for d in started:
             d.callback(self)
 
-    def _rejoin(self, proto, reconnect: bool) -> None:
+    def _rejoin(self, proto: IRCLineProtocol, reconnect: bool) -> None:
+        """Join our rooms again; after a reconnect, fill each one's gap from history."""
         history = "draft/chathistory" in self.caps or "CHATHISTORY" in self.isupport
-        self._want_history.clear()
-        for key, room in list(self._want.items()):
-            if reconnect and history and key in self._last:
-                self._want_history.add(key)
-                if "batch" in self.caps:
-                    # Hold this room's lines (our JOIN first) until the gap is
-                    # filled, so the transcript keeps the server's order.
-                    self._holding[key] = []
-                    self._hold_calls[key] = self.reactor.callLater(self.hold_timeout,
-                                                                   self._release, key)
+        self._order.rejoining()
+        for key, room in list(self._rooms.want.items()):
+            if reconnect and history:
+                self._order.expect_history(key, hold="batch" in self.caps)
             proto.send("JOIN", room)
 
-    def _ping(self, proto) -> None:
-        if proto.lost:
-            return
-        now = self.reactor.seconds()
-        if self._ping_sent is not None and now - self._ping_sent >= self.ping_timeout:
-            self._emit(ChatEvent(I.ERROR, text=f"No answer from the server for {int(now - self._ping_sent)} s; "
-                                 "reconnecting.", time_ms=self._now_ms()))
-            self._ping_sent = None
-            proto.transport.abortConnection()
-            return
-        if self._ping_sent is None:
-            self._ping_sent = now
-            self._ping_token = f"lag-{int(now * 1000)}"
-            proto.send("PING", self._ping_token)
+    def _silent(self, seconds: int) -> None:
+        self._error(f"No answer from the server for {seconds} s; reconnecting.")
 
     # ----------------------------------------------------------- lines in
 
     def _garbage(self, what: str) -> None:
-        self._emit(ChatEvent(I.ERROR, text=f"Ignored {what} from the server.", time_ms=self._now_ms()))
+        self._error(f"Ignored {what} from the server.")
 
-    def _line_received(self, proto: _IRCClientProtocol, line: bytes) -> None:
+    def _line_received(self, proto: IRCLineProtocol, line: bytes) -> None:
         if line.endswith(b"\r"):
             line = line[:-1]
         if not line.strip():
@@ -643,403 +470,69 @@ class TCPChatSession:
             self._log.failure("handling {line!r}", line=line)
             self._garbage(f"a {msg.verb} line it could not handle")
 
-    def _dispatch(self, proto, msg: Message) -> None:
-        batch = msg.tags.get("batch")
-        if batch and batch in self._batches and msg.verb != "BATCH":
-            self._batches[batch][2].append(msg)
-            return
-        handler = getattr(self, "_irc_" + msg.verb, None)
+    def _dispatch(self, proto: IRCLineProtocol, msg: Message) -> None:
+        """The connection's own lines here; the rest become events (:mod:`.tcp_events`)."""
+        if self._order.collect(msg):
+            return  # in a batch: dispatched when the batch ends
+        handler = self._CONNECTION_LINES.get(msg.verb)
         if handler is not None:
-            handler(proto, msg)
-        elif msg.verb.isdigit():
-            self._numeric(proto, msg)
+            handler(self, proto, msg)
         else:
-            self._emit(ChatEvent(I.INFO, text=" ".join((msg.command,) + msg.params),
-                                 time_ms=self._time_ms(msg), message=msg))
+            self._events.handle(proto, msg)
 
-    def _time_ms(self, msg: Message) -> int:
-        stamp = msg.tags.get("time")
-        if stamp:
-            try:
-                return parse_server_time(stamp)
-            except ValueError:
-                pass
-        return self._now_ms()
-
-    def _nick_of(self, msg: Message) -> str:
-        return split_source(msg.source)[0] if msg.source else ""
-
-    def _is_me(self, nick: str) -> bool:
-        return bool(nick) and casefold(nick) == casefold(self.nick)
-
-    def _chantypes(self) -> str:
-        return self.isupport.get("CHANTYPES") or "#&"
-
-    def _room_event(self, msg: Message, event: ChatEvent) -> None:
-        """Emit a room's event once: hold it while history is due, drop a msgid seen before."""
-        key = casefold(event.room) if event.room else None
-        if key is not None and key in self._holding:
-            self._holding[key].append((msg, event))
-            return
-        self._show(key, msg, event)
-
-    def _show(self, key, msg: Message, event: ChatEvent) -> None:
-        msgid = msg.tags.get("msgid")
-        if key is not None:
-            if msgid:
-                seen = self._seen.get(key)
-                if seen is None:
-                    seen = self._seen[key] = (deque(maxlen=SEEN_MSGIDS), set())
-                order, ids = seen
-                if msgid in ids:
-                    return
-                if len(order) == order.maxlen:
-                    ids.discard(order[0])
-                order.append(msgid)
-                ids.add(msgid)
-            if msgid or "time" in msg.tags:
-                self._last[key] = (msgid, msg.tags.get("time"))
-        self._emit(event)
-
-    def _release(self, key) -> None:
-        """History came (or did not in time): show what was held, in order."""
-        call = self._hold_calls.pop(key, None)
-        if call is not None and call.active():
-            call.cancel()
-        for msg, event in self._holding.pop(key, []):
-            self._show(key, msg, event)
-
-    # ----------------------------------------------------------- commands
-
-    def _irc_PING(self, proto, msg: Message) -> None:
+    def _irc_PING(self, proto: IRCLineProtocol, msg: Message) -> None:
         proto.send("PONG", msg.params[0] if msg.params else (self.server_name or "twistchat"))
 
-    def _irc_PONG(self, proto, msg: Message) -> None:
-        token = msg.params[-1] if msg.params else ""
-        if self._ping_sent is not None and token == self._ping_token:
-            self.lag = max(0.0, self.reactor.seconds() - self._ping_sent)
-            self._ping_sent = None
+    def _irc_PONG(self, proto: IRCLineProtocol, msg: Message) -> None:
+        self._keepalive.pong(msg.params[-1] if msg.params else "")
 
-    def _irc_CAP(self, proto, msg: Message) -> None:
-        params = msg.params
-        if len(params) < 2:
-            return
-        sub = params[1].upper()
-        if sub == "LS":
-            more = len(params) > 3 and params[2] == "*"
-            self._cap_ls += params[-1].split()
-            if more:
-                return
-            offered = {item.partition("=")[0] for item in self._cap_ls}
-            self._cap_ls = []
-            wanted = [c for c in WANTED_CAPS if c in offered]
-            if wanted and not proto.registered:
-                proto.send("CAP", "REQ", " ".join(wanted))
-            elif not proto.registered:
-                proto.send("CAP", "END")
-        elif sub == "ACK":
-            for cap in params[-1].split():
-                if cap.startswith("-"):
-                    self.caps.discard(cap[1:])
-                else:
-                    self.caps.add(cap)
-            if not proto.registered:
-                proto.send("CAP", "END")
-        elif sub == "NAK":
-            if not proto.registered:
-                proto.send("CAP", "END")
-        elif sub == "DEL":
-            for cap in params[-1].split():
-                self.caps.discard(cap)
+    def _irc_CAP(self, proto: IRCLineProtocol, msg: Message) -> None:
+        self._registration.on_cap(proto, msg)
 
-    def _irc_ERROR(self, proto, msg: Message) -> None:
+    def _irc_ERROR(self, proto: IRCLineProtocol, msg: Message) -> None:
         if self._closing:
             return
         text = msg.params[-1] if msg.params else "closing"
-        self._emit(ChatEvent(I.ERROR, text=f"Server: {text}", time_ms=self._time_ms(msg), message=msg))
-
-    def _irc_PRIVMSG(self, proto, msg: Message, notice: bool = False) -> None:
-        if len(msg.params) < 2:
-            return
-        target, text = msg.params[0], msg.params[1]
-        nick = self._nick_of(msg)
-        own = self._is_me(nick)
-        bare = target.lstrip("@+%~&") if target[:1] in "@+%~" else target  # STATUSMSG
-        if _is_room(bare, self._chantypes()):
-            room = bare
-        elif not msg.source or "!" not in msg.source:
-            room = None  # from the server itself (our server's users are all nick!user@host)
-        else:
-            room = target if own else nick
-        kind = I.NOTICE if notice else I.MESSAGE
-        if text.startswith("\x01"):
-            body = text[1:-1] if text.endswith("\x01") and len(text) > 1 else text[1:]
-            verb, _, arg = body.partition(" ")
-            verb = verb.upper()
-            if verb == "ACTION" and not notice:
-                kind, text = I.ACTION, arg
-            elif notice:
-                text = f"CTCP {verb} reply: {arg}"
-            else:
-                if not own and self._is_me(target) and verb in ("VERSION", "PING"):
-                    reply = "twistchat" if verb == "VERSION" else arg
-                    try:
-                        proto.send("NOTICE", nick, f"\x01{verb} {reply}\x01")
-                    except ValueError:
-                        pass
-                self._emit(ChatEvent(I.INFO, room=None, nick=nick, text=f"CTCP {verb} from {nick}",
-                                     time_ms=self._time_ms(msg), message=msg))
-                return
-        event = ChatEvent(kind, room=room, nick=nick or None, text=text, time_ms=self._time_ms(msg),
-                          own=own, message=msg)
-        if room is None:
-            self._emit(event)
-        else:
-            self._room_event(msg, event)
-
-    def _irc_NOTICE(self, proto, msg: Message) -> None:
-        self._irc_PRIVMSG(proto, msg, notice=True)
-
-    def _irc_JOIN(self, proto, msg: Message) -> None:
-        if not msg.params:
-            return
-        room = msg.params[0]
-        nick = self._nick_of(msg)
-        own = self._is_me(nick)
-        key = casefold(room)
-        if own and not self._replaying:
-            if key not in {casefold(r) for r in self.rooms}:
-                self.rooms.append(room)
-            self._want[key] = room
-            if key in self._want_history:
-                self._want_history.discard(key)
-                self._ask_history(proto, room, key)
-        self._room_event(msg, ChatEvent(I.JOIN, room=room, nick=nick, time_ms=self._time_ms(msg),
-                                        own=own, message=msg))
-
-    def _ask_history(self, proto, room: str, key: str) -> None:
-        msgid, stamp = self._last.get(key, (None, None))
-        if msgid:
-            ref = f"msgid={msgid}"
-        elif stamp:
-            ref = f"timestamp={stamp}"
-        else:
-            self._release(key)
-            return
-        limit = self.history_limit
-        try:
-            limit = min(limit, int(self.isupport.get("CHATHISTORY") or limit) or limit)
-        except ValueError:
-            pass
-        proto.send("CHATHISTORY", "AFTER", room, ref, str(limit))
-
-    def _leave(self, room: str) -> None:
-        key = casefold(room)
-        self.rooms = [r for r in self.rooms if casefold(r) != key]
-        self._want.pop(key, None)
-
-    def _irc_PART(self, proto, msg: Message) -> None:
-        if not msg.params:
-            return
-        room = msg.params[0]
-        nick = self._nick_of(msg)
-        own = self._is_me(nick)
-        if own and not self._replaying:
-            self._leave(room)
-        self._room_event(msg, ChatEvent(I.PART, room=room, nick=nick,
-                                        text=msg.params[1] if len(msg.params) > 1 else "",
-                                        time_ms=self._time_ms(msg), own=own, message=msg))
-
-    def _irc_KICK(self, proto, msg: Message) -> None:
-        if len(msg.params) < 2:
-            return
-        room, victim = msg.params[0], msg.params[1]
-        reason = msg.params[2] if len(msg.params) > 2 else ""
-        if self._is_me(victim) and not self._replaying:
-            self._leave(room)
-        self._room_event(msg, ChatEvent(I.KICK, room=room, nick=self._nick_of(msg),
-                                        text=f"{victim} {reason}".rstrip(), time_ms=self._time_ms(msg),
-                                        own=self._is_me(victim), message=msg))
-
-    def _irc_QUIT(self, proto, msg: Message) -> None:
-        nick = self._nick_of(msg)
-        self._emit(ChatEvent(I.QUIT, nick=nick, text=msg.params[0] if msg.params else "",
-                             time_ms=self._time_ms(msg), own=self._is_me(nick), message=msg))
-
-    def _irc_NICK(self, proto, msg: Message) -> None:
-        if not msg.params:
-            return
-        old, new = self._nick_of(msg), msg.params[0]
-        own = self._is_me(old)
-        if own and not self._replaying:
-            self.nick = self.wanted_nick = new
-        self._emit(ChatEvent(I.NICK, nick=old, text=new, time_ms=self._time_ms(msg), own=own,
+        self._emit(ChatEvent(I.ERROR, text=f"Server: {text}", time_ms=self._events.time_ms(msg),
                              message=msg))
 
-    def _irc_TOPIC(self, proto, msg: Message) -> None:
-        if not msg.params:
-            return
-        nick = self._nick_of(msg)
-        self._room_event(msg, ChatEvent(I.TOPIC, room=msg.params[0], nick=nick,
-                                        text=msg.params[1] if len(msg.params) > 1 else "",
-                                        time_ms=self._time_ms(msg), own=self._is_me(nick),
-                                        message=msg))
+    def _irc_BATCH(self, proto: IRCLineProtocol, msg: Message) -> None:
+        self._order.batch(proto, msg, self._dispatch)
 
-    def _irc_MODE(self, proto, msg: Message) -> None:
-        if len(msg.params) < 2:
-            return
-        target = msg.params[0]
-        room = target if _is_room(target, self._chantypes()) else None
-        event = ChatEvent(I.MODE, room=room, nick=self._nick_of(msg), text=" ".join(msg.params[1:]),
-                          time_ms=self._time_ms(msg), message=msg)
-        if room is None:
-            self._emit(event)
-        else:
-            self._room_event(msg, event)
+    def _rpl_welcome(self, proto: IRCLineProtocol, msg: Message) -> None:
+        """001: registered; the welcome text is shown too."""
+        self._registered(proto, msg)
+        self._events.handle(proto, msg)
 
-    def _irc_BATCH(self, proto, msg: Message) -> None:
-        if not msg.params:
-            return
-        ref = msg.params[0]
-        if ref.startswith("+"):
-            self._batches[ref[1:]] = [msg.params[1] if len(msg.params) > 1 else "",
-                                      msg.params[2:], []]
-        elif ref.startswith("-"):
-            batch = self._batches.pop(ref[1:], None)
-            if batch is None:
-                return
-            kind, params, lines = batch
-            for line in lines:
-                line = Message(line.command, line.params, line.source,
-                               {k: v for k, v in line.tags.items() if k != "batch"})
-                self._dispatch_history(proto, line)
-            if kind in ("chathistory", "draft/chathistory") and params:
-                key = casefold(params[0])
-                if key in self._holding:
-                    self._release(key)
+    def _rpl_isupport(self, proto: IRCLineProtocol, msg: Message) -> None:
+        """005 RPL_ISUPPORT: ``KEY=value`` tokens (``-KEY`` kept as given)."""
+        for token in msg.params[1:-1]:
+            key, _, value = token.partition("=")
+            self.isupport[key.lstrip("-")] = value
 
-    def _dispatch_history(self, proto, msg: Message) -> None:
-        """A line replayed from history: shown like a live one, never held again."""
-        verb = msg.verb
-        if verb in ("PRIVMSG", "NOTICE", "JOIN", "PART", "KICK", "TOPIC", "MODE"):
-            room = msg.params[0] if msg.params else ""
-            key = casefold(room)
-            held = self._holding.pop(key, None)
-            self._replaying = True
-            try:
-                self._dispatch(proto, msg)
-            finally:
-                self._replaying = False
-                if held is not None:
-                    self._holding[key] = held
-        # Other lines in a history batch (QUIT, NICK) describe the past: not replayed.
-
-    def _irc_FAIL(self, proto, msg: Message) -> None:
-        # IRCv3 standard replies: FAIL <command> <code> [<context>...] <description>
-        if msg.params and msg.params[0].upper() == "CHATHISTORY":
-            for key in list(self._holding):
-                self._release(key)
-        self._emit(ChatEvent(I.ERROR, text=msg.params[-1] if msg.params else "FAIL",
-                             time_ms=self._time_ms(msg), message=msg))
-
-    def _irc_WARN(self, proto, msg: Message) -> None:
-        self._emit(ChatEvent(I.INFO, text=msg.params[-1] if msg.params else "WARN",
-                             time_ms=self._time_ms(msg), message=msg))
-
-    _irc_NOTE = _irc_WARN
-
-    # ----------------------------------------------------------- numerics
-
-    def _numeric(self, proto, msg: Message) -> None:
-        code = msg.command
-        params = msg.params
-        time_ms = self._time_ms(msg)
-        if code == "001":
-            self._registered(proto, msg)
-        elif code == "005":
-            for token in params[1:-1]:
-                key, _, value = token.partition("=")
-                self.isupport[key.lstrip("-")] = value
+    def _nick_refused(self, proto: IRCLineProtocol, msg: Message) -> None:
+        """432, 433, 436: during registration, try another nick; later, an error line."""
+        if proto.registered:
+            self._events.handle(proto, msg)
             return
-        elif code in ("433", "432", "436") and not proto.registered:
-            self._alternative_nick(proto, params[1] if len(params) > 2 else self.wanted_nick)
-            return
-        elif code == "353" and len(params) >= 4:
-            self._names.setdefault(casefold(params[2]), []).extend(params[3].split())
-            return
-        elif code == "366" and len(params) >= 2:
-            room = params[1]
-            names = tuple(self._names.pop(casefold(room), ()))
-            self._emit(ChatEvent(I.NAMES, room=room, names=names, time_ms=time_ms, message=msg))
-            return
-        elif code in ("332",) and len(params) >= 3:
-            self._emit(ChatEvent(I.TOPIC, room=params[1], text=params[2], time_ms=time_ms,
-                                 message=msg))
-            return
-        elif code == "352" and len(params) >= 8:
-            room = params[1] if _is_room(params[1], self._chantypes()) else None
-            _, _, realname = params[7].partition(" ")
-            self._emit(ChatEvent(I.INFO, room=room, nick=params[5],
-                                 text=f"{params[5]} ({params[2]}@{params[3]}) {params[6]} {realname}".rstrip(),
-                                 time_ms=time_ms, message=msg))
-            return
-        elif code in ("004", "333", "329"):
-            return
-        if code[0] in "45" and code != "422":
-            if code in ("403", "405", "471", "473", "474", "475") and len(params) >= 2:
-                # A room we cannot join: stop trying it after every reconnect.
-                self._want.pop(casefold(params[1]), None)
-                self._holding.pop(casefold(params[1]), None)
-            detail = [p for p in params[1:-1]]
-            text = (" ".join(detail) + ": " if detail else "") + (params[-1] if len(params) > 1 else code)
-            room = params[1] if len(params) > 2 and _is_room(params[1], self._chantypes()) else None
-            self._emit(ChatEvent(I.ERROR, room=room, text=text, time_ms=time_ms, message=msg))
-            return
-        if code in ("265", "266", "422") or len(params) < 2:
-            text = params[-1] if params else code
-        else:
-            text = " ".join(params[1:])
-        room = None
-        if code in ("315", "331", "324") and len(params) >= 2 and _is_room(params[1], self._chantypes()):
-            room = params[1]
-            text = " ".join(params[2:])
-        self._emit(ChatEvent(I.INFO, room=room, text=text, time_ms=time_ms, message=msg))
-
-    def _alternative_nick(self, proto, taken: str) -> None:
-        """Registration: ``taken`` is refused; try ``nick_``, ``nick__``, then digits."""
-        self._alt_nicks += 1
-        base = sanitize_nick(self.wanted_nick)
-        nicklen = 30
-        try:
-            nicklen = int(self.isupport.get("NICKLEN") or 30)
-        except ValueError:
-            pass
-        if self._alt_nicks <= 2:
-            candidate = (base[: nicklen - self._alt_nicks] + "_" * self._alt_nicks)
-        else:
-            digits = str(random.randint(100, 99999))
-            candidate = base[: nicklen - len(digits)] + digits
-        if self._alt_nicks > 20:
-            proto.transport.loseConnection()
+        candidate = self._registration.alternative_nick(self.wanted_nick, self.isupport)
+        if candidate is None:
+            if proto.transport is not None:
+                proto.transport.loseConnection()
             return
         self.nick = candidate
         proto.send("NICK", candidate)
 
+    _CONNECTION_LINES: dict[str, Callable[[TCPChatSession, IRCLineProtocol, Message], None]] = {
+        "PING": _irc_PING,
+        "PONG": _irc_PONG,
+        "CAP": _irc_CAP,
+        "ERROR": _irc_ERROR,
+        "BATCH": _irc_BATCH,
+        "001": _rpl_welcome,
+        "005": _rpl_isupport,
+        "432": _nick_refused,
+        "433": _nick_refused,
+        "436": _nick_refused,
+    }
 
-def _split_utf8(text: str, limit: int) -> list:
-    """Cut ``text`` into pieces of at most ``limit`` UTF-8 bytes, never inside a character."""
-    data = text.encode("utf-8")
-    if len(data) <= limit:
-        return [text]
-    out = []
-    while data:
-        cut = min(limit, len(data))
-        while cut < len(data) and (data[cut] & 0xC0) == 0x80:
-            cut -= 1
-        # Prefer a space near the end, so words stay whole.
-        space = data.rfind(b" ", max(0, cut - 40), cut)
-        if cut < len(data) and space > 0:
-            cut = space + 1
-        out.append(data[:cut].decode("utf-8"))
-        data = data[cut:]
-    return [piece for piece in out if piece.strip()]
