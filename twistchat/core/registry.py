@@ -174,7 +174,7 @@ class Registry:
 
     def can_join(self, user: User, channel: Channel, password: str | None) -> Delivery | None:
         """The error that keeps ``user`` out of an existing ``channel``, or None (+i +k +l)."""
-        invited = channel in user.invited_to
+        invited = user.invited_to is not None and channel in user.invited_to
         if channel.invite_only and not invited:
             return self.reply(user, "473", channel.name, "Cannot join channel (+i)")
         if channel.password is not None and password != channel.password and not invited:
@@ -477,7 +477,8 @@ class Registry:
             refused = self.can_join(user, channel, password)
             if refused is not None:
                 return [refused]
-            user.invited_to.discard(channel)
+            if user.invited_to is not None:
+                user.invited_to.discard(channel)
             modes = ""
         channel.members[user] = modes
         if not user.by_broadcast:
@@ -662,6 +663,8 @@ class Registry:
                                 "is already on channel")]
         if channel.invite_only and not self.is_operator(user, channel):
             return [self.reply(user, "482", channel.name, "You're not channel operator")]
+        if target.invited_to is None:
+            target.invited_to = set()
         target.invited_to.add(channel)
         out = [self.reply(user, "341", target.nick, channel.name),
                Delivery((target,), Message("INVITE", (target.nick, channel.name), user.source))]
