@@ -32,7 +32,8 @@ from typing import Any, Protocol
 from twistchat.wire import Message, encode, format_server_time, parse_server_time
 
 __all__ = [
-    "NO_TAGS", "TAG_CLIENT", "TAG_MSGID", "TAG_SEQ", "TAG_TIME", "Delivery", "Disconnect",
+    "NO_CLIENT_TAGS", "NO_TAGS", "TAG_CLIENT", "TAG_MSGID", "TAG_SEQ", "TAG_TIME", "Delivery",
+    "Disconnect",
     "Event", "Payload", "deliver", "format_server_time", "parse_server_time",
 ]
 
@@ -44,6 +45,7 @@ TAG_CLIENT = 8  # client-only tags ("+typing"), relayed with message-tags
 NO_TAGS = 0
 
 _NO_CLIENT_TAGS: Mapping[str, str] = MappingProxyType({})
+NO_CLIENT_TAGS = _NO_CLIENT_TAGS  # the empty client tags of most events (shared, read-only)
 
 
 @dataclass(frozen=True, slots=True)

@@ -29,7 +29,7 @@ from collections import deque
 from collections.abc import Callable, Iterable, Mapping
 from typing import Protocol
 
-from twistchat.core.events import Event
+from twistchat.core.events import NO_CLIENT_TAGS, Event
 from twistchat.core.targets import is_room_key
 from twistchat.wire import Message
 
@@ -101,7 +101,7 @@ class LocalRoomLog:
         seq = self._last.get(target, 0) + 1
         self._last[target] = seq
         event = Event(target, seq, time_ms, f"{self._msgid_prefix}{next(self._msgid_counter):x}",
-                      message, client_tags or {})
+                      message, client_tags or NO_CLIENT_TAGS)
         recent = self._recent.get(target)
         if recent is not None:
             recent.append(event)

@@ -130,7 +130,7 @@ class IRCProtocol(LineReceiver):
     # instances; any attribute not named here still works, in a __dict__ made on demand.
     __slots__ = (
         "transport", "connected", "factory", "_buffer", "_busyReceiving", "line_mode",
-        "registry", "limits", "clock", "counters", "MAX_LENGTH", "user", "host", "view",
+        "registry", "limits", "clock", "counters", "MAX_LENGTH", "user", "host", "view", "tag_view",
         "closing", "backlog", "_quit_reason", "_capture", "_held", "_label",
         "_label_used", "_batches", "_discarding", "_flood", "_flood_queue",
         "_drain_call", "_connected_at", "_last_seen", "_ping_sent", "_lost_reason",
@@ -152,6 +152,7 @@ class IRCProtocol(LineReceiver):
         self.user: User | None = None
         self.host = "unknown"
         self.view = ircv3.NO_CAPS  # replaced, not changed, by CAP REQ
+        self.tag_view = self.view.tags  # the hot path's copy: one lookup per delivery
         self.closing = False
         self.backlog: int | None = None  # bytes queued since the transport paused us
         self._quit_reason: str | None = None
@@ -273,7 +274,7 @@ class IRCProtocol(LineReceiver):
         if self.closing:
             return
         if type(payload) is Event:
-            data = payload.line(self.view.tags)
+            data = payload.line(self.tag_view)
         elif type(payload) is Disconnect:
             self.close(payload.why, payload.quit_reason)
             return
@@ -572,6 +573,7 @@ class IRCProtocol(LineReceiver):
                 self.send("CAP", nick, "NAK", text)
             else:
                 self.view = ircv3.View.of(caps)
+                self.tag_view = self.view.tags
                 self.send("CAP", nick, "ACK", text)
         elif sub == "END":
             return self.registry.release_registration(user)
