@@ -740,3 +740,75 @@ def test_quit_twice_frees_the_address_once():
     assert registry.connection_count() == 0
     first = registry.connect(Conn(), "127.0.0.9")
     assert first is not None and registry.connect(Conn(), "127.0.0.9") is None
+
+
+# ------------------------------------------------ WHO, LUSERS, USER (issue #13, first items)
+
+
+def who_nicks(out) -> list:
+    """The nicks of the 352 lines of a WHO answer, in order; the answer ends with 315."""
+    assert codes(out)[-1] == "315"
+    return [d.payload.params[5] for d in out if d.payload.command == "352"]
+
+
+@pytest.mark.parametrize("mask, nicks", [
+    ("coolni*", ["coolnick", "CoolNinja"]),
+    ("COOLN?CK", ["coolnick"]),
+    ("*", ["coolnick", "CoolNinja", "plain"]),
+    ("0", ["coolnick", "CoolNinja", "plain"]),
+    ("*ninja*", ["CoolNinja"]),
+    ("nobody*", []),
+    ("[]", []),
+])
+def test_who_matches_masks_against_nick_user_host_and_realname(mask, nicks):
+    """WHO coolni* lists the users it matches (it listed none); case folded, * and ?."""
+    registry, _ = make()
+    asker, _ = joined(registry, "plain")
+    joined(registry, "coolnick")
+    joined(registry, "CoolNinja")
+    assert sorted(who_nicks(registry.who(asker, mask)), key=str.lower) == sorted(
+        nicks, key=str.lower)
+
+
+def test_who_mask_hides_invisible_users_from_strangers_only():
+    """+i users are listed to those who share a room with them, and to themselves."""
+    registry, _ = make()
+    stranger, _ = joined(registry, "stranger")
+    friend, _ = joined(registry, "friend", "#r")
+    ghost, _ = joined(registry, "ghost", "#r")
+    registry.mode(ghost, "ghost", "+i")
+    assert who_nicks(registry.who(stranger, "gh*")) == []
+    assert who_nicks(registry.who(friend, "gh*")) == ["ghost"]
+    assert who_nicks(registry.who(ghost, "gh*")) == ["ghost"]
+
+
+def test_who_shows_every_prefix_with_multi_prefix():
+    """An op with voice is H@ plainly and H@+ with multi-prefix (as NAMES already was)."""
+    registry, channel, users = room_with("+v", "alice")
+    plain = {d.payload.params[5]: d.payload.params[6] for d in registry.who(users["bob"], "#r")
+             if d.payload.command == "352"}
+    multi = {d.payload.params[5]: d.payload.params[6]
+             for d in registry.who(users["bob"], "#r", multi_prefix=True)
+             if d.payload.command == "352"}
+    assert plain == {"alice": "H@", "bob": "H"} and multi == {"alice": "H@+", "bob": "H"}
+
+
+def test_lusers_reports_the_peak_as_the_maximum():
+    """265/266 say current and max users: the max is the peak, not the current count."""
+    registry, _ = make()
+    users = [joined(registry, f"u{i}")[0] for i in range(3)]
+    registry.quit(users[1])
+    registry.quit(users[2])
+    lines = {d.payload.command: d.payload.params for d in registry.lusers(users[0])}
+    assert lines["265"][1:3] == ("1", "3") and lines["266"][1:3] == ("1", "3")
+
+
+def test_user_with_an_empty_realname_is_461():
+    """USER u * * : has too few parameters (the realname may not be empty)."""
+    from twistchat.core import commands
+    from twistchat.wire import Message
+
+    registry, _ = make()
+    user = registry.connect(Conn(), "127.0.0.2")
+    out = commands.dispatch(registry, user, Message("USER", ("u", "*", "*", "")))
+    assert codes(out) == ["461"] and user.pending_user is None

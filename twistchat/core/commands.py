@@ -114,7 +114,7 @@ def _nick(reg: Registry, user: User, p: Params, ctx: Context) -> list[Delivery]:
 def _user(reg: Registry, user: User, p: Params, ctx: Context) -> list[Delivery]:
     if user.registered:
         return [reg.reply(user, "462", "You may not reregister")]
-    if len(p) < 4:
+    if len(p) < 4 or not p[3]:  # an empty realname too (modern.ircdocs.horse, USER)
         return [reg.reply(user, "461", "USER", "Not enough parameters")]
     return reg.offer_user(user, p[0], p[3])
 
@@ -161,7 +161,7 @@ def _list(reg: Registry, user: User, p: Params, ctx: Context) -> list[Delivery]:
 
 
 def _who(reg: Registry, user: User, p: Params, ctx: Context) -> list[Delivery]:
-    return reg.who(user, p[0] if p else "*")
+    return reg.who(user, p[0] if p else "*", ctx.multi_prefix)
 
 
 def _whois(reg: Registry, user: User, p: Params, ctx: Context) -> list[Delivery]:

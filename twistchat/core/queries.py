@@ -11,13 +11,14 @@ Numerics follow RFC 2812 section 5 and https://modern.ircdocs.horse/.
 
 from __future__ import annotations
 
+import re
 import time as _time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING
 
 from twistchat.core.events import Delivery
 from twistchat.core.model import CHANMODES, PREFIX_MODES, PREFIX_SYMBOLS, VERSION, Channel, User
-from twistchat.wire import CHANTYPES
+from twistchat.wire import CHANTYPES, casefold
 
 if TYPE_CHECKING:
     from twistchat.core.registry import Registry
@@ -36,6 +37,7 @@ def isupport(registry: Registry) -> list[str]:
         f"NETWORK={registry.network}", "LINELEN=512", "STATUSMSG=@+",
     ] + registry.extra_isupport
 
+
 def isupport_replies(registry: Registry, user: User) -> list[Delivery]:
     """RPL_ISUPPORT lines, at most 13 tokens each."""
     tokens = isupport(registry)
@@ -44,9 +46,11 @@ def isupport_replies(registry: Registry, user: User) -> list[Delivery]:
         for i in range(0, len(tokens), 13)
     ]
 
+
 def lusers(registry: Registry, user: User) -> list[Delivery]:
     """LUSERS: 251, 252, 254, 255, 265, 266."""
     users = registry.user_count()
+    peak = registry.peak_user_count()
     unknown = registry.connection_count() - users
     out = [
         registry.reply(user, "251", f"There are {users} users and 0 invisible on 1 servers"),
@@ -57,10 +61,13 @@ def lusers(registry: Registry, user: User) -> list[Delivery]:
     out += [
         registry.reply(user, "254", str(registry.room_count()), "channels formed"),
         registry.reply(user, "255", f"I have {users} clients and 0 servers"),
-        registry.reply(user, "265", str(users), str(users), f"Current local users {users}"),
-        registry.reply(user, "266", str(users), str(users), f"Current global users {users}"),
+        registry.reply(user, "265", str(users), str(peak), f"Current local users {users}, "
+                       f"max {peak}"),
+        registry.reply(user, "266", str(users), str(peak), f"Current global users {users}, "
+                       f"max {peak}"),
     ]
     return out
+
 
 def motd_replies(registry: Registry, user: User) -> list[Delivery]:
     """MOTD: 375, 372 per line, 376; or 422 when there is none."""
@@ -70,6 +77,7 @@ def motd_replies(registry: Registry, user: User) -> list[Delivery]:
     out += [registry.reply(user, "372", f"- {line}") for line in registry.motd]
     out.append(registry.reply(user, "376", "End of /MOTD command."))
     return out
+
 
 def names(registry: Registry, user: User, name: str, multi_prefix: bool = False) -> list:
     """NAMES for one room: 353 lines that fit 512 bytes, then 366."""
@@ -93,6 +101,7 @@ def names(registry: Registry, user: User, name: str, multi_prefix: bool = False)
     out.append(registry.reply(user, "366", shown, "End of /NAMES list"))
     return out
 
+
 def list_channels(registry: Registry, user: User, names: list | None = None) -> list:
     """LIST: 321, one 322 per room (all, or the ones named), 323."""
     out = [registry.reply(user, "321", "Channel", "Users  Name")]
@@ -106,28 +115,56 @@ def list_channels(registry: Registry, user: User, names: list | None = None) -> 
     out.append(registry.reply(user, "323", "End of /LIST"))
     return out
 
-def who(registry: Registry, user: User, mask: str) -> list:
-    """WHO for a room or a nick: 352 per match, then 315."""
+
+def who(registry: Registry, user: User, mask: str, multi_prefix: bool = False) -> list:
+    """
+    WHO for a room, or a mask of nicks: 352 per match, then 315.
+
+    A room lists its members (if the asker may see them).  Any other mask is
+    matched, ``*`` and ``?`` as wildcards under the server's case mapping,
+    against each user's nick, user name, host and real name; ``*`` and ``0``
+    match everyone.  Users with ``+i`` are listed only to those who share a
+    room with them (RFC 2812 3.6.1; as Ergo and InspIRCd do).
+    """
     out = []
     channel = registry.find_channel(mask) if mask[:1] in CHANTYPES else None
     if channel is not None:
         if registry.can_see(user, channel):
             for member in channel.members:
-                out.append(_who_line(registry, user, member, channel))
-    else:
-        found = registry.find_user(mask)
-        if found is not None:
-            out.append(_who_line(registry, user, found, None))
+                out.append(_who_line(registry, user, member, channel, multi_prefix))
+    elif mask[:1] not in CHANTYPES:
+        matches = _mask_matcher("*" if mask in ("", "0") else mask)
+        for found in registry.users():
+            if found.invisible and found is not user and not _share_a_room(user, found):
+                continue
+            if any(matches(field) for field in (found.nick, found.user, found.host,
+                                                   found.realname)):
+                out.append(_who_line(registry, user, found, None, multi_prefix))
     out.append(registry.reply(user, "315", mask, "End of WHO list"))
     return out
 
-def _who_line(registry: Registry, asker: User, member: User, channel: Channel | None) -> Delivery:
+
+def _mask_matcher(mask: str) -> Callable[[str], bool]:
+    """A test of a name against an IRC mask (``*``, ``?``), case folded (rfc1459)."""
+    pattern = re.compile("".join(
+        ".*" if c == "*" else "." if c == "?" else re.escape(c) for c in casefold(mask)),
+        re.DOTALL)
+    return lambda name: pattern.fullmatch(casefold(name)) is not None
+
+
+def _share_a_room(one: User, other: User) -> bool:
+    return not one.channels.keys().isdisjoint(other.channels.keys())
+
+
+def _who_line(registry: Registry, asker: User, member: User, channel: Channel | None,
+              multi_prefix: bool = False) -> Delivery:
     flags = "G" if member.away is not None else "H"
     if channel is not None:
-        flags += channel.prefix(member)
+        flags += channel.prefix(member, multi_prefix)
     return registry.reply(asker, "352", channel.name if channel else "*", member.user,
-                       member.host, registry.server_name, member.nick, flags,
-                       f"0 {member.realname}")
+                          member.host, registry.server_name, member.nick, flags,
+                          f"0 {member.realname}")
+
 
 def whois(registry: Registry, user: User, nick: str) -> list:
     """WHOIS: 311, 319, 312, 301, 317, 318 (or 401 + 318)."""
@@ -150,10 +187,12 @@ def whois(registry: Registry, user: User, nick: str) -> list:
     out.append(registry.reply(user, "318", target.nick, "End of /WHOIS list"))
     return out
 
+
 def ison(registry: Registry, user: User, nicks: Iterable[str]) -> list:
     """ISON: the nicks given that are online, as the server spells them."""
     online = [u.nick for u in (registry.find_user(n) for n in nicks) if u is not None]
     return [registry.reply(user, "303", " ".join(online))]
+
 
 def userhost(registry: Registry, user: User, nicks: Iterable[str]) -> list:
     """USERHOST: up to five ``nick=+user@host`` entries (``-`` when away)."""
@@ -165,10 +204,12 @@ def userhost(registry: Registry, user: User, nicks: Iterable[str]) -> list:
             entries.append(f"{found.nick}={here}{found.user}@{found.host}")
     return [registry.reply(user, "302", " ".join(entries))]
 
+
 def version(registry: Registry, user: User) -> list:
     """VERSION: 351 and the ISUPPORT lines."""
     return [registry.reply(user, "351", VERSION, registry.server_name, "twistchat chat server")] \
         + isupport_replies(registry, user)
+
 
 def server_time(registry: Registry, user: User) -> list:
     """TIME: 391 with the server's local time."""

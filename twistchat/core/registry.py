@@ -95,6 +95,7 @@ class Registry:
         self._users: dict[str, User] = {}  # casefolded nick -> registered User
         self._rooms: dict[str, Channel] = {}  # casefolded name -> Channel
         self._connections = 0  # all connected users, registered or not
+        self._peak_users = 0  # the most registered at once
         self._per_address: dict[str, int] = {}  # host -> connected users from it
 
     # ----------------------------------------------------------------- helpers
@@ -144,6 +145,14 @@ class Registry:
     def user_count(self) -> int:
         """Registered users (the metrics gauge)."""
         return len(self._users)
+
+    def peak_user_count(self) -> int:
+        """The most users registered at once since the server started (LUSERS 265/266)."""
+        return self._peak_users
+
+    def users(self) -> list[User]:
+        """Every registered user (WHO with a mask)."""
+        return list(self._users.values())
 
     def connection_count(self) -> int:
         """Connected users, registered or not."""
@@ -259,9 +268,9 @@ class Registry:
         """LIST: 321, one 322 per room (all, or the ones named), 323."""
         return queries.list_channels(self, user, names)
 
-    def who(self, user: User, mask: str) -> list[Delivery]:
-        """WHO for a room or a nick: 352 per match, then 315."""
-        return queries.who(self, user, mask)
+    def who(self, user: User, mask: str, multi_prefix: bool = False) -> list[Delivery]:
+        """WHO for a room or a mask: 352 per match, then 315."""
+        return queries.who(self, user, mask, multi_prefix)
 
     def whois(self, user: User, nick: str) -> list[Delivery]:
         """WHOIS: 311, 319, 312, 301, 317, 318 (or 401 + 318)."""
@@ -382,6 +391,7 @@ class Registry:
         user.realname = realname
         user.registered = True
         self._users[key] = user
+        self._peak_users = max(self._peak_users, len(self._users))
         out = [
             self.reply(user, "001", f"Welcome to the {self.network} IRC network {user.source}"),
             self.reply(user, "002", f"Your host is {self.server_name}, running version {VERSION}"),
