@@ -812,3 +812,54 @@ def test_user_with_an_empty_realname_is_461():
     user = registry.connect(Conn(), "127.0.0.2")
     out = commands.dispatch(registry, user, Message("USER", ("u", "*", "*", "")))
     assert codes(out) == ["461"] and user.pending_user is None
+
+
+# ------------------------------------------------------------------ bans (+b, issue #13)
+
+
+def test_ban_keeps_a_matching_user_out_and_invitation_lets_them_in():
+    """MODE #r +b carol: carol gets 474; an INVITE from an op lets her in anyway."""
+    registry, channel, users = room_with("+b", "carol")
+    assert channel.bans.keys() == {"carol!*@*"}
+    assert codes(registry.join(users["carol"], "#r")) == ["474"]
+    registry.invite(users["alice"], "carol", "#r")
+    assert "JOIN" in codes(registry.join(users["carol"], "#r"))
+
+
+@pytest.mark.parametrize("given, stored", [
+    ("bob", "bob!*@*"), ("*@127.0.0.1", "*!*@127.0.0.1"), ("bob!x", "bob!x@*"),
+    ("*!*@*", "*!*@*"),
+])
+def test_ban_masks_are_stored_as_nick_user_host(given, stored):
+    """A nick alone, user@host or nick!user: the missing parts are ``*`` (as servers do)."""
+    registry, channel, users = room_with("+b", given)
+    assert list(channel.bans) == [stored]
+
+
+def test_ban_list_is_367_lines_then_368_and_minus_b_removes_any_case():
+    """MODE #r +b lists the bans with who set them; -b CAROL removes carol's."""
+    registry, channel, users = room_with("+b", "carol")
+    out = registry.mode(users["bob"], "#r", "+b")
+    assert codes(out) == ["367", "368"]
+    assert out[0].payload.params[1:4] == ("#r", "carol!*@*", users["alice"].source)
+    assert codes(registry.mode(users["alice"], "#r", "-b", ["CAROL"])) == ["MODE"]
+    assert channel.bans == {}
+
+
+def test_banned_member_may_not_speak_unless_voiced():
+    """A member who matches a ban stays in the room but is silent, unless +v or +o."""
+    registry, channel, users = room_with("+b", "bob")
+    assert codes(registry.message(users["bob"], "PRIVMSG", "#r", "hi")) == ["404"]
+    registry.mode(users["alice"], "#r", "+v", ["bob"])
+    assert codes(registry.message(users["bob"], "PRIVMSG", "#r", "hi")) == ["PRIVMSG"]
+
+
+def test_ban_list_is_bounded():
+    """Past MAXLIST=b:100 a +b is refused with 478; the list keeps its hundred."""
+    from twistchat.core.modes import MAX_BANS
+
+    registry, channel, users = room_with()
+    for i in range(MAX_BANS):
+        registry.mode(users["alice"], "#r", "+b", [f"n{i}"])
+    assert codes(registry.mode(users["alice"], "#r", "+b", ["one-more"])) == ["478"]
+    assert len(channel.bans) == MAX_BANS

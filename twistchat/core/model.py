@@ -100,7 +100,7 @@ class Channel:
     __slots__ = (
         "name", "key", "members", "direct", "topic", "topic_by", "topic_time", "created",
         "moderated", "no_external", "topic_lock", "invite_only", "password",
-        "limit",
+        "limit", "bans",
     )
 
     def __init__(self, name: str, key: str, now: float) -> None:
@@ -122,6 +122,8 @@ class Channel:
         self.invite_only = False
         self.password: str | None = None
         self.limit: int | None = None
+        # +b: mask -> (set by, when); masks as set (nick!user@host with * and ?).
+        self.bans: dict[str, tuple[str, int]] = {}
 
     def mode_string(self) -> tuple[str, ...]:
         """The ``+ntk key`` style mode string and its params (RPL_CHANNELMODEIS)."""

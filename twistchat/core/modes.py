@@ -177,10 +177,49 @@ def _mode_limit(change: _ModeChange, on: bool, letter: str) -> None:
 
 
 def _mode_ban(change: _ModeChange, on: bool, letter: str) -> None:
-    """+b: no ban list is kept yet (issue #13); answer with the empty list's end."""
-    if change.args:
-        change.args.pop(0)
-    change.error("368", change.channel.name, "End of channel ban list")
+    """+b mask / -b mask: the room's ban list (without a mask: the list, 367 and 368)."""
+    channel = change.channel
+    if not change.args:
+        change.out += ban_list(change.registry, change.user, channel)
+        return
+    mask = normal_mask(change.args.pop(0))
+    if on:
+        if mask in channel.bans:
+            return
+        if len(channel.bans) >= MAX_BANS:
+            change.error("478", channel.name, mask, f"Channel ban list is full ({MAX_BANS})")
+            return
+        channel.bans[mask] = (change.user.source, int(change.registry.clock()))
+    else:
+        found = next((m for m in channel.bans if casefold(m) == casefold(mask)), None)
+        if found is None:
+            return
+        del channel.bans[found]
+        mask = found
+    change.applied.append(("+" if on else "-", "b", mask))
+
+
+# ISUPPORT MAXLIST=b:100: the most bans one room keeps.
+MAX_BANS = 100
+
+
+def normal_mask(mask: str) -> str:
+    """A ban mask as nick!user@host: ``bob`` is ``bob!*@*``, ``*@10.0.0.7`` is ``*!*@10.0.0.7``."""
+    if "!" not in mask and "@" not in mask:
+        return f"{mask}!*@*"
+    if "!" not in mask:
+        return f"*!{mask}"
+    if "@" not in mask:
+        return f"{mask}@*"
+    return mask
+
+
+def ban_list(registry: Registry, user: User, channel: Channel) -> list[Delivery]:
+    """RPL_BANLIST (367) per ban, then RPL_ENDOFBANLIST (368)."""
+    out = [registry.reply(user, "367", channel.name, mask, by, str(when))
+           for mask, (by, when) in channel.bans.items()]
+    out.append(registry.reply(user, "368", channel.name, "End of channel ban list"))
+    return out
 
 
 _MODE_HANDLERS: dict[str, Callable[[_ModeChange, bool, str], None]] = {

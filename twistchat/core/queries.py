@@ -32,7 +32,7 @@ def isupport(registry: Registry) -> list[str]:
         f"PREFIX=({PREFIX_MODES}){PREFIX_SYMBOLS}", f"CHANMODES={CHANMODES}",
         f"NICKLEN={lim.nicklen}", f"CHANNELLEN={lim.channellen}",
         f"TOPICLEN={lim.topiclen}", f"AWAYLEN={lim.awaylen}", f"KICKLEN={lim.kicklen}",
-        f"CHANLIMIT={CHANTYPES}:{lim.max_channels}", "MODES=4",
+        f"CHANLIMIT={CHANTYPES}:{lim.max_channels}", "MODES=4", "MAXLIST=b:100",
         f"TARGMAX=PRIVMSG:{lim.max_targets},NOTICE:{lim.max_targets}",
         f"NETWORK={registry.network}", "LINELEN=512", "STATUSMSG=@+",
     ] + registry.extra_isupport
@@ -133,7 +133,7 @@ def who(registry: Registry, user: User, mask: str, multi_prefix: bool = False) -
             for member in channel.members:
                 out.append(_who_line(registry, user, member, channel, multi_prefix))
     elif mask[:1] not in CHANTYPES:
-        matches = _mask_matcher("*" if mask in ("", "0") else mask)
+        matches = mask_matcher("*" if mask in ("", "0") else mask)
         for found in registry.users():
             if found.invisible and found is not user and not _share_a_room(user, found):
                 continue
@@ -144,7 +144,7 @@ def who(registry: Registry, user: User, mask: str, multi_prefix: bool = False) -
     return out
 
 
-def _mask_matcher(mask: str) -> Callable[[str], bool]:
+def mask_matcher(mask: str) -> Callable[[str], bool]:
     """A test of a name against an IRC mask (``*``, ``?``), case folded (rfc1459)."""
     pattern = re.compile("".join(
         ".*" if c == "*" else "." if c == "?" else re.escape(c) for c in casefold(mask)),

@@ -182,8 +182,10 @@ class Registry:
     # ------------------------------------------------------------- permissions
 
     def can_join(self, user: User, channel: Channel, password: str | None) -> Delivery | None:
-        """The error that keeps ``user`` out of an existing ``channel``, or None (+i +k +l)."""
+        """The error that keeps ``user`` out of an existing ``channel``, or None (+b +i +k +l)."""
         invited = user.invited_to is not None and channel in user.invited_to
+        if self.is_banned(user, channel) and not invited:
+            return self.reply(user, "474", channel.name, "Cannot join channel (+b)")
         if channel.invite_only and not invited:
             return self.reply(user, "473", channel.name, "Cannot join channel (+i)")
         if channel.password is not None and password != channel.password and not invited:
@@ -199,7 +201,17 @@ class Registry:
             return self.reply(user, "404", channel.name, "Cannot send to channel (+n)")
         if channel.moderated and not modes:
             return self.reply(user, "404", channel.name, "Cannot send to channel (+m)")
+        if not modes and self.is_banned(user, channel):
+            # A banned member stays, but says nothing unless voiced or op (as Ergo does).
+            return self.reply(user, "404", channel.name, "Cannot send to channel (+b)")
         return None
+
+    def is_banned(self, user: User, channel: Channel) -> bool:
+        """Does a ban of ``channel`` match ``user``'s nick!user@host (rfc1459 folding)?"""
+        if not channel.bans:
+            return False
+        source = user.source
+        return any(queries.mask_matcher(mask)(source) for mask in channel.bans)
 
     def can_read(self, user: User, target: str) -> bool:
         """
@@ -693,10 +705,12 @@ class Registry:
         if changes is None:
             return [self.reply(user, "324", channel.name, *channel.mode_string()),
                     self.reply(user, "329", channel.name, str(channel.created))]
-        if changes.strip("+-") in ("b", "e", "I") and not args:
-            # Ban, exception and invite lists: we keep none (clients ask on join).
-            end = {"b": ("368", "End of channel ban list"),
-                   "e": ("349", "End of channel exception list"),
+        if changes.strip("+-") == "b" and not args:
+            # The ban list: anyone may see it (clients ask on join), as most servers allow.
+            return modes.ban_list(self, user, channel)
+        if changes.strip("+-") in ("e", "I") and not args:
+            # Exception and invite lists: we keep none.
+            end = {"e": ("349", "End of channel exception list"),
                    "I": ("347", "End of channel invite list")}[changes.strip("+-")]
             return [self.reply(user, end[0], channel.name, end[1])]
         if user not in channel.members:
