@@ -863,3 +863,26 @@ def test_ban_list_is_bounded():
         registry.mode(users["alice"], "#r", "+b", [f"n{i}"])
     assert codes(registry.mode(users["alice"], "#r", "+b", ["one-more"])) == ["478"]
     assert len(channel.bans) == MAX_BANS
+
+
+# ------------------------------------------------------------ STATUSMSG (issue #13)
+
+
+def test_statusmsg_reaches_only_ops_or_voiced_and_ops():
+    """PRIVMSG @#r reaches the ops; +#r the voiced and the ops; nobody else, no history."""
+    registry, channel, users = room_with("+v", "bob")
+    dave, dave_conn = joined(registry, "dave", "#r")
+    numbered = []
+    registry.log.subscribe(numbered.append)
+    (to_ops,) = registry.message(users["bob"], "PRIVMSG", "@#r", "ops only")
+    assert to_ops.to == [users["alice"]] and to_ops.payload.params == ("@#r", "ops only")
+    (to_voiced,) = registry.message(dave, "PRIVMSG", "+#r", "voice and up")
+    assert set(to_voiced.to) == {users["alice"], users["bob"]}
+    assert numbered == []
+
+
+def test_statusmsg_needs_the_right_to_speak():
+    """On a +m room an unvoiced member may not send even to the ops (404)."""
+    registry, channel, users = room_with("+m")
+    assert codes(registry.message(users["bob"], "PRIVMSG", "@#r", "hi")) == ["404"]
+    assert codes(registry.message(users["bob"], "PRIVMSG", "@#nowhere", "hi")) == ["403"]

@@ -591,7 +591,9 @@ class Registry:
             return out
         user.last_active = self.clock()
         for name in names:
-            if name[0] in CHANTYPES:
+            if name[0] in PREFIX_SYMBOLS and name[1:2] in CHANTYPES:
+                out += self._status_message(user, command, name, text, client_tags, echo)
+            elif name[0] in CHANTYPES:
                 channel = self.find_channel(name)
                 if channel is None:
                     error("403", name, "No such channel")
@@ -616,6 +618,30 @@ class Registry:
                 if target.away is not None and not notice:
                     out.append(self.reply(user, "301", target.nick, target.away))
         return out
+
+    def _status_message(self, user: User, command: str, target: str, text: str,
+                        client_tags: Mapping[str, str] | None, echo: bool) -> list[Delivery]:
+        """
+        ``PRIVMSG @#room`` / ``+#room`` (ISUPPORT STATUSMSG=@+): to its ops, or voiced and ops.
+
+        The sender must be allowed to speak in the room.  Not a line of the room's
+        transcript (not every member may read it), so it gets no sequence number
+        and is not kept in history.
+        """
+        notice = command == "NOTICE"
+        symbol, name = target[0], target[1:]
+        channel = self.find_channel(name)
+        if channel is None:
+            return [] if notice else [self.reply(user, "403", name, "No such channel")]
+        refused = self.can_speak(user, channel)
+        if refused is not None:
+            return [] if notice else [refused]
+        wanted = PREFIX_MODES[:PREFIX_SYMBOLS.index(symbol) + 1]  # "@": o; "+": o or v
+        audience = [m for m, held in channel.members.items()
+                    if any(mode in held for mode in wanted) and (echo or m is not user)]
+        message = Message(command, (symbol + channel.name, text), user.source,
+                          dict(client_tags or {}))
+        return [Delivery(audience, message)]
 
     def _dm_event(self, sender: User, target: User, message: Message,
                   client_tags: Mapping[str, str] | None) -> Event:
