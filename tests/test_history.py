@@ -81,7 +81,10 @@ def test_message_tags_cap_gives_msgid_and_relays_client_tags(server):
     got = bob.take()
     assert first(got, "PRIVMSG").tags["+draft/reply"] == "abc"
     assert first(got, "PRIVMSG").tags["msgid"]
-    assert first(got, "TAGMSG").tags == {"+typing": "active"}
+    tagmsg = first(got, "TAGMSG")
+    assert tagmsg.tags["+typing"] == "active"
+    # Every relayed message carries a msgid (message-tags), TAGMSG too (issue #13).
+    assert tagmsg.tags["msgid"] and tagmsg.tags["msgid"] != first(got, "PRIVMSG").tags["msgid"]
     assert [m.command for m in plain.take()] == ["PRIVMSG"]
 
 

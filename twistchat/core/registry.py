@@ -659,9 +659,11 @@ class Registry:
         IRCv3 TAGMSG (client-only tags, e.g. +typing): relayed, never numbered.
 
         Typing notices are not transcript lines, so they get no sequence number
-        and are not stored.
+        and are not stored; but like every relayed message they carry a msgid
+        (message-tags: "servers MUST include a msgid on every relayed message").
         """
-        message = Message("TAGMSG", (target,), user.source, client_tags)
+        tags = {**client_tags, "msgid": self.log.new_msgid()}
+        message = Message("TAGMSG", (target,), user.source, tags)
         if target[:1] in CHANTYPES:
             channel = self.find_channel(target)
             if channel is None or user not in channel.members:

@@ -56,6 +56,9 @@ class RoomLog(Protocol):
     def epoch(self, target: str) -> str:
         """The epoch of ``target``'s numbering."""
 
+    def new_msgid(self) -> str:
+        """A msgid for a relayed line that is not numbered (TAGMSG): unique like the others."""
+
     def held(self, target: str, first: int, last: int, limit: int) -> tuple[int, list[Event]]:
         """
         ``(lowest, events)``: events of ``target`` still held with ``first <= seq <= last``.
@@ -100,7 +103,7 @@ class LocalRoomLog:
                client_tags: Mapping[str, str] | None = None) -> Event:
         seq = self._last.get(target, 0) + 1
         self._last[target] = seq
-        event = Event(target, seq, time_ms, f"{self._msgid_prefix}{next(self._msgid_counter):x}",
+        event = Event(target, seq, time_ms, self.new_msgid(),
                       message, client_tags or NO_CLIENT_TAGS)
         recent = self._recent.get(target)
         if recent is not None:
@@ -111,6 +114,9 @@ class LocalRoomLog:
 
     def latest(self, target: str) -> int:
         return self._last.get(target, 0)
+
+    def new_msgid(self) -> str:
+        return f"{self._msgid_prefix}{next(self._msgid_counter):x}"
 
     def epoch(self, target: str) -> str:
         return self._epoch
