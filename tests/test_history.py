@@ -288,3 +288,16 @@ def test_label_with_spaces_and_semicolons_comes_back_intact(server):
     alice = server.user("alice", caps="labeled-response batch")
     got = alice.ask("@label=a\\sb\\:c PING x")
     assert got[0].command == "PONG" and got[0].tags["label"] == "a b;c"
+
+
+def test_client_tag_data_over_4094_bytes_is_417_and_not_relayed(server):
+    """message-tags "Size limit": more than 4094 bytes of client tags gets 417; 4094 passes."""
+    alice = server.user("alice", "#r", caps="message-tags")
+    bob = server.user("bob", "#r", caps="message-tags")
+    fits = "+x=" + "a" * (4094 - 3)
+    assert [m.command for m in alice.ask(f"@{fits} TAGMSG #r")] == []
+    assert first(bob.take(), "TAGMSG").tags["+x"] == "a" * 4091
+    too_big = "+x=" + "a" * (4094 - 2)
+    got = alice.ask(f"@{too_big} PRIVMSG #r :hi")
+    assert [m.command for m in got] == ["417"]
+    assert bob.take() == []

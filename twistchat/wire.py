@@ -58,6 +58,7 @@ from datetime import datetime, timezone
 
 __all__ = [
     "MAX_BODY",
+    "MAX_CLIENT_TAGS",
     "MAX_TAGS",
     "InvalidUTF8",
     "LineTooLong",
@@ -88,6 +89,11 @@ MAX_BODY = 512
 # message-tags, "Size limit": "The size limit for message tags is 8191 bytes,
 # including the leading '@' (0x40) and trailing space ' ' (0x20) characters."
 MAX_TAGS = 8191
+
+# message-tags, "Size limit": clients may send "at most 4094 bytes of tag data" of their
+# own (client-only tags, ``+``), and "servers MUST reject messages that exceed" it with
+# ERR_INPUTTOOLONG (417).
+MAX_CLIENT_TAGS = 4094
 
 # The terminator that parse() strips from the body length budget.
 _CRLF_LEN = 2

@@ -37,12 +37,14 @@ from twistchat.frontends import ircv3
 from twistchat.metrics import Metrics, TransportCounters
 from twistchat.wire import (
     MAX_BODY,
+    MAX_CLIENT_TAGS,
     MAX_TAGS,
     InvalidUTF8,
     LineTooLong,
     Message,
     WireError,
     encode,
+    format_tags,
     parse,
     safe_middle,
 )
@@ -470,6 +472,9 @@ class IRCProtocol(LineReceiver):
         context = self.view.context
         if message.tags and "message-tags" in self.caps:
             client_tags = {k: v for k, v in message.tags.items() if k.startswith("+")}
+            if client_tags and len(format_tags(client_tags).encode()) > MAX_CLIENT_TAGS:
+                self.numeric("417", "Input line was too long (client tags)")
+                return None
             if client_tags:
                 context = commands.Context(context.echo, context.multi_prefix, client_tags,
                                            context.caps)
