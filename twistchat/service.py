@@ -90,6 +90,9 @@ def _named(parameters: list) -> list:
             for row in parameters]
 
 
+# twistd's own default for --pidfile (ServerOptions in twisted/scripts/_twistd_unix.py).
+_TWISTD_DEFAULT_PIDFILE = "twistd.pid"
+
 _HELP_HINT = "Run 'twistd -n chat --help' for every option and its default."
 
 
@@ -216,7 +219,28 @@ class Options(usage.Options):
             why = e.__context__ if isinstance(e.__context__, _BadValue) else e
             raise SystemExit(f"twistd chat: {why}\n{_HELP_HINT}") from None
 
+    def _no_pid_file_in_the_foreground(self) -> None:
+        """
+        ``twistd -n chat`` writes no pid file unless ``--pidfile`` names one.
+
+        twistd writes ./twistd.pid even with -n, and refuses to start while
+        that file names a live process: a second server in the same directory
+        fails with "Another twistd server is running" (checkPID in
+        twisted/scripts/_twistd_unix.py) instead of naming the address in use,
+        and a start that fails leaves its file behind (SystemExit is not
+        caught by ``postApplication``'s ``except Exception``).  In the
+        foreground the process is its own handle; daemons keep twistd's
+        default (issue #12, item 12; buildbot made the same choice, #3012).
+        """
+        parent = getattr(self, "parent", None)
+        if (parent is not None and parent.get("nodaemon")
+                and parent.get("pidfile") == _TWISTD_DEFAULT_PIDFILE):
+            # What --pidfile= sets: no check, no file.  (--pidfile=twistd.pid spelled
+            # out is indistinguishable from the default; ./twistd.pid is kept.)
+            parent["pidfile"] = ""
+
     def postOptions(self) -> None:
+        self._no_pid_file_in_the_foreground()
         if self["history-sync"] not in ("full", "normal"):
             raise usage.UsageError(
                 f"--history-sync must be full or normal, not {self['history-sync']!r}")
