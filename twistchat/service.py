@@ -57,6 +57,45 @@ _positive_float = _at_least(float, 0, inclusive=False)
 _non_negative_int = _at_least(int, 0)
 _non_negative_float = _at_least(float, 0)
 
+
+class _BadValue(ValueError):
+    """A coercer's ValueError, reworded to name its option: ``--port: invalid literal ...``."""
+
+
+class _Named:
+    """
+    Wrap an option's coercer so its ValueError names the option.
+
+    usage.Options turns a coercer's ValueError into "Parameter type enforcement
+    failed: ..." and never says which option it was (``CoerceParameter.dispatch``
+    in twisted/python/usage.py); this wrapper puts the flag into the message and
+    :meth:`Options.parseOptions` shows that message alone (issue #12, item 12).
+    """
+
+    def __init__(self, flag: str, coerce: Any) -> None:
+        self.flag = flag
+        self.coerce = coerce
+        self.coerceDoc = getattr(coerce, "coerceDoc", "")  # what --help shows
+
+    def __call__(self, value: str) -> Any:
+        try:
+            return self.coerce(value)
+        except ValueError as e:
+            raise _BadValue(f"--{self.flag}: {e}") from None
+
+
+def _named(parameters: list) -> list:
+    """``optParameters`` with every coercer wrapped in :class:`_Named`."""
+    return [row[:4] + [_Named(row[0], row[4])] if len(row) > 4 and row[4] else row
+            for row in parameters]
+
+
+# twistd's own default for --pidfile (ServerOptions in twisted/scripts/_twistd_unix.py).
+_TWISTD_DEFAULT_PIDFILE = "twistd.pid"
+
+_HELP_HINT = "Run 'twistd -n chat --help' for every option and its default."
+
+
 # (flag, default, coerce, help, where it goes: "registry" (a Limits field) or "conn"
 # (a ConnectionLimits field), field name)
 LIMIT_FLAGS = [
@@ -144,6 +183,7 @@ class Options(usage.Options):
                                 "tcp:9102:interface=127.0.0.1 (default: off)."],
     ] + [[flag, None, default, doc, coerce] for flag, default, coerce, doc, _, _ in LIMIT_FLAGS] \
       + UDP_OPTIONS
+    optParameters = _named(optParameters)
 
     optFlags = [
         ["no-default-listener", None,
@@ -160,7 +200,47 @@ class Options(usage.Options):
         """Add an IRC listener from an endpoint, e.g. tcp:6668:interface=::1 (repeatable)."""
         self["listen"].append(description)
 
+    def parseOptions(self, options: Any = None) -> None:
+        """
+        Parse ``options``; under twistd, a bad one ends the process with one line.
+
+        twistd answers a UsageError by printing its whole ``--help`` (about 100
+        lines) before the line that matters (``app.run`` in
+        twisted/application/app.py), so as a twistd subcommand (``self.parent``
+        set) a UsageError becomes a SystemExit: that line, a hint, status 1
+        (issue #12, item 12).  Used directly, it raises UsageError as usual.
+        """
+        try:
+            super().parseOptions(options)
+        except usage.UsageError as e:
+            if getattr(self, "parent", None) is None:
+                raise
+            # CoerceParameter raises its UsageError while handling our _BadValue.
+            why = e.__context__ if isinstance(e.__context__, _BadValue) else e
+            raise SystemExit(f"twistd chat: {why}\n{_HELP_HINT}") from None
+
+    def _no_pid_file_in_the_foreground(self) -> None:
+        """
+        ``twistd -n chat`` writes no pid file unless ``--pidfile`` names one.
+
+        twistd writes ./twistd.pid even with -n, and refuses to start while
+        that file names a live process: a second server in the same directory
+        fails with "Another twistd server is running" (checkPID in
+        twisted/scripts/_twistd_unix.py) instead of naming the address in use,
+        and a start that fails leaves its file behind (SystemExit is not
+        caught by ``postApplication``'s ``except Exception``).  In the
+        foreground the process is its own handle; daemons keep twistd's
+        default (issue #12, item 12; buildbot made the same choice, #3012).
+        """
+        parent = getattr(self, "parent", None)
+        if (parent is not None and parent.get("nodaemon")
+                and parent.get("pidfile") == _TWISTD_DEFAULT_PIDFILE):
+            # What --pidfile= sets: no check, no file.  (--pidfile=twistd.pid spelled
+            # out is indistinguishable from the default; ./twistd.pid is kept.)
+            parent["pidfile"] = ""
+
     def postOptions(self) -> None:
+        self._no_pid_file_in_the_foreground()
         if self["history-sync"] not in ("full", "normal"):
             raise usage.UsageError(
                 f"--history-sync must be full or normal, not {self['history-sync']!r}")
