@@ -15,7 +15,7 @@ from pathlib import Path
 
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 
@@ -37,8 +37,14 @@ def _name(common_name: str) -> x509.Name:
     return x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, common_name)])
 
 
-def make_tls_files(directory: Path) -> TLSFiles:
-    """Write a CA and a server certificate for localhost/127.0.0.1 signed by it."""
+def make_tls_files(directory: Path, server_key: str = "ec") -> TLSFiles:
+    """
+    Write a CA and a server certificate for localhost/127.0.0.1 signed by it.
+
+    ``server_key``: ``"ec"`` (P-256, ECDSA suites) or ``"rsa"`` (2048 bits: the
+    only key with which the RSA key-exchange suites could be negotiated at all,
+    so the cipher tests need it).
+    """
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
     now = datetime.datetime.now(datetime.timezone.utc)
@@ -63,7 +69,8 @@ def make_tls_files(directory: Path) -> TLSFiles:
         .sign(ca_key, hashes.SHA256())
     )
 
-    key = ec.generate_private_key(ec.SECP256R1())
+    key = (rsa.generate_private_key(public_exponent=65537, key_size=2048)
+           if server_key == "rsa" else ec.generate_private_key(ec.SECP256R1()))
     cert = (
         x509.CertificateBuilder()
         .subject_name(_name("localhost"))
