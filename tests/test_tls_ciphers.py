@@ -17,20 +17,21 @@ import ssl
 import pytest
 
 from tests.serverproc import ServerProcess, free_port
-from tests.tlsfiles import make_tls_files
+from tests.tlsfiles import make_tls_files, write_dh_parameters
 
 pytest.importorskip("OpenSSL", reason="TLS needs pyOpenSSL")
 
 
 @pytest.fixture(scope="module")
 def rsa_server(tmp_path_factory):
-    """A server whose TLS listener has an RSA key and certificate."""
+    """A server whose TLS listener has an RSA key and certificate, and DHE parameters."""
     workdir = tmp_path_factory.mktemp("tls-ciphers")
     files = make_tls_files(workdir / "pki", server_key="rsa")
+    dh = write_dh_parameters(workdir / "pki")
     tls_port = free_port()
-    proc = ServerProcess(workdir, "--listen", files.listen(tls_port)).start()
-    proc.tls_port = tls_port
-    proc.files = files
+    proc = ServerProcess(workdir, "--listen",
+                         f"{files.listen(tls_port)}:dhParameters={dh}").start()
+    proc.tls_port, proc.files, proc.dh = tls_port, files, dh
     yield proc
     proc.stop()
 
@@ -63,6 +64,8 @@ def _permissive_handshake(server, client: ssl.SSLContext):
     permissive.load_cert_chain(server.files.server_cert, server.files.server_key)
     permissive.minimum_version = ssl.TLSVersion.MINIMUM_SUPPORTED
     permissive.set_ciphers("ALL:@SECLEVEL=0")
+    if getattr(server, "dh", None):
+        permissive.load_dh_params(server.dh)
     c_in, c_out, s_in, s_out = (ssl.MemoryBIO() for _ in range(4))
     c = client.wrap_bio(c_in, c_out, server_hostname="localhost")
     s = permissive.wrap_bio(s_in, s_out, server_side=True)
@@ -90,9 +93,12 @@ def _assert_refused(server, context: ssl.SSLContext) -> None:
     assert isinstance(outcome, Exception), f"the listener accepted {outcome}"
 
 
-@pytest.mark.parametrize("suite", ["AES128-SHA", "AES256-SHA", "AES128-GCM-SHA256"])
-def test_tls12_without_forward_secrecy_or_with_cbc_sha1_is_refused(rsa_server, suite):
-    """TLS 1.2 with RSA key exchange (no forward secrecy) or CBC with SHA-1: no handshake."""
+@pytest.mark.parametrize("suite", [
+    "AES128-SHA", "AES256-SHA", "AES128-GCM-SHA256", "AES256-GCM-SHA384",  # RSA kx
+    "ECDHE-RSA-AES128-SHA", "ECDHE-RSA-AES256-SHA384", "DHE-RSA-AES256-SHA",  # CBC
+])
+def test_tls12_without_forward_secrecy_or_aead_is_refused(rsa_server, suite):
+    """TLS 1.2 with RSA key exchange (no forward secrecy) or with CBC: no handshake."""
     _assert_refused(rsa_server, _client(rsa_server, ssl.TLSVersion.TLSv1_2, suite))
 
 
@@ -108,13 +114,21 @@ def test_tls12_ecdhe_rsa_chacha20_works(rsa_server):
     assert _handshake(rsa_server, context) == ("TLSv1.2", "ECDHE-RSA-CHACHA20-POLY1305")
 
 
+def test_tls12_dhe_rsa_aes_gcm_works_with_dh_parameters(rsa_server):
+    """TLS 1.2 with DHE-RSA-AES128-GCM-SHA256: offered, given ``dhParameters=``."""
+    context = _client(rsa_server, ssl.TLSVersion.TLSv1_2, "DHE-RSA-AES128-GCM-SHA256")
+    assert _handshake(rsa_server, context) == ("TLSv1.2", "DHE-RSA-AES128-GCM-SHA256")
+
+
 def test_tls13_works(rsa_server):
     """TLS 1.3, with OpenSSL's own suites (all AEAD with forward secrecy): accepted."""
     version, cipher = _handshake(rsa_server, _client(rsa_server, ssl.TLSVersion.TLSv1_3))
     assert version == "TLSv1.3" and cipher.startswith("TLS_"), cipher
 
 
-@pytest.mark.parametrize("version", [ssl.TLSVersion.TLSv1_1, ssl.TLSVersion.TLSv1])
+@pytest.mark.filterwarnings("ignore:ssl.TLSVersion.TLSv1:DeprecationWarning")
+@pytest.mark.parametrize("version", [ssl.TLSVersion.TLSv1_1, ssl.TLSVersion.TLSv1],
+                         ids=["TLSv1.1", "TLSv1.0"])
 def test_below_tls12_is_refused(rsa_server, version):
     """TLS 1.1 and 1.0: no handshake (the minimum is TLS 1.2 whatever Twisted's default)."""
     _assert_refused(rsa_server, _client(rsa_server, version))

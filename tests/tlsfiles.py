@@ -33,6 +33,26 @@ class TLSFiles:
                 f":interface={interface}")
 
 
+# The ffdhe2048 group of RFC 7919 (appendix A.1), as Mozilla's configuration generator
+# ships it: DHE parameters for ``dhParameters=`` without minutes of `openssl dhparam`.
+FFDHE2048_PEM = b"""-----BEGIN DH PARAMETERS-----
+MIIBCAKCAQEA//////////+t+FRYortKmq/cViAnPTzx2LnFg84tNpWp4TZBFGQz
++8yTnc4kmz75fS/jY2MMddj2gbICrsRhetPfHtXV/WVhJDP1H18GbtCFY2VVPe0a
+87VXE15/V8k1mE8McODmi3fipona8+/och3xWKE2rec1MKzKT0g6eXq8CrGCsyT7
+YdEIqUuyyOP7uWrat2DX9GgdT0Kj3jlN9K5W7edjcrsZCwenyO4KbXCeAvzhzffi
+7MA0BM0oNC9hkXL+nOmFg/+OTxIy7vKBg8P+OxtMb61zO7X8vC7CIAXFjvGDfRaD
+ssbzSibBsu/6iGtCOGEoXJf//////////wIBAg==
+-----END DH PARAMETERS-----
+"""
+
+
+def write_dh_parameters(directory: Path) -> Path:
+    """Write :data:`FFDHE2048_PEM` into ``directory``; its path."""
+    path = Path(directory) / "ffdhe2048.pem"
+    path.write_bytes(FFDHE2048_PEM)
+    return path
+
+
 def _name(common_name: str) -> x509.Name:
     return x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, common_name)])
 
