@@ -252,8 +252,9 @@ class ListenerService(StreamServerEndpointService):
     Listen on one endpoint description (``tcp:``, ``ssl:``, ``systemd:``, ...).
 
     Like ``strports.service`` (listen errors raise at once), plus: the address
-    is logged when listening starts, and a description that cannot be used or
-    a port that cannot be opened ends the process with one line and status 1.
+    is logged when listening starts, a description that cannot be used or a
+    port that cannot be opened ends the process with one line and status 1,
+    and ``ssl:`` gets the TLS versions and suites of :data:`TLS12_CIPHERS`.
     """
 
     _raiseSynchronously = True
