@@ -22,7 +22,7 @@ from twisted.protocols.basic import LineReceiver
 from tests.serverproc import LineClient, ServerProcess, free_port
 from tests.tlsfiles import make_tls_files
 
-pytest.importorskip("OpenSSL", reason="TLS needs pyOpenSSL: pip install 'twistchat[tls]'")
+pytest.importorskip("OpenSSL", reason="TLS needs pyOpenSSL (a twistchat dependency)")
 pytest.importorskip("service_identity", reason="TLS needs service_identity")
 
 

@@ -15,7 +15,7 @@ from pathlib import Path
 
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 
@@ -33,12 +33,38 @@ class TLSFiles:
                 f":interface={interface}")
 
 
+# The ffdhe2048 group of RFC 7919 (appendix A.1), as Mozilla's configuration generator
+# ships it: DHE parameters for ``dhParameters=`` without minutes of `openssl dhparam`.
+FFDHE2048_PEM = b"""-----BEGIN DH PARAMETERS-----
+MIIBCAKCAQEA//////////+t+FRYortKmq/cViAnPTzx2LnFg84tNpWp4TZBFGQz
++8yTnc4kmz75fS/jY2MMddj2gbICrsRhetPfHtXV/WVhJDP1H18GbtCFY2VVPe0a
+87VXE15/V8k1mE8McODmi3fipona8+/och3xWKE2rec1MKzKT0g6eXq8CrGCsyT7
+YdEIqUuyyOP7uWrat2DX9GgdT0Kj3jlN9K5W7edjcrsZCwenyO4KbXCeAvzhzffi
+7MA0BM0oNC9hkXL+nOmFg/+OTxIy7vKBg8P+OxtMb61zO7X8vC7CIAXFjvGDfRaD
+ssbzSibBsu/6iGtCOGEoXJf//////////wIBAg==
+-----END DH PARAMETERS-----
+"""
+
+
+def write_dh_parameters(directory: Path) -> Path:
+    """Write :data:`FFDHE2048_PEM` into ``directory``; its path."""
+    path = Path(directory) / "ffdhe2048.pem"
+    path.write_bytes(FFDHE2048_PEM)
+    return path
+
+
 def _name(common_name: str) -> x509.Name:
     return x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, common_name)])
 
 
-def make_tls_files(directory: Path) -> TLSFiles:
-    """Write a CA and a server certificate for localhost/127.0.0.1 signed by it."""
+def make_tls_files(directory: Path, server_key: str = "ec") -> TLSFiles:
+    """
+    Write a CA and a server certificate for localhost/127.0.0.1 signed by it.
+
+    ``server_key``: ``"ec"`` (P-256, ECDSA suites) or ``"rsa"`` (2048 bits: the
+    only key with which the RSA key-exchange suites could be negotiated at all,
+    so the cipher tests need it).
+    """
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
     now = datetime.datetime.now(datetime.timezone.utc)
@@ -63,7 +89,8 @@ def make_tls_files(directory: Path) -> TLSFiles:
         .sign(ca_key, hashes.SHA256())
     )
 
-    key = ec.generate_private_key(ec.SECP256R1())
+    key = (rsa.generate_private_key(public_exponent=65537, key_size=2048)
+           if server_key == "rsa" else ec.generate_private_key(ec.SECP256R1()))
     cert = (
         x509.CertificateBuilder()
         .subject_name(_name("localhost"))

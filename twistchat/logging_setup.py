@@ -18,11 +18,17 @@ Two things a daemon owes whoever runs it (issue #6):
   and exits with status 1 instead of a traceback.  twistd opens ports in
   ``privilegedStartService`` before the reactor runs, so the exit happens
   before anything else started.
+
+And ``ssl:`` listeners offer what Mozilla's "intermediate" profile offers
+(issue #12, item 9): TLS 1.2 and 1.3 only, and on TLS 1.2 only suites with
+forward secrecy and AEAD (:data:`TLS12_CIPHERS`).  ``tcp:``, ``systemd:`` and
+any other description go to Twisted's ``serverFromString`` untouched.
 """
 
 from __future__ import annotations
 
 import os
+import re
 import sys
 import traceback
 
@@ -48,6 +54,24 @@ _PRIORITY = {
 }
 
 _FRAMES = 3  # innermost frames kept when a failure is folded into one line
+
+# TLS 1.2 suites of Mozilla's "intermediate" configuration (Server Side TLS 5.7,
+# https://wiki.mozilla.org/Security/Server_Side_TLS, ssl-config.mozilla.org), in its
+# order: ECDHE or DHE key exchange (forward secrecy), AES-GCM or ChaCha20-Poly1305
+# (no CBC, no SHA-1 MAC).  Twisted's default also offers AES*-SHA, AES*-GCM with
+# RSA key exchange and CBC suites.  The DHE suites are only offered when the
+# description names dhParameters= (a file from `openssl dhparam`); OpenSSL picks
+# the ECDHE curves.  TLS 1.3 suites are OpenSSL's (the cipher list does not touch
+# them); all of TLS 1.3's are AEAD with forward secrecy.
+TLS12_CIPHERS = ":".join([
+    "ECDHE-ECDSA-AES128-GCM-SHA256", "ECDHE-RSA-AES128-GCM-SHA256",
+    "ECDHE-ECDSA-AES256-GCM-SHA384", "ECDHE-RSA-AES256-GCM-SHA384",
+    "ECDHE-ECDSA-CHACHA20-POLY1305", "ECDHE-RSA-CHACHA20-POLY1305",
+    "DHE-RSA-AES128-GCM-SHA256", "DHE-RSA-AES256-GCM-SHA384", "DHE-RSA-CHACHA20-POLY1305",
+])
+
+_NO_OPENSSL = ("TLS needs pyOpenSSL and service_identity, which twistchat installs; "
+               "reinstall it (pip install twistchat) or pip install pyOpenSSL service_identity")
 
 
 def _one_line(text: str) -> str:
@@ -122,6 +146,86 @@ class _LoggedEndpoint:
         return self.endpoint.listen(factory).addCallback(listening)
 
 
+def _split_description(description: str) -> tuple[list[str], dict[str, str]]:
+    """
+    ``ssl:6697:privateKey=k.pem`` as ``(["ssl", "6697"], {"privateKey": "k.pem"})``.
+
+    The grammar of Twisted's endpoint descriptions (``serverFromString``):
+    fields split at ``:``, a field with ``=`` is a keyword, and a backslash
+    takes the next character literally (``\\:`` in a Windows path or an IPv6
+    address).
+    """
+    fields: list[list[str]] = [[""]]
+    chars = iter(description)
+    for char in chars:
+        if char == "\\":
+            fields[-1][-1] += next(chars, "")
+        elif char == ":":
+            fields.append([""])
+        elif char == "=" and len(fields[-1]) == 1:
+            fields[-1].append("")
+        else:
+            fields[-1][-1] += char
+    args = [field[0] for field in fields if len(field) == 1]
+    return args, {field[0]: field[1] for field in fields if len(field) == 2}
+
+
+def _ssl_endpoint(reactor, description: str):
+    """
+    The ``ssl:`` listener of ``description``, with TLS 1.2+ and :data:`TLS12_CIPHERS`.
+
+    The keywords are those of Twisted's ``ssl:`` (privateKey, certKey,
+    extraCertChain, dhParameters, interface, backlog) but ``sslmethod``, which
+    would undo the minimum version.  The files are read as Twisted reads them.
+    """
+    try:
+        from twisted.internet import ssl  # imports OpenSSL (pyOpenSSL)
+    except ImportError as e:
+        raise ValueError(f"{_NO_OPENSSL} ({e})") from None
+    from twisted.python.filepath import FilePath
+
+    args, kw = _split_description(description)
+    if len(args) == 1 and "port" in kw:  # ssl:port=6697:... is Twisted's too
+        args.append(kw.pop("port"))
+    if len(args) != 2:
+        raise ValueError("an ssl: description is ssl:PORT:privateKey=KEY:certKey=CERT[:...]")
+    port = int(args[1])
+    private_key = kw.pop("privateKey", "server.pem")
+    cert_key = kw.pop("certKey", private_key)
+    interface = kw.pop("interface", "")
+    backlog = int(kw.pop("backlog", "50"))
+    chain_file, dh_file = kw.pop("extraCertChain", None), kw.pop("dhParameters", None)
+    if "sslmethod" in kw:
+        raise ValueError("sslmethod= is not supported: twistchat offers TLS 1.2 and 1.3")
+    if kw:
+        raise ValueError(f"unknown ssl: option(s): {', '.join(sorted(kw))}")
+
+    pair = ssl.PrivateCertificate.loadPEM(
+        FilePath(cert_key).getContent() + b"\n" + FilePath(private_key).getContent())
+    chain = None
+    if chain_file is not None:
+        pems = re.findall(rb"-----BEGIN CERTIFICATE-----.+?-----END CERTIFICATE-----",
+                          FilePath(chain_file).getContent(), flags=re.DOTALL)
+        if not pems:
+            raise ValueError(f"{chain_file} holds no PEM certificate")
+        chain = [ssl.Certificate.loadPEM(pem).original for pem in pems]
+    dh = ssl.DiffieHellmanParameters.fromFile(FilePath(dh_file)) if dh_file else None
+    options = ssl.CertificateOptions(
+        privateKey=pair.privateKey.original, certificate=pair.original,
+        extraCertChain=chain, dhParameters=dh,
+        raiseMinimumTo=ssl.TLSVersion.TLSv1_2,
+        acceptableCiphers=ssl.AcceptableCiphers.fromOpenSSLCipherString(TLS12_CIPHERS))
+    return endpoints.SSL4ServerEndpoint(reactor, port, options, backlog=backlog,
+                                        interface=interface)
+
+
+def _server_endpoint(reactor, description: str):
+    """``ssl:`` descriptions by :func:`_ssl_endpoint`; everything else by Twisted."""
+    if description.split(":", 1)[0].lower() == "ssl":
+        return _ssl_endpoint(reactor, description)
+    return endpoints.serverFromString(reactor, description)
+
+
 def _address(address) -> str:
     host = getattr(address, "host", None)
     port = getattr(address, "port", None)
@@ -148,8 +252,9 @@ class ListenerService(StreamServerEndpointService):
     Listen on one endpoint description (``tcp:``, ``ssl:``, ``systemd:``, ...).
 
     Like ``strports.service`` (listen errors raise at once), plus: the address
-    is logged when listening starts, and a description that cannot be used or
-    a port that cannot be opened ends the process with one line and status 1.
+    is logged when listening starts, a description that cannot be used or a
+    port that cannot be opened ends the process with one line and status 1,
+    and ``ssl:`` gets the TLS versions and suites of :data:`TLS12_CIPHERS`.
     """
 
     _raiseSynchronously = True
@@ -159,7 +264,7 @@ class ListenerService(StreamServerEndpointService):
             from twisted.internet import reactor
         self.description = description
         try:
-            endpoint = endpoints.serverFromString(reactor, description)
+            endpoint = _server_endpoint(reactor, description)
         except Exception as e:
             # Called from makeService, before twistd starts logging: stderr is the place.
             # (Bad syntax, an unreadable key or certificate, no socket from systemd.)

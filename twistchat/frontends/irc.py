@@ -21,7 +21,7 @@ from typing import Any
 
 from twisted.internet import protocol
 from twisted.internet.defer import Deferred, succeed
-from twisted.internet.interfaces import IPushProducer, ISSLTransport
+from twisted.internet.interfaces import IHandshakeListener, IPushProducer, ISSLTransport
 from twisted.internet.task import LoopingCall
 from twisted.logger import Logger
 from twisted.protocols.basic import LineReceiver
@@ -73,6 +73,12 @@ class ConnectionLimits:
 # (IRCFactory.sweep); shorter if a timeout is configured shorter than this.
 SWEEP_INTERVAL = 1.0
 
+# Seconds a closing connection has to flush its ERROR line (and, on TLS, to answer the
+# close_notify: Twisted's TLS keeps the socket until the peer sends its own) before the
+# sweep aborts it.  A peer that neither reads nor answers would otherwise hold the socket
+# forever (issue #12, item 8).  Go's crypto/tls gives a close alert 5 s as well.
+CLOSE_GRACE = 5.0
+
 
 class _Pending:
     """A place in the held output where lines still to come (history) will go."""
@@ -120,8 +126,16 @@ def _socket_transport(transport: Any) -> Any:
     return transport
 
 
+@implementer(IHandshakeListener)
 class IRCProtocol(LineReceiver):
-    """One IRC client connection."""
+    """
+    One IRC client connection.
+
+    Over TLS, Twisted calls :meth:`connectionMade` at TCP connect, before the
+    handshake (so the per-address limit counts unfinished handshakes too), and
+    :meth:`handshakeCompleted` once it is done; until then nothing written can
+    reach the peer, and :meth:`close` aborts instead of waiting for it.
+    """
 
     delimiter = b"\n"  # many clients end lines with a bare LF; a CR before it is stripped
     _log = Logger()
@@ -136,6 +150,7 @@ class IRCProtocol(LineReceiver):
         "closing", "backlog", "_quit_reason", "_capture", "_held", "_label",
         "_label_used", "_batches", "_discarding", "_flood", "_flood_queue",
         "_drain_call", "_connected_at", "_last_seen", "_ping_sent", "_lost_reason",
+        "_handshaking", "_closed_at",
     )
 
     def __init__(self, factory: IRCFactory) -> None:
@@ -175,6 +190,9 @@ class IRCProtocol(LineReceiver):
         # Set when the connection is gone while flood control still held some of its
         # lines: they run at the flood rate, then the user quits (issue #12, item 1).
         self._lost_reason: str | None = None
+        # True from a TLS connect until its handshake completes: nothing written gets out.
+        self._handshaking = False
+        self._closed_at: float | None = None  # when close() asked for a clean close
 
     @property
     def caps(self) -> frozenset[str]:
@@ -186,17 +204,26 @@ class IRCProtocol(LineReceiver):
     def connectionMade(self) -> None:
         peer = self.transport.getPeer()
         self.host = getattr(peer, "host", "unknown")
+        # Under TLS this runs at TCP connect, before any ClientHello (Twisted's
+        # TLSMemoryBIOProtocol.makeConnection): connections that never finish the
+        # handshake count towards the per-address limit like any other.
+        self._handshaking = ISSLTransport.providedBy(self.transport)
         self.user = self.registry.connect(self, self.host)
         if self.user is None:
             self.factory.metrics.drop_per_ip += 1
             self._log.info("refuse {peer}: too many connections from one address",
                            peer=self.host)
+            self.closing = True
+            if self._handshaking:
+                # The ERROR could not get out before a handshake that may never come,
+                # and this connection is not swept: abort (issue #12, item 8).
+                self.transport.abortConnection()
+                return
             self.transport.write(encode(Message(
                 "ERROR", (f"Closing link: {self.host} (Too many connections from your IP)",))))
-            self.closing = True
             self.transport.loseConnection()
             return
-        if ISSLTransport.providedBy(self.transport):
+        if self._handshaking:
             self.counters = self.factory.metrics.tls
         self.counters.connections += 1
         self.counters.accepted += 1
@@ -207,6 +234,10 @@ class IRCProtocol(LineReceiver):
         self.factory.watch(self)
         self._log.info("connect {peer} ({transport})", peer=self.host,
                        transport="tls" if self.counters is self.factory.metrics.tls else "tcp")
+
+    def handshakeCompleted(self) -> None:
+        """The TLS handshake is done (IHandshakeListener): output can reach the peer now."""
+        self._handshaking = False
 
     def connectionLost(self, reason: Failure = protocol.connectionDone) -> None:
         if self.user is None:
@@ -235,13 +266,28 @@ class IRCProtocol(LineReceiver):
                        reason=quit_reason)
 
     def close(self, why: str, quit_reason: str | None = None) -> None:
-        """Send ERROR and close; the user's QUIT says ``quit_reason`` (or ``why``)."""
+        """
+        Send ERROR and close; the user's QUIT says ``quit_reason`` (or ``why``).
+
+        Where the ERROR cannot get out (a TLS handshake not finished: Twisted would
+        wait for it forever), abort at once.  Otherwise close cleanly, and the sweep
+        aborts the connection if it is still open :data:`CLOSE_GRACE` seconds later
+        (issue #12, item 8).
+        """
         if self.closing:
             return
         self.closing = True
         self._quit_reason = quit_reason or why
+        if self._handshaking:
+            self.transport.abortConnection()
+            return
         self.transport.write(encode(Message("ERROR", (f"Closing link: {self.host} ({why})",))))
+        # The SendQ watch goes first: while a producer is registered, Twisted's TLS
+        # transport never starts its shutdown (TLSMemoryBIOProtocol.loseConnection
+        # leaves it to unregisterProducer), and the socket stayed open for good.
+        self.transport.unregisterProducer()
         self.transport.loseConnection()
+        self._closed_at = self.clock.seconds()
 
     def shut_down(self, why: str) -> None:
         """
@@ -594,9 +640,16 @@ class IRCProtocol(LineReceiver):
 
         No line for ``ping_interval``: PING; no line for ``ping_timeout`` after
         that: dropped.  Not registered ``registration_timeout`` after connecting:
-        dropped.
+        dropped.  Closed but still open :data:`CLOSE_GRACE` seconds later: aborted.
         """
-        if self.closing or self.user is None:
+        if self.closing:
+            if self._closed_at is not None and now - self._closed_at >= CLOSE_GRACE:
+                self._closed_at = None
+                self._log.info("abort {peer}: still open {grace} s after close",
+                               peer=self.host, grace=CLOSE_GRACE)
+                self.transport.abortConnection()
+            return
+        if self.user is None:
             return
         limits = self.limits
         if not self.user.registered and now - self._connected_at >= limits.registration_timeout:
