@@ -50,8 +50,17 @@ def server(tmp_path_factory):
 
 def _metric(server, name: str) -> int:
     """One sample of the server's /metrics, e.g. ``twistchat_drops_total{reason="per_ip"}``."""
-    page = urllib.request.urlopen(
-        f"http://127.0.0.1:{server.metrics_port}/metrics", timeout=5).read().decode()
+    # The metrics listener may start a moment after the IRC port the fixture waited for.
+    deadline = time.monotonic() + 10
+    while True:
+        try:
+            page = urllib.request.urlopen(
+                f"http://127.0.0.1:{server.metrics_port}/metrics", timeout=5).read().decode()
+            break
+        except OSError:
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.1)
     found = re.search(rf"^{re.escape(name)} (\d+)$", page, re.M)
     assert found, page
     return int(found.group(1))
