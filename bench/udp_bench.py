@@ -44,9 +44,10 @@ LISTENERS = (1, 10, 50, 100, 200)
 TIME_LIMIT = 20.0  # seconds per measurement, at most
 
 
-def padded_nick(nick: str) -> bytes:
+def padded_nick(nick: str, cookie: str | None = None) -> bytes:
+    """The registration NICK padded to MIN_REGISTER: step 1, or with ``cookie`` step 2."""
     body = f" NICK {nick}\r\n".encode()
-    head = b"@pad="
+    head = b"@" + (f"cookie={cookie};".encode() if cookie else b"") + b"pad="
     return head + b"x" * (MIN_REGISTER - len(head) - len(body)) + body
 
 
@@ -69,6 +70,8 @@ def bench_pure(events: int) -> None:
         for i in range(members):
             port = world.net.listen_unicast(_Sink())
             front.datagramReceived(padded_nick(f"u{i}"), (port.host, port.port))
+            cookie = parse(world.port.sent[-1][0]).params[1]  # COOKIE <nick> <cookie>
+            front.datagramReceived(padded_nick(f"u{i}", cookie), (port.host, port.port))
             session = front.by_addr[(port.host, port.port)]
             front.datagramReceived(f"@token={session.token};cseq=1 JOIN #bench".encode(),
                                    (port.host, port.port))
@@ -127,7 +130,7 @@ def _cpu_seconds(pid: int) -> tuple:
 
 
 def _register(port: int, nick: str) -> tuple:
-    """A raw UDP session: its socket and token."""
+    """A raw UDP session (cookie, then NICK with it): its socket and token."""
     sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
     sock.bind(("127.0.0.1", 0))
     sock.settimeout(2.0)
@@ -136,7 +139,9 @@ def _register(port: int, nick: str) -> tuple:
     while time.monotonic() < deadline:
         data = sock.recv(4096)
         message = parse(data, max_body=1202, max_tags=1200)
-        if message.command == "001":
+        if message.command == "COOKIE":
+            sock.sendto(padded_nick(nick, message.params[1]), ("127.0.0.1", port))
+        elif message.command == "001":
             token = message.tags["token"]
             sock.sendto(f"@token={token};cseq=1 JOIN #bench".encode(), ("127.0.0.1", port))
             sock.setblocking(False)

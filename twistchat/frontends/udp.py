@@ -1,12 +1,13 @@
 """
 The UDP front-end: sessions, room broadcast, sequence repair, heartbeat beacon.
 
-test-case-name: tests.test_udp
+test-case-name: tests.test_udp, tests.test_udp_cookie
 
 The wire contract is docs/udp-protocol.md; this module holds to it and the
 names below quote it.  In one paragraph: one IRC line per datagram (at most
-:data:`MAX_DATAGRAM` bytes); ``NICK`` padded to :data:`MIN_REGISTER` bytes opens
-a session and earns a random token; every later datagram carries
+:data:`MAX_DATAGRAM` bytes); ``NICK`` padded to :data:`MIN_REGISTER` bytes earns
+an address cookie (nothing kept), the same NICK with that cookie opens a
+session and earns a random token; every later datagram carries
 ``@token=...`` and comes from the same address; room events go out once, by
 broadcast, tagged ``seq`` and ``time``; a heartbeat carries each room's latest
 ``seq`` and doubles as the discovery beacon; clients repair gaps by unicast.
@@ -24,6 +25,8 @@ What lives where:
 Anti-amplification (docs/udp-protocol.md, "Amplification"): a datagram that
 does not carry a valid token for its source address never makes the server
 send more bytes than it received.  :class:`_Budget` enforces that in one place.
+Address proof (issue #12, items 7 and 11): until a NICK brings back the cookie
+its address was sent, the front-end keeps nothing at all for it.
 
 Time comes from ``clock`` (the reactor, or ``task.Clock`` in tests).
 """
@@ -44,13 +47,16 @@ from twistchat.core.events import Disconnect, Event, deliver
 from twistchat.core.ratelimit import TokenBucket
 from twistchat.core.registry import Registry, User
 from twistchat.frontends.udpwire import (
+    COOKIE_INTERVAL,
     MAX_DATAGRAM,
     MEMBERSHIP,
     MIN_REGISTER,
     TOKEN_BYTES,
     UDP_VIEW,
     Broadcast,
+    address_cookie,
     broadcast_domain,
+    cookie_valid,
     event_line,
     event_tags,
     heartbeat_lines,
@@ -68,6 +74,7 @@ from twistchat.wire import (
     encode,
     is_decimal,
     parse,
+    safe_middle,
 )
 
 __all__ = [
@@ -241,6 +248,9 @@ class UDPFrontEnd(protocol.DatagramProtocol):
         self.broadcast = broadcast
         self.limits = limits
         self.metrics = metrics
+        # docs/udp-protocol.md, "Registration": the address-cookie secret is drawn
+        # anew by every front-end, that is at every server start, and never written.
+        self._cookie_secret = secrets.token_bytes(32)
         self.sessions: dict[str, UDPSession] = {}  # token -> session
         self.by_addr: dict[tuple[str, int], UDPSession] = {}  # (host, port) -> session
         # Rooms whose events are broadcast (those with a UDP member), recomputed
@@ -422,7 +432,13 @@ class UDPFrontEnd(protocol.DatagramProtocol):
     # ------------------------------------------------------------ registration
 
     def _unregistered(self, data: bytes, addr: tuple) -> None:
-        """A datagram without a token: only a padded NICK opens a session."""
+        """
+        A datagram without a token: only a padded NICK gets an answer.
+
+        docs/udp-protocol.md, "Registration": without a ``cookie`` tag, the
+        answer is the address cookie and nothing is kept; with one that
+        verifies, the session opens.  Everything else is dropped.
+        """
         budget = _Budget(len(data))
         message = self._parse(data, addr, budget)
         if message is None:
@@ -435,27 +451,70 @@ class UDPFrontEnd(protocol.DatagramProtocol):
                         f"Pad NICK to {MIN_REGISTER} bytes")
             return
         nick = message.params[0] if message.params else ""
-        host = addr[0]
+        if "cookie" not in message.tags:
+            self._send_cookie(addr, nick, budget)
+        elif not self._cookie_ok(addr, nick, message.tags["cookie"]):
+            # Forged, expired, another address or nick: start again at step 1.
+            self._reply(addr, budget, "FAIL", "NICK", "BAD_COOKIE", safe_middle(nick))
+        elif not self._answer_again(addr, nick, budget):
+            self._open_session(message, nick, addr, budget)
+
+    def cookie(self, addr: tuple, nick: str) -> str:
+        """The address cookie ``addr`` gets now for ``nick`` (docs, "Registration", step 1)."""
+        interval = int(self.clock.seconds() // COOKIE_INTERVAL)
+        return address_cookie(self._cookie_secret, addr[0], addr[1], nick, interval)
+
+    def _send_cookie(self, addr: tuple, nick: str, budget: _Budget) -> None:
+        """
+        Step 1: ``:<server> COOKIE <nick> <cookie>``, and nothing kept.
+
+        The whole cost of a datagram from a forged address is this one HMAC and
+        a reply smaller than it (issue #12, items 7 and 11): no session, no
+        user, no entry in any table, so a flood of them takes no nick and
+        fills no session slot.
+        """
+        if not nick:
+            self._reply(addr, budget, "431", "No nickname given")
+            return
+        self._reply(addr, budget, "COOKIE", safe_middle(nick), self.cookie(addr, nick))
+
+    def _cookie_ok(self, addr: tuple, nick: str, cookie: str) -> bool:
+        return cookie_valid(self._cookie_secret, addr[0], addr[1], nick, cookie,
+                            self.clock.seconds())
+
+    def _answer_again(self, addr: tuple, nick: str, budget: _Budget) -> bool:
+        """
+        A step-2 NICK (its cookie verified) from an address that has a session: True.
+
+        The client did not get our 001 and sends the same NICK again: the
+        session has not used its token yet, so it gets the same lines, within
+        the budget.  Anything else from that address is ``ADDRESS_IN_USE``.
+        False when the address has no session: the caller opens one.
+        """
         existing = self.by_addr.get(addr)
-        if existing is not None:
-            if (not existing.validated and existing.user is not None
-                    and casefold(nick) == existing.user.key):
-                # The client did not get our 001: the same answer again.
-                for _, line in list(existing.kept):
-                    if budget.take(len(line)):
-                        self._write(line, addr)
-                return
+        if existing is None:
+            return False
+        if (not existing.validated and existing.user is not None
+                and casefold(nick) == existing.user.key):
+            for _, line in list(existing.kept):
+                if budget.take(len(line)):
+                    self._write(line, addr)
+        else:
             self._reply(addr, budget, "FAIL", "NICK", "ADDRESS_IN_USE",
                         "This address already has a session")
-            return
+        return True
+
+    def _open_session(self, message: Message, nick: str, addr: tuple,
+                      budget: _Budget) -> None:
+        """Step 2, the cookie verified: the registration IRC's NICK + USER (+ PASS) make."""
         if len(self.sessions) >= self.limits.max_sessions:
             self._reply(addr, budget, "FAIL", "NICK", "TOO_MANY_SESSIONS",
                         "Too many sessions, try later")
             return
-        token = secrets.token_hex(TOKEN_BYTES)
-        now = self.clock.seconds()
+        host = addr[0]
         unicast = "unicast" in message.tags or not self.broadcast.reaches(host)
-        session = UDPSession(self, token, addr, unicast, now)
+        session = UDPSession(self, secrets.token_hex(TOKEN_BYTES), addr, unicast,
+                             self.clock.seconds())
         session.budget = budget
         # Room lines reach UDP sessions by broadcast (or the copies on_event sends).
         user = self.registry.connect(session, host, by_broadcast=True)
@@ -469,15 +528,10 @@ class UDPFrontEnd(protocol.DatagramProtocol):
         out += self.registry.offer_user(user, nick, nick)
         out += self.registry.offer_nick(user, nick)
         if not user.registered:
-            self.registry.quit(user)
-            for delivery in out:
-                if isinstance(delivery.payload, Message):  # the refusal, not the Disconnect
-                    data = encode(delivery.payload)
-                    if budget.take(len(data)):
-                        self._write(data, addr)
+            self._refuse(user, out, addr, budget)
             return
         session.user = user
-        self.sessions[token] = session
+        self.sessions[session.token] = session
         self.by_addr[addr] = session
         if self.metrics is not None:
             self.metrics.udp.connections += 1
@@ -485,6 +539,15 @@ class UDPFrontEnd(protocol.DatagramProtocol):
         self._log.info("udp session {nick} from {addr}{how}", nick=nick, addr=addr,
                        how=" (unicast)" if unicast else "")
         deliver(out)
+
+    def _refuse(self, user: User, out: list, addr: tuple, budget: _Budget) -> None:
+        """The registration failed (433, 432, 464 ...): the refusal, and the user forgotten."""
+        self.registry.quit(user)
+        for delivery in out:
+            if isinstance(delivery.payload, Message):  # the refusal, not the Disconnect
+                data = encode(delivery.payload)
+                if budget.take(len(data)):
+                    self._write(data, addr)
 
     # ------------------------------------------------------------- commands
 

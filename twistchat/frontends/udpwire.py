@@ -11,19 +11,21 @@ what these build.
 
 from __future__ import annotations
 
+import hashlib
+import hmac
 import ipaddress
 import socket
 from collections.abc import Iterable
 from dataclasses import dataclass
 
 from twistchat.core.events import TAG_SEQ, TAG_TIME, Event
-from twistchat.wire import Message, encode, format_server_time, is_decimal
+from twistchat.wire import Message, casefold, encode, format_server_time, is_decimal
 
 __all__ = [
-    "HEARTBEAT", "MAX_DATAGRAM", "MEMBERSHIP", "MIN_REGISTER", "ROOMLESS", "TOKEN_BYTES",
-    "UDP_VIEW", "Broadcast",
-    "broadcast_domain", "event_line", "event_tags", "heartbeat_lines", "parse_heartbeat",
-    "peek_tags",
+    "COOKIE_DIGITS", "COOKIE_INTERVAL", "HEARTBEAT", "MAX_DATAGRAM", "MEMBERSHIP",
+    "MIN_REGISTER", "ROOMLESS", "TOKEN_BYTES", "UDP_VIEW", "Broadcast",
+    "address_cookie", "broadcast_domain", "cookie_valid", "event_line", "event_tags",
+    "heartbeat_lines", "parse_heartbeat", "peek_tags",
 ]
 
 # docs/udp-protocol.md, "Datagrams": at most 1200 bytes, a size that crosses any
@@ -35,6 +37,13 @@ MAX_DATAGRAM = 1200
 MIN_REGISTER = 1200
 # "Registration": tokens are 128 random bits, written as 32 hex digits.
 TOKEN_BYTES = 16
+# "Registration": the address cookie is the first 32 hex digits of an HMAC-SHA256
+# over address, port, casefolded nick and the 30-second interval; the current and
+# the previous interval are accepted, so a cookie is good for 30 to 60 seconds
+# (issue #12, items 7 and 11; QUIC's Retry token and DTLS's HelloVerifyRequest
+# cookie are the same stateless address proof, RFC 9000 section 8.1.2, RFC 6347 4.2.1).
+COOKIE_INTERVAL = 30
+COOKIE_DIGITS = 32
 # Room events carry the room's sequence number and server time, always.
 UDP_VIEW = TAG_SEQ | TAG_TIME
 HEARTBEAT = "HEARTBEAT"
@@ -59,6 +68,35 @@ def event_line(event: Event) -> bytes:
     if message.command not in ROOMLESS:
         return event.line(UDP_VIEW)  # formatted once, shared by broadcast and repairs
     return encode(Message(message.command, message.params, message.source, event_tags(event)))
+
+
+def address_cookie(secret: bytes, host: str, port: int, nick: str, interval: int) -> str:
+    """
+    The address cookie for ``host:port`` and ``nick`` in 30-second ``interval``.
+
+    docs/udp-protocol.md, "Registration": HMAC-SHA256 under the server's
+    secret of ``host|port|casefold(nick)|interval``, its first 32 hex digits.
+    """
+    text = f"{host}|{port}|{casefold(nick)}|{interval}".encode("utf-8", "surrogatepass")
+    return hmac.new(secret, text, hashlib.sha256).hexdigest()[:COOKIE_DIGITS]
+
+
+def cookie_valid(secret: bytes, host: str, port: int, nick: str, cookie: str,
+                 now: float) -> bool:
+    """
+    True if ``cookie`` is the one made for this address and nick now or 30 s before.
+
+    The current and the previous interval are accepted (a cookie made just
+    before an interval ends stays good for the next one); compared in
+    constant time (``hmac.compare_digest``), so timing reveals no digit.
+    """
+    given = cookie.encode("utf-8", "replace")
+    interval = int(now // COOKIE_INTERVAL)
+    ok = False
+    for candidate in (interval, interval - 1):
+        expected = address_cookie(secret, host, port, nick, candidate).encode("ascii")
+        ok |= hmac.compare_digest(expected, given)  # both always computed: no early exit
+    return ok
 
 
 @dataclass(frozen=True)
