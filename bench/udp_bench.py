@@ -16,6 +16,9 @@ broadcast 127.255.255.255):
 3. **repair**: 3 clients x 1,000 messages through the seeded fault layer at
    10 % loss each way (in memory): repair requests and bytes against broadcast bytes.
 
+Commands carry a ``cseq`` (docs/udp-protocol.md, "Reliable commands", issue #12
+item 6), so each one also earns an ACK: parts 1 and 2 count those datagrams too.
+
 Prints numbers; asserts nothing.
 """
 
@@ -81,7 +84,7 @@ def bench_pure(events: int) -> None:
         # Count writes, do not route them: this times the server alone.
         written = [0]
         world.port.write = lambda data, to, written=written: written.__setitem__(0, written[0] + 1)
-        lines = [f"@token={sender.token} PRIVMSG #bench :message {k}".encode()
+        lines = [f"@token={sender.token};cseq={k + 2} PRIVMSG #bench :message {k}".encode()
                  for k in range(events)]
         before = written[0]
         start = time.process_time()
@@ -176,22 +179,28 @@ def bench_loopback(events: int, tmp: Path) -> None:
             time.sleep(0.3)
             _drain(counter, 0.3)
             sender, token = sessions[0]
+            acked = [1, 1]  # the last cseq the server ran (JOIN was 1), and at the last look
+
+            def line(cseq: int, token=token) -> bytes:
+                return f"@token={token};cseq={cseq} PRIVMSG #bench :message {cseq - 2}".encode()
+
             cpu0 = _cpu_seconds(server.proc.pid)
             t0 = time.monotonic()
             heard = 0
             sent = 0
             for k in range(events):
-                sender.sendto(f"@token={token} PRIVMSG #bench :message {k}".encode(),
-                              ("127.0.0.1", server.port))
+                sender.sendto(line(k + 2), ("127.0.0.1", server.port))
                 sent += 1
                 if k % 200 == 199:
                     heard += _drain(counter, 0)  # keep our buffer from overflowing
+                    _resend_unacked(sender, server.port, acked, sent + 1, line)
                     time.sleep(0.002)
                 if time.monotonic() - t0 > TIME_LIMIT:
                     break
             last = time.monotonic()
             deadline = last + 3
             while heard < sent and time.monotonic() < deadline:
+                _resend_unacked(sender, server.port, acked, sent + 1, line)
                 got = _drain(counter, 0.2)
                 if got:
                     heard += got
@@ -208,6 +217,30 @@ def bench_loopback(events: int, tmp: Path) -> None:
                 sock.close()
         finally:
             server.stop()
+
+
+def _resend_unacked(sock: socket.socket, port: int, acked: list, last: int, line) -> None:
+    """
+    Read the ACKs waiting on ``sock``; if the server is stuck below ``last``, send the next again.
+
+    A command lost on loopback (a full socket buffer) would hold every later
+    cseq back, as the protocol says: the sender retransmits, as a client does,
+    at most one window (64) per call, and only when the server ran nothing
+    since the last look (``acked`` is ``[now, at the last look]``), so a busy
+    server is not sent duplicates that would count as its work.
+    """
+    sock.settimeout(0.0001)
+    try:
+        while True:
+            data = sock.recv(2048)
+            if b" ACK " in data:
+                acked[0] = max(acked[0], int(data.split(b" ACK ", 1)[1].split()[0]))
+    except (TimeoutError, BlockingIOError, ValueError, IndexError):
+        pass
+    if acked[0] == acked[1] and acked[0] < last:
+        for cseq in range(acked[0] + 1, min(last, acked[0] + 64) + 1):
+            sock.sendto(line(cseq), ("127.0.0.1", port))
+    acked[1] = acked[0]
 
 
 def _start_udp_server(server: ServerProcess, timeout: float = 15.0) -> None:

@@ -1,14 +1,15 @@
 """
 The UDP front-end: sessions, room broadcast, sequence repair, heartbeat beacon.
 
-test-case-name: tests.test_udp, tests.test_udp_cookie
+test-case-name: tests.test_udp, tests.test_udp_cookie, tests.test_udp_cseq
 
 The wire contract is docs/udp-protocol.md; this module holds to it and the
 names below quote it.  In one paragraph: one IRC line per datagram (at most
 :data:`MAX_DATAGRAM` bytes); ``NICK`` padded to :data:`MIN_REGISTER` bytes earns
 an address cookie (nothing kept), the same NICK with that cookie opens a
 session and earns a random token; every later datagram carries
-``@token=...`` and comes from the same address; room events go out once, by
+``@token=...`` and comes from the same address, every command but PING, REPAIR
+and QUIT a ``cseq``; room events go out once, by
 broadcast, tagged ``seq`` and ``time``; a heartbeat carries each room's latest
 ``seq`` and doubles as the discovery beacon; clients repair gaps by unicast.
 
@@ -584,8 +585,14 @@ class UDPFrontEnd(protocol.DatagramProtocol):
                                            {"latest": str(session.useq)})), session.addr)
         elif verb == "REPAIR":
             self.repair(session, message, now)
-        elif session.take_token(now):
+        elif not session.take_token(now):
+            return  # flood: dropped, as a sequenced command past the rate waits
+        elif verb in UNSEQUENCED:
             self._command(session, message)
+        else:
+            # Issue #12, item 6: a command without cseq could run once per copy
+            # (a duplicate from the network, a replay from this address): none runs.
+            self._numbered(session, "FAIL", safe_middle(verb), "NEED_CSEQ", "Send it with a cseq")
 
     def _numbered(self, session: UDPSession, command: str, *params: str) -> None:
         """A server line in ``session``'s numbered unicast stream."""
@@ -730,6 +737,10 @@ class UDPFrontEnd(protocol.DatagramProtocol):
 
 
 _ECHO = commands.Context(echo=True)
+# docs/udp-protocol.md, "Reliable commands": the verbs that may come without a
+# cseq, since running them twice changes nothing (PING and REPAIR are answered
+# before the command table; QUIT ends the session whichever copy comes first).
+UNSEQUENCED = frozenset(("PING", "REPAIR", "QUIT"))
 
 
 def _nothing(message: Message) -> list:
