@@ -36,12 +36,14 @@ def world():
 
 
 def test_padded_nick_gets_001_with_128_bit_token(world):
-    """A padded NICK with its cookie opens a session: 001, tagged with a 32-hex-digit token."""
+    """A padded NICK with its cookie opens a session: 001, a 32-hex-digit token, the boot id."""
     client = Raw(world)
     replies = client.register("alice")
     first = replies[0]
     assert first.command == "001" and first.params[0] == "alice"
     assert re.fullmatch(r"[0-9a-f]{32}", first.tags["token"])
+    assert first.tags["boot"] == world.front.boot
+    assert re.fullmatch(r"[0-9a-f]{16}", first.tags["boot"])
     assert first.tags["broadcast"] == f"{BROADCAST}:6668"
     assert first.tags["useq"] == "1"
 
@@ -224,6 +226,8 @@ def test_heartbeat_carries_latest_seq_and_is_the_beacon(world):
     world.net.run(1.0)
     beats = [parse(d) for d in listener.got if b"HEARTBEAT" in d]
     assert beats and parse_heartbeat(beats[-1]) == {"#room": 2}
+    assert {beat.tags["boot"] for beat in beats} == {world.front.boot}
+    assert beacon.tags["boot"] == world.front.boot
 
 
 def test_heartbeat_splits_many_rooms_within_1200_bytes():

@@ -1,18 +1,19 @@
 """
-UDP commands need a ``cseq`` (issue #12, item 6), in memory.
+UDP commands need a ``cseq`` (issue #12, item 6), and the boot id (item 2), in memory.
 
 docs/udp-protocol.md, "Reliable commands": only PING, REPAIR and QUIT may come
 without a cseq; any other command without one is not run and gets
-``FAIL <command> NEED_CSEQ`` in the session's numbered stream.  Each test names
-one rule in its docstring.
+``FAIL <command> NEED_CSEQ`` in the session's numbered stream.  "Registration"
+and "Heartbeat": ``boot`` is drawn at every start, in the 001 and every
+heartbeat.  Each test names one rule in its docstring.
 """
 
 from __future__ import annotations
 
 import pytest
 
-from tests.udpnet import Listener, Raw, UDPWorld
-from twistchat.frontends.udp import UDPLimits
+from tests.udpnet import Listener, Raw, UDPWorld, parse_reply
+from twistchat.frontends.udp import MAX_DATAGRAM, UDPLimits, heartbeat_lines
 
 
 @pytest.fixture
@@ -96,3 +97,32 @@ def test_unsequenced_refusals_obey_flood_control():
         alice.send(f"@token={alice.token} JOIN #room".encode())
     assert len([m for m in alice.take() if m.command == "FAIL"]) == 3
     w.stop()
+
+
+def test_boot_is_in_the_001_and_every_heartbeat(world):
+    """The 001 and every heartbeat carry the front-end's boot id, the same one."""
+    listener = Listener(world)
+    alice = Raw(world)
+    welcome = alice.register("alice")[0]
+    alice.command("JOIN #room")
+    listener.got.clear()
+    world.net.run(2.0, step=0.05)
+    beats = [parse_reply(d) for d in listener.got if b"HEARTBEAT" in d]
+    assert len(beats) >= 2
+    assert {b.tags["boot"] for b in beats} == {welcome.tags["boot"]} == {world.front.boot}
+
+
+def test_every_start_draws_another_boot():
+    """Two front-ends (two server starts) have different boot ids."""
+    first, second = UDPWorld(), UDPWorld()
+    assert first.front.boot != second.front.boot
+    first.stop()
+    second.stop()
+
+
+def test_heartbeat_lines_carry_boot_on_every_datagram():
+    """A heartbeat split over many datagrams names the boot on each, within 1200 bytes."""
+    rooms = [(f"#room-with-a-long-name-{i}", i, "e1") for i in range(200)]
+    lines = heartbeat_lines("srv", "net", 6667, rooms, 0, boot="0123456789abcdef")
+    assert len(lines) > 1 and all(len(line) <= MAX_DATAGRAM for line in lines)
+    assert {parse_reply(line).tags["boot"] for line in lines} == {"0123456789abcdef"}

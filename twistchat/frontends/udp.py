@@ -48,6 +48,7 @@ from twistchat.core.events import Disconnect, Event, deliver
 from twistchat.core.ratelimit import TokenBucket
 from twistchat.core.registry import Registry, User
 from twistchat.frontends.udpwire import (
+    BOOT_BYTES,
     COOKIE_INTERVAL,
     MAX_DATAGRAM,
     MEMBERSHIP,
@@ -249,9 +250,11 @@ class UDPFrontEnd(protocol.DatagramProtocol):
         self.broadcast = broadcast
         self.limits = limits
         self.metrics = metrics
-        # docs/udp-protocol.md, "Registration": the address-cookie secret is drawn
-        # anew by every front-end, that is at every server start, and never written.
+        # docs/udp-protocol.md, "Registration" and "Restarts": the address-cookie
+        # secret and the boot id are drawn anew by every front-end, that is at
+        # every server start; neither is ever written anywhere.
         self._cookie_secret = secrets.token_bytes(32)
+        self.boot = secrets.token_hex(BOOT_BYTES)
         self.sessions: dict[str, UDPSession] = {}  # token -> session
         self.by_addr: dict[tuple[str, int], UDPSession] = {}  # (host, port) -> session
         # Rooms whose events are broadcast (those with a UDP member), recomputed
@@ -285,6 +288,7 @@ class UDPFrontEnd(protocol.DatagramProtocol):
         """The tags of the 001 that opens ``session`` (docs/udp-protocol.md, "Registration")."""
         tags = {
             "token": session.token,
+            "boot": self.boot,
             "broadcast": f"{self.broadcast.address}:{self.broadcast.port}",
             "timeout": f"{self.limits.session_timeout:g}",
             "heartbeat": f"{self.limits.heartbeat:g}",
@@ -703,7 +707,7 @@ class UDPFrontEnd(protocol.DatagramProtocol):
         log = self.registry.log
         listed = [(name, log.latest(key), log.epoch(key)) for key, name in rooms]
         return heartbeat_lines(self.registry.server_name, self.registry.network, self.port,
-                               listed, now_ms, log.epoch(""))
+                               listed, now_ms, log.epoch(""), boot=self.boot)
 
     def _expire(self) -> None:
         now = self.clock.seconds()

@@ -22,7 +22,7 @@ from twistchat.core.events import TAG_SEQ, TAG_TIME, Event
 from twistchat.wire import Message, casefold, encode, format_server_time, is_decimal
 
 __all__ = [
-    "COOKIE_DIGITS", "COOKIE_INTERVAL", "HEARTBEAT", "MAX_DATAGRAM", "MEMBERSHIP",
+    "BOOT_BYTES", "COOKIE_DIGITS", "COOKIE_INTERVAL", "HEARTBEAT", "MAX_DATAGRAM", "MEMBERSHIP",
     "MIN_REGISTER", "ROOMLESS", "TOKEN_BYTES", "UDP_VIEW", "Broadcast",
     "address_cookie", "broadcast_domain", "cookie_valid", "event_line", "event_tags",
     "heartbeat_lines", "parse_heartbeat", "peek_tags",
@@ -44,6 +44,8 @@ TOKEN_BYTES = 16
 # cookie are the same stateless address proof, RFC 9000 section 8.1.2, RFC 6347 4.2.1).
 COOKIE_INTERVAL = 30
 COOKIE_DIGITS = 32
+# "Registration": ``boot`` is 64 random bits, 16 hex digits, drawn at every start.
+BOOT_BYTES = 8
 # Room events carry the room's sequence number and server time, always.
 UDP_VIEW = TAG_SEQ | TAG_TIME
 HEARTBEAT = "HEARTBEAT"
@@ -215,9 +217,9 @@ def peek_tags(data: bytes) -> tuple:
 
 def heartbeat_lines(server_name: str, network: str, port: int,
                     rooms: Iterable[tuple[str, int, str]], time_ms: int,
-                    epoch: str | None = None) -> list[bytes]:
+                    epoch: str | None = None, boot: str | None = None) -> list[bytes]:
     """
-    The heartbeat datagrams: ``@epoch=E :server HEARTBEAT network port :#a:12 #b:7``.
+    The heartbeat datagrams: ``@epoch=E;boot=B :server HEARTBEAT network port :#a:12 #b:7``.
 
     ``rooms`` is a list of ``(name, latest seq, epoch)``.  Each datagram lists
     rooms of one epoch (the room log's numbering, see
@@ -225,7 +227,8 @@ def heartbeat_lines(server_name: str, network: str, port: int,
     client can tell a gap from a new numbering.  Split into as many datagrams as
     it takes to stay within :data:`MAX_DATAGRAM`; always at least one, since
     the heartbeat is also the discovery beacon (its epoch: ``epoch``, the log's
-    when there are no rooms).
+    when there are no rooms).  ``boot`` is the server's boot id, on every
+    datagram (docs/udp-protocol.md, "Restarts").
     """
     by_epoch: dict[str | None, list[str]] = {}
     for name, seq, listed_epoch in rooms:
@@ -238,6 +241,8 @@ def heartbeat_lines(server_name: str, network: str, port: int,
         tags: dict[str, str] = {"time": stamp}
         if room_epoch:
             tags["epoch"] = room_epoch
+        if boot:
+            tags["boot"] = boot
         head = encode(Message(HEARTBEAT, (network, str(port), "x"), server_name, tags))
         for text in _chunks(entries, MAX_DATAGRAM - len(head)):
             lines.append(encode(Message(HEARTBEAT, (network, str(port), text), server_name,
