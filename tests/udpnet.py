@@ -119,10 +119,16 @@ class FakeNet:
 
 
 class UDPWorld:
-    """A registry, a UDP front-end on 127.0.0.1:6667 and a FakeNet, on one clock."""
+    """
+    A registry, a UDP front-end on 127.0.0.1:6667 and a FakeNet, on one clock.
+
+    ``history`` (a :class:`twistchat.history.History`) is where the front-end
+    repairs what the room log no longer holds; None: nowhere.
+    """
 
     def __init__(self, limits: UDPLimits = None, domain: str = "127.0.0.0/8",
-                 registry: Registry = None, clock: Clock = None, **registry_kw) -> None:
+                 registry: Registry = None, clock: Clock = None, history=None,
+                 **registry_kw) -> None:
         self.net = FakeNet(clock)
         self.clock = self.net.clock
         if clock is None:
@@ -131,7 +137,8 @@ class UDPWorld:
                                              **registry_kw)
         self.limits = limits or UDPLimits(flood_burst=10_000, flood_rate=10_000.0)
         self.broadcast = Broadcast(BROADCAST, 6668, ipaddress.IPv4Network(domain))
-        self.front = UDPFrontEnd(self.registry, self.clock, self.broadcast, self.limits)
+        self.front = UDPFrontEnd(self.registry, self.clock, self.broadcast, self.limits,
+                                 history=history)
         self.port = self.net.bind(self.front, "127.0.0.1", 6667)
 
     def stop(self) -> None:

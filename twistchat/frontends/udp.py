@@ -1,7 +1,7 @@
 """
 The UDP front-end: sessions, room broadcast, sequence repair, heartbeat beacon.
 
-test-case-name: tests.test_udp, tests.test_udp_cookie, tests.test_udp_cseq
+test-case-name: tests.test_udp, tests.test_udp_cookie, tests.test_udp_cseq, tests.test_udp_repair
 
 The wire contract is docs/udp-protocol.md; this module holds to it and the
 names below quote it.  In one paragraph: one IRC line per datagram (at most
@@ -64,7 +64,9 @@ from twistchat.frontends.udpwire import (
     heartbeat_lines,
     parse_heartbeat,
     peek_tags,
+    record_line,
 )
+from twistchat.history import History
 from twistchat.metrics import Metrics
 from twistchat.wire import (
     MAX_BODY,
@@ -244,12 +246,16 @@ class UDPFrontEnd(protocol.DatagramProtocol):
     _log = Logger()
 
     def __init__(self, registry: Registry, clock: Any, broadcast: Broadcast,
-                 limits: UDPLimits = UDPLimits(), metrics: Metrics | None = None) -> None:
+                 limits: UDPLimits = UDPLimits(), metrics: Metrics | None = None,
+                 history: History | None = None) -> None:
         self.registry = registry
         self.clock = clock
         self.broadcast = broadcast
         self.limits = limits
         self.metrics = metrics
+        # Where REPAIR finds what the room log no longer holds in memory (None: nowhere,
+        # such a range is GONE).  docs/udp-protocol.md, "Repair".
+        self.history = history
         # docs/udp-protocol.md, "Registration" and "Restarts": the address-cookie
         # secret and the boot id are drawn anew by every front-end, that is at
         # every server start; neither is ever written anywhere.
@@ -627,13 +633,15 @@ class UDPFrontEnd(protocol.DatagramProtocol):
 
     def repair(self, session: UDPSession, message: Message, now: float) -> None:
         """
-        ``REPAIR <room or *> <from> <to>``: send what is still held of that range.
+        ``REPAIR <room or *> <from> <to>``: send that range again, exactly as broadcast.
 
         A room's events only to a session that may read the room (the core's
         ``can_read``: its members), a session's own numbered lines (``*``) only
         to itself.  At most ``repair_limit`` lines per request, and
-        ``repair_rate`` lines a second per session; a range no longer held is
-        answered ``FAIL REPAIR GONE``.
+        ``repair_rate`` lines a second per session.  What the room log still
+        holds comes from memory, the part below it from history
+        (:meth:`_repair_room`); only what neither holds is answered
+        ``FAIL REPAIR GONE``.
         """
         p = message.params
         if len(p) < 3 or not is_decimal(p[1]) or not is_decimal(p[2]) or int(p[1]) > int(p[2]) \
@@ -656,10 +664,50 @@ class UDPFrontEnd(protocol.DatagramProtocol):
             self.metrics.udp_repairs += 1
         if target == "*":
             lowest, lines = self._own_lines(session, first, last, allowed)
+            self._send_repair(session, "*", first, last, lowest, lines)
         else:
-            target = self.registry.room_name(key) or target
-            lowest, events = self.registry.log.held(key, first, last, allowed)
-            lines = [event_line(event) for event in events]
+            self._repair_room(session, key, self.registry.room_name(key) or target, first,
+                              last, allowed)
+
+    def _repair_room(self, session: UDPSession, key: str, name: str, first: int, last: int,
+                     allowed: int) -> None:
+        """
+        Room ``key``'s events ``first``..``last`` (at most ``allowed``), from memory and history.
+
+        ``registry.log.held`` gives what memory still holds and where that
+        begins (``lowest``); the part of the range below it is asked of
+        history (issue #12, items 2 and 3: after a restart, or for an old
+        range).  The answer goes out when history has answered, oldest first,
+        the history part before the memory part.
+        """
+        lowest, events = self.registry.log.held(key, first, last, allowed)
+        held = [event_line(event) for event in events]
+        if first >= lowest or self.history is None or session.user is None:
+            self._send_repair(session, name, first, last, lowest, held)
+            return
+        below = min(last, lowest - 1)
+        d = self.history.range(session.user, key, first, below, allowed)
+
+        def answer(records: list) -> None:
+            # What history holds of first..below; a part below its oldest record is gone.
+            start = records[0].seq if records else below + 1
+            lines = [record_line(record) for record in records] + held
+            self._send_repair(session, name, first, last, start, lines[:allowed])
+
+        def failed(failure: Any) -> None:
+            # History degrades, chat does not (issue #7): send what memory holds;
+            # the client asks again for the rest.
+            self._log.failure("repair of {key} from history failed", failure, key=key)
+            self._send_repair(session, name, lowest, last, lowest, held)
+
+        d.addCallbacks(answer, failed)
+        d.addErrback(lambda failure: self._log.failure("udp repair failed", failure))
+
+    def _send_repair(self, session: UDPSession, target: str, first: int, last: int,
+                     lowest: int, lines: list[bytes]) -> None:
+        """One repair's answer: ``FAIL REPAIR GONE`` for ``first``..``lowest-1``, then lines."""
+        if session.closed:
+            return  # the session ended while history was read
         if first < lowest:
             gone_to = min(last, lowest - 1)
             self._write(encode(Message("FAIL", ("REPAIR", "GONE", target, str(first),

@@ -17,6 +17,7 @@ import ipaddress
 import socket
 from collections.abc import Iterable
 from dataclasses import dataclass
+from typing import Any
 
 from twistchat.core.events import TAG_SEQ, TAG_TIME, Event
 from twistchat.wire import Message, casefold, encode, format_server_time, is_decimal
@@ -25,7 +26,7 @@ __all__ = [
     "BOOT_BYTES", "COOKIE_DIGITS", "COOKIE_INTERVAL", "HEARTBEAT", "MAX_DATAGRAM", "MEMBERSHIP",
     "MIN_REGISTER", "ROOMLESS", "TOKEN_BYTES", "UDP_VIEW", "Broadcast",
     "address_cookie", "broadcast_domain", "cookie_valid", "event_line", "event_tags",
-    "heartbeat_lines", "parse_heartbeat", "peek_tags",
+    "heartbeat_lines", "parse_heartbeat", "peek_tags", "record_line",
 ]
 
 # docs/udp-protocol.md, "Datagrams": at most 1200 bytes, a size that crosses any
@@ -70,6 +71,20 @@ def event_line(event: Event) -> bytes:
     if message.command not in ROOMLESS:
         return event.line(UDP_VIEW)  # formatted once, shared by broadcast and repairs
     return encode(Message(message.command, message.params, message.source, event_tags(event)))
+
+
+def record_line(record: Any) -> bytes:
+    """
+    The datagram of a stored room event (a history record), exactly as it was broadcast.
+
+    Duck-typed on the record's ``target``, ``seq``, ``time_ms``, ``msgid``,
+    ``command``, ``source`` and ``params`` (front-ends never import the store):
+    the event is rebuilt and formatted by :func:`event_line`, so a repair from
+    history and one from memory are the same bytes.  Client-only tags are not
+    part of the UDP view, so the record's ``tags`` play no part.
+    """
+    message = Message(record.command, tuple(record.params), record.source or None)
+    return event_line(Event(record.target, record.seq, record.time_ms, record.msgid, message))
 
 
 def address_cookie(secret: bytes, host: str, port: int, nick: str, interval: int) -> str:
