@@ -12,13 +12,11 @@ import re
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from twisted.internet.protocol import DatagramProtocol
 
 from tests.memory import MemoryServer
-from tests.udpnet import BROADCAST, UDPWorld
+from tests.udpnet import BROADCAST, Listener, Raw, UDPWorld, padded
 from twistchat.frontends.udp import (
     MAX_DATAGRAM,
-    MIN_REGISTER,
     UDPLimits,
     broadcast_domain,
     heartbeat_lines,
@@ -26,71 +24,6 @@ from twistchat.frontends.udp import (
     peek_tags,
 )
 from twistchat.wire import parse
-
-
-class Raw(DatagramProtocol):
-    """A hand-driven UDP client: sends what the test says, records what arrives."""
-
-    def __init__(self, world: UDPWorld, host: str = "127.0.0.1") -> None:
-        self.world = world
-        self.got: list = []
-        self.port = world.net.listen_unicast(self, host)
-        self.token = None
-        self.cseq = 0
-
-    def datagramReceived(self, data, addr):
-        self.got.append(data)
-
-    def send(self, data: bytes, dst=("127.0.0.1", 6667)) -> None:
-        self.port.write(data, dst)
-        self.world.net.run(0.01)
-
-    def take(self) -> list:
-        """Parsed datagrams received since the last call."""
-        got, self.got = self.got, []
-        return [parse(d, max_body=MAX_DATAGRAM + 2, max_tags=MAX_DATAGRAM) for d in got]
-
-    def received_bytes(self) -> int:
-        return sum(len(d) for d in self.got)
-
-    def register(self, nick: str, extra_tags: str = "") -> list:
-        """Send a padded NICK; remember the token; return the replies."""
-        self.send(padded(f"NICK {nick}", extra_tags))
-        replies = self.take()
-        for m in replies:
-            if m.command == "001":
-                self.token = m.tags["token"]
-        return replies
-
-    def command(self, line: str) -> list:
-        """Send one sequenced command with the token; return the replies."""
-        self.cseq += 1
-        self.send(f"@token={self.token};cseq={self.cseq} {line}".encode())
-        return self.take()
-
-
-class Listener(DatagramProtocol):
-    """Hears the broadcast port."""
-
-    def __init__(self, world: UDPWorld) -> None:
-        self.got: list = []
-        world.net.listen_broadcast(self, BROADCAST, 6668)
-
-    def datagramReceived(self, data, addr):
-        self.got.append(data)
-
-    def events(self) -> list:
-        """Room events heard (heartbeats left out), parsed; clears the record."""
-        got, self.got = self.got, []
-        return [m for m in (parse(d, max_body=MAX_DATAGRAM + 2, max_tags=MAX_DATAGRAM) for d in got)
-                if m.command != "HEARTBEAT"]
-
-
-def padded(line: str, extra_tags: str = "") -> bytes:
-    """``line`` with a pad tag, MIN_REGISTER bytes in all (docs, "Registration")."""
-    head = b"@" + (extra_tags.encode() + b";" if extra_tags else b"") + b"pad="
-    body = b" " + line.encode() + b"\r\n"
-    return head + b"x" * (MIN_REGISTER - len(head) - len(body)) + body
 
 
 @pytest.fixture
@@ -103,12 +36,14 @@ def world():
 
 
 def test_padded_nick_gets_001_with_128_bit_token(world):
-    """A padded NICK opens a session: 001 by unicast, tagged with a 32-hex-digit token."""
+    """A padded NICK with its cookie opens a session: 001, a 32-hex-digit token, the boot id."""
     client = Raw(world)
     replies = client.register("alice")
     first = replies[0]
     assert first.command == "001" and first.params[0] == "alice"
     assert re.fullmatch(r"[0-9a-f]{32}", first.tags["token"])
+    assert first.tags["boot"] == world.front.boot
+    assert re.fullmatch(r"[0-9a-f]{16}", first.tags["boot"])
     assert first.tags["broadcast"] == f"{BROADCAST}:6668"
     assert first.tags["useq"] == "1"
 
@@ -139,11 +74,16 @@ def test_unpadded_nick_gets_no_session(world):
 
 
 def test_registration_reply_never_amplifies(world):
-    """The whole answer to a registering NICK is at most the bytes of that NICK."""
+    """The whole answer to either registering NICK is at most the bytes of that NICK."""
     client = Raw(world)
     data = padded("NICK alice")
     client.send(data)
     assert 0 < client.received_bytes() <= len(data)
+    cookie = client.take()[0].params[1]
+    data = padded("NICK alice", f"cookie={cookie}")
+    client.send(data)
+    assert 0 < client.received_bytes() <= len(data)
+    assert client.take()[0].command == "001"
 
 
 @settings(max_examples=300, deadline=None)
@@ -286,6 +226,8 @@ def test_heartbeat_carries_latest_seq_and_is_the_beacon(world):
     world.net.run(1.0)
     beats = [parse(d) for d in listener.got if b"HEARTBEAT" in d]
     assert beats and parse_heartbeat(beats[-1]) == {"#room": 2}
+    assert {beat.tags["boot"] for beat in beats} == {world.front.boot}
+    assert beacon.tags["boot"] == world.front.boot
 
 
 def test_heartbeat_splits_many_rooms_within_1200_bytes():

@@ -414,9 +414,11 @@ class RawSession:
     """
     A bare UDP session on one loopback socket (blocking, every wait bounded).
 
-    Registers with a padded NICK, takes the token from the 001 and uses it
-    once (PING) so the server sends it everything; then sends lines with it.
-    ``got`` keeps every datagram received, parsed, ``raw`` as bytes, in order.
+    Registers in the two steps of docs/udp-protocol.md, "Registration" (a
+    padded NICK earns a COOKIE; the same NICK with it earns the 001), takes
+    the token from the 001 and uses it once (PING) so the server sends it
+    everything; then sends lines with it.  ``got`` keeps every datagram
+    received, parsed, ``raw`` as bytes, in order.
     """
 
     def __init__(self, port: int, nick: str, timeout: float = 5.0) -> None:
@@ -428,18 +430,31 @@ class RawSession:
         self.raw = []
         self.token = None
         self.cseq = 0
-        nick_line = f" NICK {nick}\r\n".encode()
-        self.sock.sendto(b"@pad=" + b"x" * (1200 - 5 - len(nick_line)) + nick_line, self.server)
         deadline = time.monotonic() + timeout
+        cookie = None
+        while cookie is None:
+            if time.monotonic() > deadline:
+                raise AssertionError(f"no COOKIE for {nick}: {self.got}")
+            self.sock.sendto(self._padded_nick(), self.server)
+            for message in self.receive(0.5):
+                if message.command == "COOKIE":
+                    cookie = message.params[1]
         while self.token is None:
             if time.monotonic() > deadline:
                 raise AssertionError(f"no 001 for {nick}: {self.got}")
+            self.sock.sendto(self._padded_nick(cookie), self.server)
             for message in self.receive(0.5):
                 if message.command == "001":
                     self.token = message.tags["token"]
         self.receive()  # the rest of the welcome that fits
         self.send("PING :proof")  # the token proves the address: unicast lines flow now
         self.receive()
+
+    def _padded_nick(self, cookie: str | None = None) -> bytes:
+        """The registration NICK, padded to 1200 bytes; with ``cookie``, step 2."""
+        head = b"@" + (f"cookie={cookie};".encode() if cookie else b"") + b"pad="
+        nick_line = f" NICK {self.nick}\r\n".encode()
+        return head + b"x" * (1200 - len(head) - len(nick_line)) + nick_line
 
     def receive(self, quiet: float = 0.4, most: float = 5.0) -> list:
         """Datagrams until ``quiet`` s pass without one (at most ``most`` s); also kept in got."""

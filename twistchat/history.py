@@ -27,7 +27,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from twisted.internet.defer import Deferred
+from twisted.internet.defer import Deferred, succeed
 
 from twistchat.core.events import TAG_CLIENT, TAG_MSGID, TAG_TIME
 from twistchat.core.registry import Registry, User
@@ -272,6 +272,21 @@ class History:
         """One CHATHISTORY request: a Deferred of :func:`query`'s answer, or HistoryError."""
         return Deferred.fromCoroutine(query(self.store, self.registry, user, params,
                                             self.maximum, messages_only=messages_only))
+
+    def range(self, user: User, key: str, first: int, last: int, limit: int) -> Deferred:
+        """
+        The records of target ``key`` numbered ``first`` to ``last`` (both included), ascending.
+
+        At most ``limit``, the lowest first: the UDP front-end's REPAIR of a range
+        the room log no longer holds in memory (docs/udp-protocol.md, "Repair").
+        Nothing (an empty list) for a ``user`` who may not read ``key``: the
+        core's rule (:meth:`~twistchat.core.registry.Registry.can_read`), as for
+        CHATHISTORY.
+        """
+        if limit <= 0 or first > last or not self.registry.can_read(user, key):
+            return succeed([])
+        # Store bounds are exclusive; a low bound below the high one keeps the lowest.
+        return self.store.between(key, first - 1, last + 1, limit)
 
     def on_join(self, user: User, key: str, messages_only: bool) -> Deferred | None:
         """

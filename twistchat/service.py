@@ -385,7 +385,9 @@ def makeService(options: Options, reactor: Any = None) -> ChatService:
             max_sessions=options["udp-max-sessions"], max_line=conn["max_line"],
             flood_burst=conn["flood_burst"], flood_rate=conn["flood_rate"])
         broadcast = Broadcast(address, options["broadcast-port"], domain)
-        top.udp = UDPFrontEnd(registry, reactor, broadcast, udp_limits, top.metrics)
+        top.udp = UDPFrontEnd(registry, reactor, broadcast, udp_limits, top.metrics,
+                              History(store, registry, options["history-max"],
+                                      options["history-on-join"]))
         top.udp.noisy = False
         UDPListenerService(options["port"], top.udp, interface=options["interface"],
                            reactor=reactor).setServiceParent(top)

@@ -1,13 +1,15 @@
 """
 The UDP front-end: sessions, room broadcast, sequence repair, heartbeat beacon.
 
-test-case-name: tests.test_udp
+test-case-name: tests.test_udp, tests.test_udp_cookie, tests.test_udp_cseq, tests.test_udp_repair
 
 The wire contract is docs/udp-protocol.md; this module holds to it and the
 names below quote it.  In one paragraph: one IRC line per datagram (at most
-:data:`MAX_DATAGRAM` bytes); ``NICK`` padded to :data:`MIN_REGISTER` bytes opens
-a session and earns a random token; every later datagram carries
-``@token=...`` and comes from the same address; room events go out once, by
+:data:`MAX_DATAGRAM` bytes); ``NICK`` padded to :data:`MIN_REGISTER` bytes earns
+an address cookie (nothing kept), the same NICK with that cookie opens a
+session and earns a random token; every later datagram carries
+``@token=...`` and comes from the same address, every command but PING, REPAIR
+and QUIT a ``cseq``; room events go out once, by
 broadcast, tagged ``seq`` and ``time``; a heartbeat carries each room's latest
 ``seq`` and doubles as the discovery beacon; clients repair gaps by unicast.
 
@@ -24,6 +26,8 @@ What lives where:
 Anti-amplification (docs/udp-protocol.md, "Amplification"): a datagram that
 does not carry a valid token for its source address never makes the server
 send more bytes than it received.  :class:`_Budget` enforces that in one place.
+Address proof (issue #12, items 7 and 11): until a NICK brings back the cookie
+its address was sent, the front-end keeps nothing at all for it.
 
 Time comes from ``clock`` (the reactor, or ``task.Clock`` in tests).
 """
@@ -44,19 +48,25 @@ from twistchat.core.events import Disconnect, Event, deliver
 from twistchat.core.ratelimit import TokenBucket
 from twistchat.core.registry import Registry, User
 from twistchat.frontends.udpwire import (
+    BOOT_BYTES,
+    COOKIE_INTERVAL,
     MAX_DATAGRAM,
     MEMBERSHIP,
     MIN_REGISTER,
     TOKEN_BYTES,
     UDP_VIEW,
     Broadcast,
+    address_cookie,
     broadcast_domain,
+    cookie_valid,
     event_line,
     event_tags,
     heartbeat_lines,
     parse_heartbeat,
     peek_tags,
+    record_line,
 )
+from twistchat.history import History
 from twistchat.metrics import Metrics
 from twistchat.wire import (
     MAX_BODY,
@@ -68,6 +78,7 @@ from twistchat.wire import (
     encode,
     is_decimal,
     parse,
+    safe_middle,
 )
 
 __all__ = [
@@ -235,12 +246,21 @@ class UDPFrontEnd(protocol.DatagramProtocol):
     _log = Logger()
 
     def __init__(self, registry: Registry, clock: Any, broadcast: Broadcast,
-                 limits: UDPLimits = UDPLimits(), metrics: Metrics | None = None) -> None:
+                 limits: UDPLimits = UDPLimits(), metrics: Metrics | None = None,
+                 history: History | None = None) -> None:
         self.registry = registry
         self.clock = clock
         self.broadcast = broadcast
         self.limits = limits
         self.metrics = metrics
+        # Where REPAIR finds what the room log no longer holds in memory (None: nowhere,
+        # such a range is GONE).  docs/udp-protocol.md, "Repair".
+        self.history = history
+        # docs/udp-protocol.md, "Registration" and "Restarts": the address-cookie
+        # secret and the boot id are drawn anew by every front-end, that is at
+        # every server start; neither is ever written anywhere.
+        self._cookie_secret = secrets.token_bytes(32)
+        self.boot = secrets.token_hex(BOOT_BYTES)
         self.sessions: dict[str, UDPSession] = {}  # token -> session
         self.by_addr: dict[tuple[str, int], UDPSession] = {}  # (host, port) -> session
         # Rooms whose events are broadcast (those with a UDP member), recomputed
@@ -274,6 +294,7 @@ class UDPFrontEnd(protocol.DatagramProtocol):
         """The tags of the 001 that opens ``session`` (docs/udp-protocol.md, "Registration")."""
         tags = {
             "token": session.token,
+            "boot": self.boot,
             "broadcast": f"{self.broadcast.address}:{self.broadcast.port}",
             "timeout": f"{self.limits.session_timeout:g}",
             "heartbeat": f"{self.limits.heartbeat:g}",
@@ -422,7 +443,13 @@ class UDPFrontEnd(protocol.DatagramProtocol):
     # ------------------------------------------------------------ registration
 
     def _unregistered(self, data: bytes, addr: tuple) -> None:
-        """A datagram without a token: only a padded NICK opens a session."""
+        """
+        A datagram without a token: only a padded NICK gets an answer.
+
+        docs/udp-protocol.md, "Registration": without a ``cookie`` tag, the
+        answer is the address cookie and nothing is kept; with one that
+        verifies, the session opens.  Everything else is dropped.
+        """
         budget = _Budget(len(data))
         message = self._parse(data, addr, budget)
         if message is None:
@@ -435,27 +462,70 @@ class UDPFrontEnd(protocol.DatagramProtocol):
                         f"Pad NICK to {MIN_REGISTER} bytes")
             return
         nick = message.params[0] if message.params else ""
-        host = addr[0]
+        if "cookie" not in message.tags:
+            self._send_cookie(addr, nick, budget)
+        elif not self._cookie_ok(addr, nick, message.tags["cookie"]):
+            # Forged, expired, another address or nick: start again at step 1.
+            self._reply(addr, budget, "FAIL", "NICK", "BAD_COOKIE", safe_middle(nick))
+        elif not self._answer_again(addr, nick, budget):
+            self._open_session(message, nick, addr, budget)
+
+    def cookie(self, addr: tuple, nick: str) -> str:
+        """The address cookie ``addr`` gets now for ``nick`` (docs, "Registration", step 1)."""
+        interval = int(self.clock.seconds() // COOKIE_INTERVAL)
+        return address_cookie(self._cookie_secret, addr[0], addr[1], nick, interval)
+
+    def _send_cookie(self, addr: tuple, nick: str, budget: _Budget) -> None:
+        """
+        Step 1: ``:<server> COOKIE <nick> <cookie>``, and nothing kept.
+
+        The whole cost of a datagram from a forged address is this one HMAC and
+        a reply smaller than it (issue #12, items 7 and 11): no session, no
+        user, no entry in any table, so a flood of them takes no nick and
+        fills no session slot.
+        """
+        if not nick:
+            self._reply(addr, budget, "431", "No nickname given")
+            return
+        self._reply(addr, budget, "COOKIE", safe_middle(nick), self.cookie(addr, nick))
+
+    def _cookie_ok(self, addr: tuple, nick: str, cookie: str) -> bool:
+        return cookie_valid(self._cookie_secret, addr[0], addr[1], nick, cookie,
+                            self.clock.seconds())
+
+    def _answer_again(self, addr: tuple, nick: str, budget: _Budget) -> bool:
+        """
+        A step-2 NICK (its cookie verified) from an address that has a session: True.
+
+        The client did not get our 001 and sends the same NICK again: the
+        session has not used its token yet, so it gets the same lines, within
+        the budget.  Anything else from that address is ``ADDRESS_IN_USE``.
+        False when the address has no session: the caller opens one.
+        """
         existing = self.by_addr.get(addr)
-        if existing is not None:
-            if (not existing.validated and existing.user is not None
-                    and casefold(nick) == existing.user.key):
-                # The client did not get our 001: the same answer again.
-                for _, line in list(existing.kept):
-                    if budget.take(len(line)):
-                        self._write(line, addr)
-                return
+        if existing is None:
+            return False
+        if (not existing.validated and existing.user is not None
+                and casefold(nick) == existing.user.key):
+            for _, line in list(existing.kept):
+                if budget.take(len(line)):
+                    self._write(line, addr)
+        else:
             self._reply(addr, budget, "FAIL", "NICK", "ADDRESS_IN_USE",
                         "This address already has a session")
-            return
+        return True
+
+    def _open_session(self, message: Message, nick: str, addr: tuple,
+                      budget: _Budget) -> None:
+        """Step 2, the cookie verified: the registration IRC's NICK + USER (+ PASS) make."""
         if len(self.sessions) >= self.limits.max_sessions:
             self._reply(addr, budget, "FAIL", "NICK", "TOO_MANY_SESSIONS",
                         "Too many sessions, try later")
             return
-        token = secrets.token_hex(TOKEN_BYTES)
-        now = self.clock.seconds()
+        host = addr[0]
         unicast = "unicast" in message.tags or not self.broadcast.reaches(host)
-        session = UDPSession(self, token, addr, unicast, now)
+        session = UDPSession(self, secrets.token_hex(TOKEN_BYTES), addr, unicast,
+                             self.clock.seconds())
         session.budget = budget
         # Room lines reach UDP sessions by broadcast (or the copies on_event sends).
         user = self.registry.connect(session, host, by_broadcast=True)
@@ -469,15 +539,10 @@ class UDPFrontEnd(protocol.DatagramProtocol):
         out += self.registry.offer_user(user, nick, nick)
         out += self.registry.offer_nick(user, nick)
         if not user.registered:
-            self.registry.quit(user)
-            for delivery in out:
-                if isinstance(delivery.payload, Message):  # the refusal, not the Disconnect
-                    data = encode(delivery.payload)
-                    if budget.take(len(data)):
-                        self._write(data, addr)
+            self._refuse(user, out, addr, budget)
             return
         session.user = user
-        self.sessions[token] = session
+        self.sessions[session.token] = session
         self.by_addr[addr] = session
         if self.metrics is not None:
             self.metrics.udp.connections += 1
@@ -485,6 +550,15 @@ class UDPFrontEnd(protocol.DatagramProtocol):
         self._log.info("udp session {nick} from {addr}{how}", nick=nick, addr=addr,
                        how=" (unicast)" if unicast else "")
         deliver(out)
+
+    def _refuse(self, user: User, out: list, addr: tuple, budget: _Budget) -> None:
+        """The registration failed (433, 432, 464 ...): the refusal, and the user forgotten."""
+        self.registry.quit(user)
+        for delivery in out:
+            if isinstance(delivery.payload, Message):  # the refusal, not the Disconnect
+                data = encode(delivery.payload)
+                if budget.take(len(data)):
+                    self._write(data, addr)
 
     # ------------------------------------------------------------- commands
 
@@ -521,8 +595,14 @@ class UDPFrontEnd(protocol.DatagramProtocol):
                                            {"latest": str(session.useq)})), session.addr)
         elif verb == "REPAIR":
             self.repair(session, message, now)
-        elif session.take_token(now):
+        elif not session.take_token(now):
+            return  # flood: dropped, as a sequenced command past the rate waits
+        elif verb in UNSEQUENCED:
             self._command(session, message)
+        else:
+            # Issue #12, item 6: a command without cseq could run once per copy
+            # (a duplicate from the network, a replay from this address): none runs.
+            self._numbered(session, "FAIL", safe_middle(verb), "NEED_CSEQ", "Send it with a cseq")
 
     def _numbered(self, session: UDPSession, command: str, *params: str) -> None:
         """A server line in ``session``'s numbered unicast stream."""
@@ -553,13 +633,15 @@ class UDPFrontEnd(protocol.DatagramProtocol):
 
     def repair(self, session: UDPSession, message: Message, now: float) -> None:
         """
-        ``REPAIR <room or *> <from> <to>``: send what is still held of that range.
+        ``REPAIR <room or *> <from> <to>``: send that range again, exactly as broadcast.
 
         A room's events only to a session that may read the room (the core's
         ``can_read``: its members), a session's own numbered lines (``*``) only
         to itself.  At most ``repair_limit`` lines per request, and
-        ``repair_rate`` lines a second per session; a range no longer held is
-        answered ``FAIL REPAIR GONE``.
+        ``repair_rate`` lines a second per session.  What the room log still
+        holds comes from memory, the part below it from history
+        (:meth:`_repair_room`); only what neither holds is answered
+        ``FAIL REPAIR GONE``.
         """
         p = message.params
         if len(p) < 3 or not is_decimal(p[1]) or not is_decimal(p[2]) or int(p[1]) > int(p[2]) \
@@ -582,10 +664,50 @@ class UDPFrontEnd(protocol.DatagramProtocol):
             self.metrics.udp_repairs += 1
         if target == "*":
             lowest, lines = self._own_lines(session, first, last, allowed)
+            self._send_repair(session, "*", first, last, lowest, lines)
         else:
-            target = self.registry.room_name(key) or target
-            lowest, events = self.registry.log.held(key, first, last, allowed)
-            lines = [event_line(event) for event in events]
+            self._repair_room(session, key, self.registry.room_name(key) or target, first,
+                              last, allowed)
+
+    def _repair_room(self, session: UDPSession, key: str, name: str, first: int, last: int,
+                     allowed: int) -> None:
+        """
+        Room ``key``'s events ``first``..``last`` (at most ``allowed``), from memory and history.
+
+        ``registry.log.held`` gives what memory still holds and where that
+        begins (``lowest``); the part of the range below it is asked of
+        history (issue #12, items 2 and 3: after a restart, or for an old
+        range).  The answer goes out when history has answered, oldest first,
+        the history part before the memory part.
+        """
+        lowest, events = self.registry.log.held(key, first, last, allowed)
+        held = [event_line(event) for event in events]
+        if first >= lowest or self.history is None or session.user is None:
+            self._send_repair(session, name, first, last, lowest, held)
+            return
+        below = min(last, lowest - 1)
+        d = self.history.range(session.user, key, first, below, allowed)
+
+        def answer(records: list) -> None:
+            # What history holds of first..below; a part below its oldest record is gone.
+            start = records[0].seq if records else below + 1
+            lines = [record_line(record) for record in records] + held
+            self._send_repair(session, name, first, last, start, lines[:allowed])
+
+        def failed(failure: Any) -> None:
+            # History degrades, chat does not (issue #7): send what memory holds;
+            # the client asks again for the rest.
+            self._log.failure("repair of {key} from history failed", failure, key=key)
+            self._send_repair(session, name, lowest, last, lowest, held)
+
+        d.addCallbacks(answer, failed)
+        d.addErrback(lambda failure: self._log.failure("udp repair failed", failure))
+
+    def _send_repair(self, session: UDPSession, target: str, first: int, last: int,
+                     lowest: int, lines: list[bytes]) -> None:
+        """One repair's answer: ``FAIL REPAIR GONE`` for ``first``..``lowest-1``, then lines."""
+        if session.closed:
+            return  # the session ended while history was read
         if first < lowest:
             gone_to = min(last, lowest - 1)
             self._write(encode(Message("FAIL", ("REPAIR", "GONE", target, str(first),
@@ -633,7 +755,7 @@ class UDPFrontEnd(protocol.DatagramProtocol):
         log = self.registry.log
         listed = [(name, log.latest(key), log.epoch(key)) for key, name in rooms]
         return heartbeat_lines(self.registry.server_name, self.registry.network, self.port,
-                               listed, now_ms, log.epoch(""))
+                               listed, now_ms, log.epoch(""), boot=self.boot)
 
     def _expire(self) -> None:
         now = self.clock.seconds()
@@ -667,6 +789,10 @@ class UDPFrontEnd(protocol.DatagramProtocol):
 
 
 _ECHO = commands.Context(echo=True)
+# docs/udp-protocol.md, "Reliable commands": the verbs that may come without a
+# cseq, since running them twice changes nothing (PING and REPAIR are answered
+# before the command table; QUIT ends the session whichever copy comes first).
+UNSEQUENCED = frozenset(("PING", "REPAIR", "QUIT"))
 
 
 def _nothing(message: Message) -> list:

@@ -11,19 +11,22 @@ what these build.
 
 from __future__ import annotations
 
+import hashlib
+import hmac
 import ipaddress
 import socket
 from collections.abc import Iterable
 from dataclasses import dataclass
+from typing import Any
 
 from twistchat.core.events import TAG_SEQ, TAG_TIME, Event
-from twistchat.wire import Message, encode, format_server_time, is_decimal
+from twistchat.wire import Message, casefold, encode, format_server_time, is_decimal
 
 __all__ = [
-    "HEARTBEAT", "MAX_DATAGRAM", "MEMBERSHIP", "MIN_REGISTER", "ROOMLESS", "TOKEN_BYTES",
-    "UDP_VIEW", "Broadcast",
-    "broadcast_domain", "event_line", "event_tags", "heartbeat_lines", "parse_heartbeat",
-    "peek_tags",
+    "BOOT_BYTES", "COOKIE_DIGITS", "COOKIE_INTERVAL", "HEARTBEAT", "MAX_DATAGRAM", "MEMBERSHIP",
+    "MIN_REGISTER", "ROOMLESS", "TOKEN_BYTES", "UDP_VIEW", "Broadcast",
+    "address_cookie", "broadcast_domain", "cookie_valid", "event_line", "event_tags",
+    "heartbeat_lines", "parse_heartbeat", "peek_tags", "record_line",
 ]
 
 # docs/udp-protocol.md, "Datagrams": at most 1200 bytes, a size that crosses any
@@ -35,6 +38,15 @@ MAX_DATAGRAM = 1200
 MIN_REGISTER = 1200
 # "Registration": tokens are 128 random bits, written as 32 hex digits.
 TOKEN_BYTES = 16
+# "Registration": the address cookie is the first 32 hex digits of an HMAC-SHA256
+# over address, port, casefolded nick and the 30-second interval; the current and
+# the previous interval are accepted, so a cookie is good for 30 to 60 seconds
+# (issue #12, items 7 and 11; QUIC's Retry token and DTLS's HelloVerifyRequest
+# cookie are the same stateless address proof, RFC 9000 section 8.1.2, RFC 6347 4.2.1).
+COOKIE_INTERVAL = 30
+COOKIE_DIGITS = 32
+# "Registration": ``boot`` is 64 random bits, 16 hex digits, drawn at every start.
+BOOT_BYTES = 8
 # Room events carry the room's sequence number and server time, always.
 UDP_VIEW = TAG_SEQ | TAG_TIME
 HEARTBEAT = "HEARTBEAT"
@@ -59,6 +71,49 @@ def event_line(event: Event) -> bytes:
     if message.command not in ROOMLESS:
         return event.line(UDP_VIEW)  # formatted once, shared by broadcast and repairs
     return encode(Message(message.command, message.params, message.source, event_tags(event)))
+
+
+def record_line(record: Any) -> bytes:
+    """
+    The datagram of a stored room event (a history record), exactly as it was broadcast.
+
+    Duck-typed on the record's ``target``, ``seq``, ``time_ms``, ``msgid``,
+    ``command``, ``source`` and ``params`` (front-ends never import the store):
+    the event is rebuilt and formatted by :func:`event_line`, so a repair from
+    history and one from memory are the same bytes.  Client-only tags are not
+    part of the UDP view, so the record's ``tags`` play no part.
+    """
+    message = Message(record.command, tuple(record.params), record.source or None)
+    return event_line(Event(record.target, record.seq, record.time_ms, record.msgid, message))
+
+
+def address_cookie(secret: bytes, host: str, port: int, nick: str, interval: int) -> str:
+    """
+    The address cookie for ``host:port`` and ``nick`` in 30-second ``interval``.
+
+    docs/udp-protocol.md, "Registration": HMAC-SHA256 under the server's
+    secret of ``host|port|casefold(nick)|interval``, its first 32 hex digits.
+    """
+    text = f"{host}|{port}|{casefold(nick)}|{interval}".encode("utf-8", "surrogatepass")
+    return hmac.new(secret, text, hashlib.sha256).hexdigest()[:COOKIE_DIGITS]
+
+
+def cookie_valid(secret: bytes, host: str, port: int, nick: str, cookie: str,
+                 now: float) -> bool:
+    """
+    True if ``cookie`` is the one made for this address and nick now or 30 s before.
+
+    The current and the previous interval are accepted (a cookie made just
+    before an interval ends stays good for the next one); compared in
+    constant time (``hmac.compare_digest``), so timing reveals no digit.
+    """
+    given = cookie.encode("utf-8", "replace")
+    interval = int(now // COOKIE_INTERVAL)
+    ok = False
+    for candidate in (interval, interval - 1):
+        expected = address_cookie(secret, host, port, nick, candidate).encode("ascii")
+        ok |= hmac.compare_digest(expected, given)  # both always computed: no early exit
+    return ok
 
 
 @dataclass(frozen=True)
@@ -177,9 +232,9 @@ def peek_tags(data: bytes) -> tuple:
 
 def heartbeat_lines(server_name: str, network: str, port: int,
                     rooms: Iterable[tuple[str, int, str]], time_ms: int,
-                    epoch: str | None = None) -> list[bytes]:
+                    epoch: str | None = None, boot: str | None = None) -> list[bytes]:
     """
-    The heartbeat datagrams: ``@epoch=E :server HEARTBEAT network port :#a:12 #b:7``.
+    The heartbeat datagrams: ``@epoch=E;boot=B :server HEARTBEAT network port :#a:12 #b:7``.
 
     ``rooms`` is a list of ``(name, latest seq, epoch)``.  Each datagram lists
     rooms of one epoch (the room log's numbering, see
@@ -187,7 +242,8 @@ def heartbeat_lines(server_name: str, network: str, port: int,
     client can tell a gap from a new numbering.  Split into as many datagrams as
     it takes to stay within :data:`MAX_DATAGRAM`; always at least one, since
     the heartbeat is also the discovery beacon (its epoch: ``epoch``, the log's
-    when there are no rooms).
+    when there are no rooms).  ``boot`` is the server's boot id, on every
+    datagram (docs/udp-protocol.md, "Restarts").
     """
     by_epoch: dict[str | None, list[str]] = {}
     for name, seq, listed_epoch in rooms:
@@ -200,6 +256,8 @@ def heartbeat_lines(server_name: str, network: str, port: int,
         tags: dict[str, str] = {"time": stamp}
         if room_epoch:
             tags["epoch"] = room_epoch
+        if boot:
+            tags["boot"] = boot
         head = encode(Message(HEARTBEAT, (network, str(port), "x"), server_name, tags))
         for text in _chunks(entries, MAX_DATAGRAM - len(head)):
             lines.append(encode(Message(HEARTBEAT, (network, str(port), text), server_name,
