@@ -79,3 +79,34 @@ def test_repair_datagram_names_the_hole():
     """REPAIR <target> <from> <to> with our token."""
     msg = parse(repair_datagram("tok", "#r", 4, 9))
     assert (msg.command, msg.params, msg.tags) == ("REPAIR", ("#r", "4", "9"), {"token": "tok"})
+
+
+def test_register_datagram_with_a_cookie_is_padded_and_carries_it():
+    """The second step: cookie= (and unicast) before pad, still MIN_REGISTER bytes."""
+    for unicast in (False, True):
+        data = register_datagram("alice", unicast, "0f" * 16)
+        assert len(data) == MIN_REGISTER
+        msg = parse(data, max_body=2000, max_tags=2000)
+        assert msg.tags["cookie"] == "0f" * 16 and msg.params == ("alice",)
+        assert ("unicast" in msg.tags) == unicast
+
+
+def test_requeue_numbers_afresh_joins_first_nothing_lost_or_doubled():
+    """A new session: our JOINs, then unacknowledged and queued commands, from cseq 1."""
+    commands, sent, _ = make(window=2)
+    for m in (Message("JOIN", ("#r",)), Message("PRIVMSG", ("#r", "a")),
+              Message("PRIVMSG", ("#r", "b"))):
+        commands.queue(m)
+    commands.pump("old", 0.0)
+    commands.acked(0, 0.1)  # nothing ran: the server went away
+    commands.requeue([Message("JOIN", ("#R",)), Message("JOIN", ("#s",))])
+    assert commands.pending == 4
+    sent.clear()
+    for upto in range(1, 5):
+        commands.pump("new", float(upto))
+        commands.acked(upto, float(upto))
+    lines = [parse(d) for d in sent]
+    assert [(m.tags["cseq"], m.command, m.params[-1]) for m in lines] == [
+        ("1", "JOIN", "#R"), ("2", "JOIN", "#s"), ("3", "PRIVMSG", "a"), ("4", "PRIVMSG", "b")]
+    assert all(m.tags["token"] == "new" for m in lines)
+    assert commands.idle

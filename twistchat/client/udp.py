@@ -24,8 +24,23 @@ real reactor) and time through ``reactor`` (``callLater``/``seconds``), so the
 whole session runs in memory in tests.  :class:`FaultInjector` sits between
 the session and its sockets to lose, duplicate and reorder datagrams, seeded.
 
-This module is the session's state machine (registration, keepalive, a lost
-session registered anew, close).  The rest has a
+Registration takes two steps (docs/udp-protocol.md, "Registration"): the
+padded NICK, answered ``COOKIE <nick> <cookie>``; the padded NICK again with
+``cookie=``, answered by the 001.  A server that answers the first NICK with
+its 001 (before issue #12) is served as well.
+
+Restarts (docs, "Restarts"; issue #12 item 2): the heartbeat comes every
+``heartbeat`` seconds (the 001 says how often).  When it stops, the session
+PINGs; no heartbeat for 3 intervals and no answer either: DISCONNECTED
+("reconnecting", the STATE the TCP session emits).  Commands typed meanwhile
+are queued (at most ``max_queued``).  It keeps PINGing with the old token and
+registers again: the old session answering means it lived (nothing lost); a
+new 001 (or a heartbeat with another ``boot``, which restarts this at once)
+means a new session: rooms joined again, commands not acknowledged sent
+again, each room's gap repaired from the last seq shown (:mod:`.udp_streams`).
+
+This module is the session's state machine (registration, keepalive, a
+silent or restarted server, close).  The rest has a
 module each: :mod:`.udp_net` (sockets, faults, discovery),
 :mod:`.udp_commands` (the command window), :mod:`.udp_streams` (order,
 holes, repair) and :mod:`.udp_events` (lines to events).
@@ -66,6 +81,9 @@ from twistchat.wire import Message, WireError, casefold, encode, parse
 __all__ = ["UDPChatSession", "ReactorNet", "FaultInjector", "discover", "DEFAULT_PORT"]
 
 SEND_LIMIT = 510  # body bytes the server accepts (RFC 1459, CRLF excluded)
+# FAIL NICK BAD_COOKIE in a row before a first registration gives up (an expired cookie
+# needs one more try; more means the server and we do not agree on our address).
+MAX_BAD_COOKIES = 5
 
 
 @implementer(IChatSession)
@@ -89,7 +107,8 @@ class UDPChatSession:
                  fault_in: FaultInjector | None = None, fault_out: FaultInjector | None = None,
                  unicast: bool = False, interface: str = "", window: int = 32,
                  reorder_delay: float = 0.03, repair_limit: int = 100,
-                 register_timeout: float = 10.0, broadcast_port: int | None = None) -> None:
+                 register_timeout: float = 10.0, broadcast_port: int | None = None,
+                 history_on_join: int = 50, max_queued: int = 1000) -> None:
         if reactor is None:
             from twisted.internet import reactor
         self.reactor = reactor
@@ -98,7 +117,6 @@ class UDPChatSession:
         # host None: find the server by its beacon on this port (docs, "Heartbeat and beacon").
         self.broadcast_port = broadcast_port or port + 1
         self._autojoin: list[str] = list(rooms)  # joined again after a new registration
-        self._reconnects = 0
         self.nick = self.wanted_nick = nick
         self.state = I.CONNECTING
         self.rooms: list[str] = []
@@ -112,6 +130,21 @@ class UDPChatSession:
         self.register_timeout = register_timeout
         self.token: str | None = None
         self.server_timeout = 60.0
+        # Restarts (docs, "Restarts"): the server's heartbeat interval and boot id (from the
+        # 001 and the heartbeat), when we last heard a heartbeat, since when an answer is
+        # owed (a PING or command without PONG/ACK), the old token while we reconnect.
+        self.heartbeat = 1.0
+        self.max_queued = max_queued  # commands kept while reconnecting; more are refused
+        self._boot: str | None = None
+        self._last_beat: float | None = None
+        self._owed_since: float | None = None
+        self._last_probe = 0.0
+        self._old_token: str | None = None
+        self._down_since: float | None = None
+        self._told_queued = False
+        self._ever_registered = False
+        self._cookie: str | None = None  # the COOKIE of the registration under way
+        self._bad_cookies = 0
         self.broadcast_addr: tuple[str, int] | None = None
         self._handler: Callable[[ChatEvent], None] | None = None
         self._queued: list[ChatEvent] = []  # events before a handler was set
@@ -125,13 +158,14 @@ class UDPChatSession:
         self._register_started = 0.0
         self._alt = 0
         self._last_heard = 0.0
+        self._boot_heard: str | None = None  # the boot of the last heartbeat heard
         # Counters a test or the UI may read.
         self.stats = {"repairs_asked": 0, "retransmits": 0, "duplicates": 0, "datagrams": 0,
                       "gone": 0}
         self._streams = Streams(self._show, self._is_me, self._schedule_tick, self._gone,
-                                self.stats)
+                                self.stats, history_on_join)
         self._events = UDPEvents(self, self._streams, self._emit, self._now_ms)
-        self._commands = CommandWindow(self._write, window, self.stats)
+        self._commands = CommandWindow(self._write_owed, window, self.stats)
 
     # ---------------------------------------------------------------- API
 
@@ -286,6 +320,12 @@ class UDPChatSession:
         else:
             self._uport_write(data, self._server)
 
+    def _write_owed(self, data: bytes) -> None:
+        """Send a datagram the server answers (a command, a PING): an answer is owed."""
+        if self._owed_since is None:
+            self._owed_since = self._now()
+        self._write(data)
+
     def _uport_write(self, data: bytes, addr: Any) -> None:
         if self._uport is None:
             return
@@ -297,27 +337,75 @@ class UDPChatSession:
     # ------------------------------------------------------- registration
 
     def _send_register(self) -> None:
-        """Ask to register (:func:`.register_datagram`); sent again until answered."""
+        """
+        Ask to register (:func:`.register_datagram`, with the cookie once we
+        have one); sent again until answered, the wait doubling up to 2 s.
+        """
         if self.token is not None or self.state == I.CLOSED:
             return
-        if self._now() - self._register_started > self.register_timeout:
-            if self._started is not None and self._started.called:
-                self._reconnects += 1  # a lost session: keep trying, with backoff
-                self._later("reconnect", min(2.0 ** self._reconnects, 30.0), self._reregister)
-                return
+        if not self._ever_registered and \
+                self._now() - self._register_started > self.register_timeout:
             self._fail(f"no answer from {self.host}:{self.port} (UDP)")
             return
-        self._write(register_datagram(self.wanted_nick, self.unicast))
+        self._write(register_datagram(self.wanted_nick, self.unicast, self._cookie))
+        if self._old_token is not None:
+            self._probe(self._old_token)  # the old session may live: its answer says so
         self._register_tries += 1
         self._later("register", min(0.25 * 2 ** (self._register_tries - 1), 2.0),
                     self._send_register)
 
+    def _register_again(self, delay: float = 0.0) -> None:
+        """Start the registration over (a new cookie) after ``delay``."""
+        self._cookie = None
+        self._register_tries = 0
+        self._register_started = self._now()
+        if delay > 0:
+            self._later("register", delay, self._send_register)
+        else:
+            self._send_register()
+
+    def _got_cookie(self, message: Message) -> None:
+        """``COOKIE <nick> <cookie>``: our address is proven; send the NICK with it."""
+        p = message.params
+        if len(p) < 2 or casefold(p[0]) != casefold(self.wanted_nick):
+            return  # for a nick we no longer ask for
+        if p[1] == self._cookie:
+            return  # the answer to a repeated first step: the second is on its way
+        self._cookie = p[1]
+        if self.state == I.DISCONNECTED:
+            self._set_state(I.CONNECTING)
+        self._register_tries = 0
+        self._send_register()
+
+    def _refused(self, message: Message) -> None:
+        """A FAIL before our 001 (docs, "Registration", errors)."""
+        code = message.params[1] if len(message.params) > 1 else ""
+        if code == "BAD_COOKIE":
+            # Expired, or not for this address and nick: step 1 again, a few times.
+            self._bad_cookies += 1
+            if self._bad_cookies > MAX_BAD_COOKIES and not self._ever_registered:
+                self._fail("the server refused our registration cookie "
+                           f"{self._bad_cookies} times")
+                return
+            self._register_again(min(0.25 * 2 ** (self._bad_cookies - 1), 4.0))
+            return
+        if code == "ADDRESS_IN_USE" and self._old_token is not None:
+            self._resume()  # that session is ours: it outlived the silence
+            return
+        text = message.params[-1] if message.params else "registration refused"
+        if not self._ever_registered:
+            self._fail(text)
+        elif self._down_since is not None:
+            self._emit(ChatEvent(I.ERROR, text=text, time_ms=self._now_ms()))
+            self._down_since = None  # once per outage; the registration goes on retrying
+
     def _registered(self, message: Message) -> None:
         tags = message.tags
-        self.token = tags.get("token")
-        if not self.token:
+        token = tags.get("token")
+        if not token:
             self._fail("the server's 001 has no token")
             return
+        self.token = token
         timer = self._timers.pop("register", None)
         if timer is not None and timer.active():
             timer.cancel()
@@ -327,6 +415,11 @@ class UDPChatSession:
             self.server_timeout = float(tags.get("timeout", "60"))
         except ValueError:
             pass
+        try:
+            self.heartbeat = max(float(tags.get("heartbeat", "1")), 0.05)
+        except ValueError:
+            pass
+        self._boot = tags.get("boot") or self._boot_heard
         host, _, port = tags.get("broadcast", "").rpartition(":")
         if "unicast" not in tags and host and port.isdigit() and self._bport is None:
             self.broadcast_addr = (host, int(port))
@@ -336,50 +429,123 @@ class UDPChatSession:
             except OSError as e:
                 self._emit(ChatEvent(I.ERROR, text=f"cannot listen for broadcasts on "
                                                    f"{host}:{port}: {e}"))
-        self._last_heard = self._now()
-        self._reconnects = 0
-        self._keepalive()  # proves our address at once, and tells us the latest useq
+        again = self._ever_registered
+        self._ever_registered = True
+        self._old_token = None
+        self._cookie = None
+        self._bad_cookies = 0
+        self._down_since = None
+        self._heard()
+        if self.state == I.DISCONNECTED:
+            self._set_state(I.CONNECTING)  # as the TCP session: connecting, then registered
         self._set_state(I.REGISTERED)
-        for room in list(self._autojoin):
-            self.join(room)
+        if again:
+            # A new session (docs, "Restarts"): our rooms first, then what was not acknowledged.
+            self._streams.new_session()
+            wanted = {casefold(room) for room in self._autojoin}
+            for key in [k for k in self._streams.rooms if k not in wanted]:
+                self._streams.left(key)  # parted meanwhile: nothing more to show
+            self.rooms = []
+            for room in self._autojoin:
+                self._streams.joining(room)
+            self._commands.requeue([Message("JOIN", (room,)) for room in self._autojoin])
+        else:
+            for room in list(self._autojoin):
+                self.join(room)
+        self._keepalive()  # proves our address at once, and tells us the latest useq
         self._pump()
+        self._later("watch", self._watch_interval(), self._watch)
         if self._started is not None and not self._started.called:
             self._started.callback(self)
 
     def _keepalive(self) -> None:
         if self.token is None or self.state == I.CLOSED:
             return
-        if self._now() - self._last_heard > self.server_timeout:
-            self._lost()
-            return
-        self._write(ping_datagram(self.token, self._now()))
+        self._write_owed(ping_datagram(self.token, self._now()))
         self._later("keepalive", max(min(self.server_timeout / 4, 10.0), 0.05), self._keepalive)
 
-    def _lost(self) -> None:
-        """The server stopped answering: our session is gone.  Register anew, with backoff."""
-        self._emit(ChatEvent(I.ERROR, text="the server is silent: session lost",
-                             time_ms=self._now_ms()))
-        self._cancel_timers()
-        self.token = None
-        self._commands.reset()  # commands of the old session: not replayed into the new one
-        self._streams.reset()
-        self.rooms = []
-        if self._bport is not None:
-            self._bport.stopListening()
-            self._bport = None
-        self._set_state(I.DISCONNECTED)
-        self._reconnects += 1
-        self._later("reconnect", min(2.0 ** (self._reconnects - 1), 30.0), self._reregister)
+    # ---------------------------------------------------- silence, restarts
 
-    def _reregister(self) -> None:
-        if self.state == I.CLOSED or self._closed is not None:
+    def _heard(self) -> None:
+        """An answer to our token (ACK, PONG, a numbered line): the session lives."""
+        self._last_heard = self._now()
+        self._owed_since = None
+
+    def _probe(self, token: str) -> None:
+        self._last_probe = self._now()
+        self._write_owed(ping_datagram(token, self._now()))
+
+    def _watch_interval(self) -> float:
+        return max(self.heartbeat / 4, 0.02)
+
+    def _watch(self) -> None:
+        """
+        Every quarter heartbeat: PING when the heartbeat is late or an answer is
+        owed; reconnect when the server is silent for 3 intervals (docs, "Restarts").
+        """
+        if self.token is None or self.state != I.REGISTERED:
             return
-        self._set_state(I.CONNECTING)
+        now, beat = self._now(), self.heartbeat
+        owed = now - self._owed_since if self._owed_since is not None else 0.0
+        # Silence: neither a heartbeat nor an answer (a unicast session with no room hears
+        # no heartbeat: its PINGs, one per interval then, tell instead).
+        quiet = now - max(self._last_beat or 0.0, self._last_heard)
+        if (quiet > 1.2 * beat or owed > beat) and now - self._last_probe >= beat / 4:
+            self._probe(self.token)
+        if (quiet > 3 * beat and owed > 1.5 * beat) or owed > 3 * beat:
+            self._reconnecting(f"No answer from the server for {max(quiet, owed):.0f} s; "
+                               "reconnecting.")
+            return
+        self._later("watch", self._watch_interval(), self._watch)
+
+    def _reconnecting(self, text: str) -> None:
+        """The server is silent (or restarted): keep what we have, register again."""
+        self._emit(ChatEvent(I.ERROR, text=text, time_ms=self._now_ms()))
+        for name in ("tick", "keepalive", "watch"):
+            timer = self._timers.pop(name, None)
+            if timer is not None and timer.active():
+                timer.cancel()
+        self._old_token, self.token = self.token, None
+        self._owed_since = None
+        self._down_since = self._now()
+        self._told_queued = False
+        self._streams.suspend()
+        self._set_state(I.DISCONNECTED)
         self.nick = self.wanted_nick
         self._alt = 0
-        self._register_tries = 0
-        self._register_started = self._now()
-        self._send_register()
+        self._register_again()
+
+    def _resume(self) -> None:
+        """The old session answered after all: go on with it, nothing lost."""
+        if self._old_token is None:
+            return
+        self.token, self._old_token = self._old_token, None
+        timer = self._timers.pop("register", None)
+        if timer is not None and timer.active():
+            timer.cancel()
+        self._cookie = None
+        self._down_since = None
+        self._heard()
+        self._set_state(I.REGISTERED)
+        self._keepalive()
+        self._pump()
+        self._later("watch", self._watch_interval(), self._watch)
+
+    def _heartbeat(self, message: Message) -> None:
+        """A heartbeat from our server: it runs; another ``boot``: it restarted."""
+        self._last_beat = self._now()
+        boot = message.tags.get("boot") or None
+        if boot is not None:
+            self._boot_heard = boot
+        if boot is not None and self._boot is not None and boot != self._boot:
+            self._boot = boot
+            if self.token is not None:
+                self._reconnecting("The server restarted; reconnecting.")
+            self._old_token = None  # that session is gone: asking it is no use
+        if self.token is None and self._ever_registered and self.state == I.DISCONNECTED:
+            self._set_state(I.CONNECTING)  # the server is back: register now
+            self._register_again()
+        self._streams.heartbeat(message)
 
     # ------------------------------------------------------- commands out
 
@@ -395,6 +561,16 @@ class UDPChatSession:
             # the server would hold back every command after it.
             self._emit(ChatEvent(I.ERROR, text=f"Not sent: {e}", time_ms=self._now_ms()))
             return
+        if self.token is None and self._ever_registered:
+            if self._commands.pending >= self.max_queued:
+                self._emit(ChatEvent(I.ERROR, text=f"Not sent: {self._commands.pending} "
+                                     "commands already wait for the server",
+                                     time_ms=self._now_ms()))
+                return
+            if not self._told_queued:
+                self._told_queued = True
+                self._emit(ChatEvent(I.INFO, text="Reconnecting: sent once the server "
+                                     "is back.", time_ms=self._now_ms()))
         self._commands.queue(message)
         self._pump()
 
@@ -432,7 +608,11 @@ class UDPChatSession:
             return
         if "useq" in message.tags or message.command in ("ACK", "PONG"):
             # Only answers to our token prove the session lives (heartbeats do not).
-            self._last_heard = self._now()
+            if self.token is None and self._old_token is not None \
+                    and message.command in ("ACK", "PONG"):
+                # Only the old session answers our PINGs before a new 001: it lived.
+                self._resume()
+            self._heard()
         try:
             self._route(message)
         except Exception:
@@ -460,13 +640,15 @@ class UDPChatSession:
             except (ValueError, IndexError):
                 pass
         elif verb == "HEARTBEAT":
-            self._streams.heartbeat(message)
+            self._heartbeat(message)
         elif verb == "FAIL" and message.params[:2] == ("REPAIR", "GONE"):
             self._streams.gone(message)
+        elif self.token is None and verb == "COOKIE":
+            self._got_cookie(message)
         elif self.token is None and message.command in ("433", "432", "436"):
             self._nick_refused(message)
         elif self.token is None and message.command == "FAIL":
-            self._fail(message.params[-1] if message.params else "registration refused")
+            self._refused(message)
         else:
             self._show(message)  # unnumbered server lines (errors to unsequenced datagrams)
 
@@ -475,8 +657,7 @@ class UDPChatSession:
         if message.command == "433" and self._alt < 3:
             self._alt += 1
             self.wanted_nick = self.wanted_nick + "_"
-            self._register_tries = 0
-            self._send_register()
+            self._register_again()  # a cookie is for one nick
             return
         self._fail(" ".join(message.params[1:]) or "nick refused")
 
@@ -511,9 +692,6 @@ class UDPChatSession:
                                                         min(max(rto, 0.05), 0.3),
                                                         self.repair_limit):
             self._write(repair_datagram(token, target, start, end))
-        if now - self._last_heard > self.server_timeout:
-            self._lost()
-            return
         self._schedule_tick()
 
     # ----------------------------------------------------------------- close

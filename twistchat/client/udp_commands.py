@@ -11,14 +11,18 @@ RFC 6298 estimator, with Karn's rule for ambiguous samples).  No socket and
 no clock here: ``write`` sends, times are arguments.
 
 Registration, PING and REPAIR are not numbered; :func:`register_datagram`,
-:func:`ping_datagram` and :func:`repair_datagram` format them.
+:func:`ping_datagram` and :func:`repair_datagram` format them.  Every other
+command goes through the window, so it carries a ``cseq`` (docs, "Reliable
+commands": the server refuses a state-changing command without one, issue #12
+item 6).  After a server restart the commands not yet acknowledged are kept
+and numbered afresh for the new session (:meth:`CommandWindow.requeue`).
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
 
-from twistchat.wire import Message, encode
+from twistchat.wire import Message, casefold, encode
 
 __all__ = ["MIN_REGISTER", "CommandWindow", "ping_datagram", "register_datagram",
            "repair_datagram"]
@@ -26,19 +30,22 @@ __all__ = ["MIN_REGISTER", "CommandWindow", "ping_datagram", "register_datagram"
 MIN_REGISTER = 1200  # docs/udp-protocol.md, "Registration": the NICK is padded to this
 
 
-def register_datagram(nick: str, unicast: bool) -> bytes:
+def register_datagram(nick: str, unicast: bool, cookie: str | None = None) -> bytes:
     """
     ``NICK`` padded to MIN_REGISTER bytes with a ``pad`` tag (docs, "Registration"):
     a server never answers more bytes than it was sent.  ``unicast``: ask for
-    unicast copies instead of broadcasts.
+    unicast copies instead of broadcasts.  ``cookie``: the second step, with
+    the ``COOKIE`` the server sent for this address and nick.
     """
-    tags = {"unicast": ""} if unicast else {}
-    body = encode(Message("NICK", (nick,), None, tags))
-    if tags:
-        head = b"@unicast;pad="
-        body = body[len(b"@unicast "):]
+    tags = {"cookie": cookie} if cookie else {}
+    if unicast:
+        tags["unicast"] = ""
+    line = encode(Message("NICK", (nick,), None, tags))
+    if tags:  # "@cookie=C;unicast NICK n": the pad tag goes last in the tag section
+        tag_section, _, body = line.partition(b" ")
+        head = tag_section + b";pad="
     else:
-        head = b"@pad="
+        head, body = b"@pad=", line
     pad = MIN_REGISTER - len(head) - 1 - len(body)
     return head + b"x" * max(pad, 1) + b" " + body
 
@@ -56,9 +63,10 @@ def repair_datagram(token: str, target: str, start: int, end: int) -> bytes:
 class _Sent:
     """A command sent with its ``cseq`` and not yet acknowledged."""
 
-    __slots__ = ("data", "first", "last", "tries")
+    __slots__ = ("message", "data", "first", "last", "tries")
 
-    def __init__(self, data: bytes, now: float) -> None:
+    def __init__(self, message: Message, data: bytes, now: float) -> None:
+        self.message = message  # kept to number it afresh after a server restart
         self.data = data
         self.first = now  # when first sent: the round trip is measured from here
         self.last = now  # when last sent
@@ -94,6 +102,33 @@ class CommandWindow:
         self._unacked.clear()
         self._backlog.clear()
 
+    @property
+    def pending(self) -> int:
+        """Commands not yet acknowledged: in flight and queued."""
+        return len(self._unacked) + len(self._backlog)
+
+    def requeue(self, first: list[Message]) -> None:
+        """
+        A new session (the server restarted): ``first`` (our rooms' JOINs), then
+        every command not yet acknowledged, in order, numbered from ``cseq`` 1
+        again (docs, "Restarts": "sends again every command it had not seen
+        acknowledged").  A JOIN of a room ``first`` joins already is not sent twice,
+        and a PART of a room it does not join is moot (the new session is in none).
+        """
+        rooms = {casefold(m.params[0]) for m in first if m.command == "JOIN" and m.params}
+
+        def moot(m: Message) -> bool:
+            if m.command.upper() not in ("JOIN", "PART") or not m.params:
+                return False
+            in_first = casefold(m.params[0]) in rooms
+            return in_first if m.command.upper() == "JOIN" else not in_first
+
+        old = [self._unacked[c].message for c in sorted(self._unacked)] + self._backlog
+        again = [m for m in old if not moot(m)]
+        self._cseq = 0
+        self._unacked.clear()
+        self._backlog = list(first) + again
+
     def queue(self, message: Message) -> None:
         """Queue one command; :meth:`pump` sends it when the window has room."""
         self._backlog.append(message)
@@ -105,7 +140,7 @@ class CommandWindow:
             self._cseq += 1
             data = encode(Message(message.command, message.params, None,
                                   {"token": token, "cseq": str(self._cseq)}))
-            self._unacked[self._cseq] = _Sent(data, now)
+            self._unacked[self._cseq] = _Sent(message, data, now)
             self.write(data)
 
     def rto(self) -> float:
