@@ -662,8 +662,6 @@ async def test_udp_client_notices_a_restart_keeps_what_was_typed_and_fills_the_g
         await threads.deferToThread(first.stop)
 
 
-@pytest.mark.xfail(strict=False, reason="needs the udpserver branch: REPAIR from history "
-                   "after a restart, the COOKIE step and the boot id (issue #12)")
 @pytest_twisted.ensureDeferred
 async def test_lines_missed_before_a_restart_come_from_history(tmp_path, sessions):
     """
