@@ -198,3 +198,20 @@ def test_a_heartbeat_with_another_epoch_resets_the_room():
     assert streams.repairs(1.0, 0.03, 0.3, 100) == []
     streams.room_in(room_line(4, "", "JOIN", "me"))
     assert [text for _, text in shown] == ["#r", "#r"]
+
+
+def test_history_after_a_part_and_a_join_starts_after_what_was_shown():
+    """PART at 10, JOIN at 20: history on join asks for 11-19 only; nothing shown twice."""
+    streams, shown = make_room()
+    joined(streams, seq=1)
+    for seq in range(2, 10):
+        streams.room_in(room_line(seq, f"m{seq}"))
+    streams.room_in(room_line(10, "", "PART", "me"))
+    streams.left("#r")
+    streams.joining("#r")
+    streams.room_in(room_line(20, "", "JOIN", "me"))
+    assert streams.repairs(0.0, 0.03, 0.3, 100) == [("#r", 11, 19)]
+    for seq in range(11, 20):
+        streams.room_in(room_line(seq, f"m{seq}"))
+    texts = [text for _, text in shown if text.startswith("m")]
+    assert texts == [f"m{s}" for s in range(2, 10)] + [f"m{s}" for s in range(11, 20)]

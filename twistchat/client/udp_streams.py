@@ -174,6 +174,10 @@ class Streams:
         self.stats = stats
         self.unicast = UnicastStream()
         self.rooms: dict[str, RoomStream] = {}  # folded name -> stream
+        # Rooms we left: (epoch, next seq to show) when we left.  History on a later
+        # JOIN starts after what we showed then, so a part and a join show no line
+        # twice (as the TCP session's msgids ensure).
+        self.left_at: dict[str, tuple[str | None, int]] = {}
 
     def reset(self) -> None:
         """Forget everything: numbering starts again."""
@@ -213,7 +217,9 @@ class Streams:
 
     def left(self, room: str) -> None:
         """Our PART or KICK: the rest of the room's stream is not ours."""
-        self.rooms.pop(casefold(room), None)
+        stream = self.rooms.pop(casefold(room), None)
+        if stream is not None and stream.next is not None:
+            self.left_at[stream.key] = (stream.epoch or self.epoch, stream.next)
 
     # ----------------------------------------------------------- lines in
 
@@ -270,8 +276,12 @@ class Streams:
         early = {s: m for s, m in room.held.items() if s < seq}
         for old in early:
             del room.held[old]
-        if self.history_on_join > 0 and seq > 1:
-            backfill = room.backfill = Backfill(max(1, seq - self.history_on_join), seq - 1)
+        first = max(1, seq - self.history_on_join)
+        before = self.left_at.pop(room.key, None)
+        if before is not None and before[0] == room.epoch:
+            first = max(first, before[1])  # shown before we left: not again
+        if self.history_on_join > 0 and first <= seq - 1:
+            backfill = room.backfill = Backfill(first, seq - 1)
             # Lines heard before our JOIN are some of the answers already.
             backfill.lines.update({s: m for s, m in early.items() if backfill.first <= s})
             self.changed()
