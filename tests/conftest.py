@@ -3,6 +3,7 @@
 import pytest
 
 from tests.serverproc import ServerProcess
+from tests.udpnet import UDPWorld
 
 
 @pytest.fixture
@@ -22,3 +23,18 @@ def chat_server(tmp_path):
     yield start
     for server in started:
         server.stop()
+
+
+@pytest.fixture
+def world():
+    """
+    A UDP front-end and its fake network on one clock (tests.udpnet.UDPWorld).
+
+    Stopped after the test, with the datagrams still in flight delivered; no timer
+    may be left running.
+    """
+    w = UDPWorld()
+    yield w
+    w.stop()
+    w.clock.advance(0)  # datagrams still in flight
+    assert not [c for c in w.clock.getDelayedCalls() if c.active()], "timers left running"

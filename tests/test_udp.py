@@ -26,15 +26,6 @@ from twistchat.frontends.udp import (
 from twistchat.wire import parse
 
 
-@pytest.fixture
-def world():
-    w = UDPWorld()
-    yield w
-    w.stop()
-    w.clock.advance(0)  # datagrams still in flight
-    assert not [c for c in w.clock.getDelayedCalls() if c.active()], "timers left running"
-
-
 def test_padded_nick_gets_001_with_128_bit_token(world):
     """A padded NICK with its cookie opens a session: 001, a 32-hex-digit token, the boot id."""
     client = Raw(world)

@@ -21,15 +21,6 @@ from twistchat.frontends.udpwire import COOKIE_INTERVAL, address_cookie, cookie_
 SERVER = ("127.0.0.1", 6667)
 
 
-@pytest.fixture
-def world():
-    w = UDPWorld()
-    yield w
-    w.stop()
-    w.clock.advance(0)
-    assert not [c for c in w.clock.getDelayedCalls() if c.active()], "timers left running"
-
-
 def assert_nothing_kept(w: UDPWorld) -> None:
     """No session, no registry user, no entry in any of the front-end's tables."""
     front = w.front

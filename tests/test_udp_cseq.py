@@ -16,15 +16,6 @@ from tests.udpnet import Listener, Raw, UDPWorld, parse_reply
 from twistchat.frontends.udp import MAX_DATAGRAM, UDPLimits, heartbeat_lines
 
 
-@pytest.fixture
-def world():
-    w = UDPWorld()
-    yield w
-    w.stop()
-    w.clock.advance(0)
-    assert not [c for c in w.clock.getDelayedCalls() if c.active()], "timers left running"
-
-
 def said(listener: Listener) -> list:
     return [m.params[-1] for m in listener.events() if m.command == "PRIVMSG"]
 
