@@ -160,3 +160,20 @@ class LineClient:
 
     def close(self) -> None:
         self.sock.close()
+
+
+def build_wheel(workdir: Path) -> Path:
+    """
+    ``pip wheel`` of this source tree, built from a clean copy of it in ``workdir``.
+
+    setuptools builds in the source tree, and files an earlier build left in
+    build/lib would be packed too, hiding a missing package: hence the copy.
+    """
+    source = Path(workdir) / "source"
+    shutil.copytree(REPO, source, ignore=shutil.ignore_patterns(
+        "build", "dist", "*.egg-info", ".git", "__pycache__", ".hypothesis", "*.sqlite3*"))
+    out = subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps", "-q",
+                          "-w", str(workdir), str(source)],
+                         capture_output=True, text=True, timeout=300, cwd=workdir)
+    assert out.returncode == 0, out.stderr
+    return next(Path(workdir).glob("twistchat-*.whl"))

@@ -5,13 +5,12 @@ End to end: the real ``twistd -n chat`` on loopback, real sockets, real clients.
 import shutil
 import socket
 import subprocess
-import sys
 import time
 import zipfile
 
 import pytest
 
-from tests.serverproc import REPO, LineClient, source_env, twistd_path
+from tests.serverproc import LineClient, build_wheel, source_env, twistd_path
 
 
 def test_twistd_lists_the_chat_plugin():
@@ -225,16 +224,7 @@ def test_wheel_installs_plugin_without_package_init(tmp_path):
 
     And no plugins __init__.
     """
-    # Built from a copy without build/: setuptools builds in the source tree, and files
-    # left in build/lib by an earlier build would be packed too, hiding a missing package.
-    source = tmp_path / "source"
-    shutil.copytree(REPO, source, ignore=shutil.ignore_patterns(
-        "build", "dist", "*.egg-info", ".git", "__pycache__", ".hypothesis", "*.sqlite3*"))
-    out = subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps", "-q",
-                          "-w", str(tmp_path), str(source)],
-                         capture_output=True, text=True, timeout=300, cwd=tmp_path)
-    assert out.returncode == 0, out.stderr
-    wheel = next(tmp_path.glob("twistchat-*.whl"))
+    wheel = build_wheel(tmp_path)
     names = zipfile.ZipFile(wheel).namelist()
     assert "twisted/plugins/chat.py" in names
     assert "twisted/plugins/__init__.py" not in names and "twisted/__init__.py" not in names

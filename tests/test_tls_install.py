@@ -10,12 +10,10 @@ from __future__ import annotations
 
 import email.parser
 import re
-import shutil
 import subprocess
-import sys
 import zipfile
 
-from tests.serverproc import REPO, free_port, source_env, twistd_path
+from tests.serverproc import build_wheel, free_port, source_env, twistd_path
 from tests.tlsfiles import make_tls_files
 
 
@@ -28,15 +26,7 @@ def _unconditional_requirements(metadata: str) -> set:
 
 def test_the_wheel_requires_pyopenssl_and_service_identity(tmp_path):
     """The wheel's Requires-Dist names pyOpenSSL and service_identity with no extra marker."""
-    # From a clean copy, as tests/test_e2e.py's wheel test builds it.
-    source = tmp_path / "source"
-    shutil.copytree(REPO, source, ignore=shutil.ignore_patterns(
-        "build", "dist", "*.egg-info", ".git", "__pycache__", ".hypothesis", "*.sqlite3*"))
-    out = subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps", "-q",
-                          "-w", str(tmp_path), str(source)],
-                         capture_output=True, text=True, timeout=300, cwd=tmp_path)
-    assert out.returncode == 0, out.stderr
-    wheel = zipfile.ZipFile(next(tmp_path.glob("twistchat-*.whl")))
+    wheel = zipfile.ZipFile(build_wheel(tmp_path))
     metadata = next(n for n in wheel.namelist() if n.endswith(".dist-info/METADATA"))
     requires = _unconditional_requirements(wheel.read(metadata).decode())
     for name in ("pyopenssl", "service-identity", "twisted"):  # not only with an extra
