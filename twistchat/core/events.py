@@ -44,8 +44,8 @@ TAG_SEQ = 4  # twistchat's per-room sequence number (UDP wire contract)
 TAG_CLIENT = 8  # client-only tags ("+typing"), relayed with message-tags
 NO_TAGS = 0
 
-_NO_CLIENT_TAGS: Mapping[str, str] = MappingProxyType({})
-NO_CLIENT_TAGS = _NO_CLIENT_TAGS  # the empty client tags of most events (shared, read-only)
+# The empty client tags of most events: one shared, read-only map.
+NO_CLIENT_TAGS: Mapping[str, str] = MappingProxyType({})
 
 
 @dataclass(frozen=True, slots=True)
@@ -64,14 +64,14 @@ class Event:
     time_ms: int
     msgid: str
     message: Message
-    client_tags: Mapping[str, str] = field(default_factory=lambda: _NO_CLIENT_TAGS)
+    client_tags: Mapping[str, str] = field(default_factory=lambda: NO_CLIENT_TAGS)
     # view -> wire bytes, filled on first use; not part of the value.
     _lines: dict[int, bytes] = field(default_factory=dict, init=False, repr=False,
                                      compare=False)
 
     def __post_init__(self) -> None:
         if self.client_tags is None:
-            object.__setattr__(self, "client_tags", _NO_CLIENT_TAGS)
+            object.__setattr__(self, "client_tags", NO_CLIENT_TAGS)
 
     @property
     def is_room_event(self) -> bool:

@@ -49,9 +49,7 @@ from twistchat.wire import (
     safe_middle,
 )
 
-__all__ = ["CAPABILITIES", "ConnectionLimits", "IRCFactory", "IRCProtocol"]
-
-CAPABILITIES = ircv3.CAPABILITIES
+__all__ = ["ConnectionLimits", "IRCFactory", "IRCProtocol"]
 
 
 @dataclass(frozen=True)

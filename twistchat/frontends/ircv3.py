@@ -20,12 +20,12 @@ from dataclasses import dataclass
 
 from twistchat.core.commands import Context
 from twistchat.core.events import NO_TAGS, TAG_CLIENT, TAG_MSGID, TAG_TIME
-from twistchat.history import MESSAGE_COMMANDS, replay_message
+from twistchat.history import replay_message
 from twistchat.wire import Message, encode, escape_tag_value, format_server_time
 
 __all__ = [
     "CAPABILITIES", "CAP_GATED", "View", "batch_lines", "history_lines", "label",
-    "labeled_lines", "replayable", "targets_lines",
+    "labeled_lines", "targets_lines",
 ]
 
 # IRCv3 capabilities this front-end offers.
@@ -152,10 +152,3 @@ def targets_lines(found: list[tuple[str, int]], ref: str | None, server: str,
     body = [encode(Message("CHATHISTORY", ("TARGETS", name, format_server_time(time_ms)),
                            server, tags)) for name, time_ms in found]
     return batch_lines(ref, ("draft/chathistory-targets",), body, server, value)
-
-
-def replayable(records: Iterable, caps: frozenset[str]) -> list:
-    """Without draft/event-playback, only messages are replayed (as Ergo does)."""
-    if "draft/event-playback" in caps:
-        return list(records)
-    return [r for r in records if r.command in MESSAGE_COMMANDS]
