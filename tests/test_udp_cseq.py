@@ -16,18 +16,24 @@ from tests.udpnet import Listener, Raw, UDPWorld, parse_reply
 from twistchat.frontends.udp import MAX_DATAGRAM, UDPLimits, heartbeat_lines
 
 
-def said(listener: Listener) -> list:
-    return [m.params[-1] for m in listener.events() if m.command == "PRIVMSG"]
-
-
-def test_five_unsequenced_copies_put_nothing_in_the_room(world):
-    """Five copies of ``@token=T PRIVMSG #room :x``: x zero times, five NEED_CSEQ, numbered."""
+def alice_in_room(world) -> tuple[Raw, Listener]:
+    """alice registered and in #room, and a listener on the broadcast; output read."""
     listener = Listener(world)
     alice = Raw(world)
     alice.register("alice")
     alice.command("JOIN #room")
     alice.take()
     listener.events()
+    return alice, listener
+
+
+def said(listener: Listener) -> list:
+    return [m.params[-1] for m in listener.events() if m.command == "PRIVMSG"]
+
+
+def test_five_unsequenced_copies_put_nothing_in_the_room(world):
+    """Five copies of ``@token=T PRIVMSG #room :x``: x zero times, five NEED_CSEQ, numbered."""
+    alice, listener = alice_in_room(world)
     for _ in range(5):
         alice.send(f"@token={alice.token} PRIVMSG #room :x".encode())
     got = alice.take()
@@ -41,12 +47,7 @@ def test_five_unsequenced_copies_put_nothing_in_the_room(world):
 
 def test_five_copies_of_one_cseq_run_once(world):
     """Five copies of the same ``cseq``: x once, five ACKs of it."""
-    listener = Listener(world)
-    alice = Raw(world)
-    alice.register("alice")
-    alice.command("JOIN #room")
-    alice.take()
-    listener.events()
+    alice, listener = alice_in_room(world)
     for _ in range(5):
         alice.send(f"@token={alice.token};cseq=2 PRIVMSG #room :x".encode())
     assert said(listener) == ["x"]
