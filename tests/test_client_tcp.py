@@ -230,7 +230,7 @@ def test_own_lines_shown_once_with_or_without_echo(clock):
     session.start()
     register(endpoint)  # echo-message offered and acked
     session.say("#lobby", "hello")
-    assert endpoint.sent() == ["PRIVMSG #lobby hello"]
+    assert endpoint.sent() == ["PRIVMSG #lobby :hello"]
     assert events.of(I.MESSAGE) == []
     endpoint.feed(":alice!a@h PRIVMSG #lobby hello")
     assert [(e.text, e.own) for e in events.of(I.MESSAGE)] == [("hello", True)]

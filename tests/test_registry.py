@@ -134,7 +134,7 @@ def test_event_line_views_are_cached():
     (delivery,) = registry.message(alice, "PRIVMSG", "#r", "x")
     event: Event = delivery.payload
     plain = event.line()
-    assert plain == f":alice!alice@{alice.host} PRIVMSG #r x\r\n".encode()
+    assert plain == f":alice!alice@{alice.host} PRIVMSG #r :x\r\n".encode()
     assert event.line() is plain
     tagged = event.line(TAG_SEQ | TAG_TIME)
     assert tagged.startswith(b"@seq=") and b";time=" in tagged

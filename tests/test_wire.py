@@ -27,6 +27,7 @@ from twistchat.wire import (
     format_tags,
     parse,
     split_source,
+    text_param,
     unescape_tag_value,
 )
 
@@ -146,7 +147,7 @@ _escaped_values = st.lists(
 def canonical_lines(draw):
     """
     A line written the one way format_message() writes it: single spaces,
-    ':' before the last parameter only where needed, tags escaped
+    ':' before the last parameter only where needed or free text, tags escaped
     canonically and without '=' when empty.  Built from the grammar, not
     from format_message().
     """
@@ -157,12 +158,17 @@ def canonical_lines(draw):
     source = draw(st.none() | sources)
     if source is not None:
         parts.append(":" + source)
-    parts.append(draw(commands))
-    parts.extend(draw(st.lists(middles, max_size=5)))
+    command = draw(commands)
+    parts.append(command)
+    middle = draw(st.lists(middles, max_size=5))
+    parts.extend(middle)
     last = draw(st.none() | trailings)
     if last is not None:
-        needs_colon = not last or last[0] == ":" or " " in last
+        needs_colon = not last or last[0] == ":" or " " in last \
+            or text_param(command, len(middle))
         parts.append(":" + last if needs_colon else last)
+    elif middle and text_param(command, len(middle) - 1):
+        parts[-1] = ":" + parts[-1]  # the last middle is the last parameter: free text
     return " ".join(parts)
 
 
@@ -249,7 +255,9 @@ def test_parsed_line_formats_to_fixed_point(line):
     out_tags, out_body = _split_tag_section(out)
     in_tags, in_body = _split_tag_section(received)
     assert len(out_tags) <= len(in_tags)
-    assert len(out_body) <= len(in_body)
+    # Free text always gets its ':' (text_param), one byte the sender may have left out.
+    colon = bool(msg.params) and text_param(msg.command, len(msg.params) - 1)
+    assert len(out_body) <= len(in_body) + colon
     assert parse(out, **UNLIMITED) == msg
 
 
@@ -656,6 +664,49 @@ def test_format_colon_only_when_needed(params, line):
     assert format_message(Message("PING", params)) == line
 
 
+@pytest.mark.parametrize(
+    ("message", "line"),
+    [
+        (Message("PRIVMSG", ("#c", "hello")), "PRIVMSG #c :hello"),
+        (Message("NOTICE", ("bob", "hi")), "NOTICE bob :hi"),
+        (Message("TOPIC", ("#c", "news")), "TOPIC #c :news"),
+        (Message("PART", ("#c", "bye")), "PART #c :bye"),
+        (Message("PART", ("#c",)), "PART #c"),  # no reason: the room is no text
+        (Message("QUIT", ("gone",)), "QUIT :gone"),
+        (Message("KICK", ("#c", "bob", "spam")), "KICK #c bob :spam"),
+        (Message("KICK", ("#c", "bob")), "KICK #c bob"),
+        (Message("AWAY", ("lunch",)), "AWAY :lunch"),
+        (Message("ERROR", ("bye",)), "ERROR :bye"),
+        (Message("401", ("alice", "bob", "No such nick/channel")),
+         "401 alice bob :No such nick/channel"),
+        (Message("303", ("alice", "bob")), "303 alice :bob"),
+        (Message("001", ("alice",)), "001 alice"),  # the nick alone is no text
+        (Message("324", ("alice", "#c", "+nt")), "324 alice #c +nt"),  # a value
+        (Message("329", ("alice", "#c", "1700000000")), "329 alice #c 1700000000"),
+        (Message("FAIL", ("CHATHISTORY", "INVALID_TARGET", "x")),
+         "FAIL CHATHISTORY INVALID_TARGET :x"),
+        (Message("JOIN", ("#c",)), "JOIN #c"),
+        (Message("MODE", ("#c", "+o", "bob")), "MODE #c +o bob"),
+        (Message("NICK", ("bob",)), "NICK bob"),
+    ],
+    ids=lambda v: v if isinstance(v, str) else v.command,
+)
+def test_free_text_always_gets_its_colon(message, line):
+    """
+    The text parameter of PRIVMSG, NOTICE, TOPIC, PART, QUIT, KICK... and a
+    numeric's text are written after ':' even when one word; values are not.
+    """
+    assert format_message(message) == line
+    assert parse(line) == message
+
+
+def test_text_param_knows_numerics_by_their_last_parameter():
+    """Numerics: text from the parameter after the nick on; the value numerics never."""
+    assert text_param("433", 2) and not text_param("433", 0)
+    assert not text_param("221", 1)
+    assert not text_param("PING", 0)
+
+
 def test_format_tags():
     """
     format_tags() writes 'a=b;c' in the mapping's order, bare keys for
@@ -672,7 +723,7 @@ def test_encode():
     plain = Message("PRIVMSG", ("#r", "héllo wörld"), "n!u@h")
     tagged = Message("PRIVMSG", ("#r", "hi"), "n!u@h", {"time": "t", "+a": "x;y"})
     assert encode(plain) == ":n!u@h PRIVMSG #r :héllo wörld\r\n".encode()
-    assert encode(tagged) == b"@time=t;+a=x\\:y :n!u@h PRIVMSG #r hi\r\n"
+    assert encode(tagged) == b"@time=t;+a=x\\:y :n!u@h PRIVMSG #r :hi\r\n"
     for msg in (plain, tagged):
         assert encode(msg) == format_message(msg).encode("utf-8") + b"\r\n"
 

@@ -31,7 +31,7 @@ Where the grammar leaves room, :func:`parse` is lenient the way
 and strict wherever leniency would let a line through that we could not write
 back out.  Every :class:`Message` that :func:`parse` returns can be given to
 :func:`format_message`, parses back to itself, and is no longer than the line
-it came from (written back as is, it stays within the limits it was read with):
+it came from but for the one ``:`` free text always gets (:func:`text_param`):
 
 - one or more spaces separate atoms; spaces before the source or command and
   after the last parameter are ignored;
@@ -77,6 +77,7 @@ __all__ = [
     "parse_server_time",
     "sanitize_nick",
     "split_source",
+    "text_param",
     "unescape_tag_value",
 ]
 
@@ -448,6 +449,35 @@ def _too_long(what: str, size: int, limit: int) -> str:
 # --- format -----------------------------------------------------------------
 
 
+# Where free text sits: the index of the text parameter of each command that has one.
+# Servers write it with ':' even when it is one word (``PRIVMSG #c :hello``); many bots and
+# scripts split on " :" to find it (issue #13).
+_TEXT_PARAM = {
+    "PRIVMSG": 1, "NOTICE": 1, "TOPIC": 1, "PART": 1, "QUIT": 0, "KICK": 2, "ERROR": 0,
+    "AWAY": 0, "WALLOPS": 0, "SETNAME": 0, "KILL": 1, "KNOCK": 1,
+}
+# Numerics whose last parameter is a value, not text (RPL_MYINFO, RPL_UMODEIS,
+# RPL_CHANNELMODEIS, RPL_CREATIONTIME, RPL_TOPICWHOTIME, RPL_INVITING, the list entries
+# of +b +I +e): written with ':' only where needed.
+_VALUE_NUMERICS = frozenset({"004", "221", "324", "329", "333", "341", "346", "348", "367"})
+
+
+def text_param(command: str, index: int) -> bool:
+    """
+    Is parameter ``index`` of ``command`` free text, written after ':' always?
+
+    The text of PRIVMSG, NOTICE, TOPIC, PART, QUIT, KICK (and of the other
+    verbs that carry some), the description of FAIL/WARN/NOTE, and the last
+    parameter of a numeric (after the client's nick) unless it is a value.
+    """
+    at = _TEXT_PARAM.get(command)
+    if at is not None:
+        return at == index
+    if len(command) == 3 and command.isdigit():
+        return index >= 1 and command not in _VALUE_NUMERICS
+    return index >= 2 and command in ("FAIL", "WARN", "NOTE")
+
+
 def _format_body(msg: Message) -> str:
     """
     Everything after the tag section; :class:`ValueError` where the message
@@ -468,8 +498,9 @@ def _format_body(msg: Message) -> str:
                     f"middle parameter {param!r} must be non-empty, have no"
                     " space and not start with ':'"
                 )
-        # ':' only where needed (msg-join.yaml lists the minimal form).
-        if not last or last[0] == ":" or " " in last:
+        # ':' where needed (msg-join.yaml lists the minimal form), and always on free
+        # text (see text_param), as every widely deployed server writes it.
+        if not last or last[0] == ":" or " " in last or text_param(command, len(params) - 1):
             last = ":" + last
         line = " ".join((command, *middle, last)) if middle else f"{command} {last}"
     else:
