@@ -283,6 +283,52 @@ def test_labeled_join_reply_comes_before_its_history(server):
     assert texts(got[end + 1:]) == ["line 0", "line 1"]
 
 
+@pytest.mark.parametrize("verb", ["PRIVMSG", "NOTICE"])
+def test_labeled_message_to_oneself_with_echo_labels_the_echo_only(server, verb):
+    """
+    labeled-response: to oneself, the echo is the labeled reply and the delivered
+    copy follows, unlabeled (it is a side effect, not a response).
+    """
+    alice = server.user("alice", caps="labeled-response batch echo-message")
+    got = alice.ask(f"@label=s1 {verb} alice :note to self")
+    assert [(m.command, m.tags.get("label")) for m in got] == [(verb, "s1"), (verb, None)]
+    assert [m.params for m in got] == [("alice", "note to self")] * 2
+
+
+def test_labeled_message_to_oneself_without_echo_is_ack_then_the_delivered_copy(server):
+    """Without echo-message there is no reply: ACK (labeled), then the delivered copy."""
+    alice = server.user("alice", caps="labeled-response batch")
+    got = alice.ask("@label=s2 PRIVMSG alice :hi me")
+    assert [(m.command, m.tags.get("label")) for m in got] == [("ACK", "s2"), ("PRIVMSG", None)]
+
+
+def test_labeled_tagmsg_to_oneself_keeps_the_delivered_copy_out_of_the_batch(server):
+    """A labeled TAGMSG to oneself: the labeled echo, then the delivered copy with no label."""
+    alice = server.user("alice", caps="labeled-response batch echo-message message-tags")
+    got = alice.ask("@label=t1;+typing=active TAGMSG alice")
+    assert [(m.command, m.tags.get("label")) for m in got] == [("TAGMSG", "t1"),
+                                                              ("TAGMSG", None)]
+    assert "BATCH" not in [m.command for m in got]
+
+
+def test_message_to_oneself_with_echo_comes_twice_unlabeled(server):
+    """echo-message alone: the echo and the delivered copy, one msgid (one event)."""
+    alice = server.user("alice", caps="echo-message message-tags")
+    got = alice.ask("PRIVMSG alice :twice")
+    assert [m.command for m in got] == ["PRIVMSG", "PRIVMSG"]
+    assert got[0].tags["msgid"] == got[1].tags["msgid"]
+
+
+def test_labeled_join_of_an_empty_room_has_no_history_batch(server):
+    """A labeled JOIN of a room with no history: the labeled batch and nothing after it."""
+    bob = server.user("bob", caps="server-time batch labeled-response")
+    got = bob.ask("@label=j2 JOIN #quiet")
+    assert got[0].command == "BATCH" and got[0].tags["label"] == "j2"
+    batches = [m for m in got if m.command == "BATCH"]
+    assert len(batches) == 2  # the labeled batch's start and end, no chathistory batch
+    assert got[-1].command == "BATCH" and got[-1].params[0].startswith("-")
+
+
 def test_label_with_spaces_and_semicolons_comes_back_intact(server):
     """A label is a tag value: escaped on the way back, so odd characters survive."""
     alice = server.user("alice", caps="labeled-response batch")

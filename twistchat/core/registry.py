@@ -613,8 +613,9 @@ class Registry:
                     continue
                 event = self._dm_event(user, target, Message(command, (target.nick, text),
                                                              user.source), client_tags)
-                out.append(Delivery((target, user) if echo and target is not user else (target,),
-                                    event))
+                # To oneself with echo-message: the echo and the delivered copy, as TAGMSG
+                # does (labeled-response labels only the echo: the front-end's job).
+                out.append(Delivery((target, user) if echo else (target,), event))
                 if target.away is not None and not notice:
                     out.append(self.reply(user, "301", target.nick, target.away))
         return out

@@ -43,6 +43,7 @@ from twistchat.wire import (
     LineTooLong,
     Message,
     WireError,
+    casefold,
     encode,
     format_tags,
     parse,
@@ -50,6 +51,9 @@ from twistchat.wire import (
 )
 
 __all__ = ["ConnectionLimits", "IRCFactory", "IRCProtocol"]
+
+# The verbs whose copy to oneself is delivered as well as echoed (echo-message).
+_RELAYED = frozenset({"PRIVMSG", "NOTICE", "TAGMSG"})
 
 
 @dataclass(frozen=True)
@@ -145,8 +149,8 @@ class IRCProtocol(LineReceiver):
     __slots__ = (
         "transport", "connected", "factory", "_buffer", "_busyReceiving", "line_mode",
         "registry", "limits", "clock", "counters", "MAX_LENGTH", "user", "host", "view", "tag_view",
-        "closing", "backlog", "_quit_reason", "_capture", "_held", "_label",
-        "_label_used", "_batches", "_discarding", "_flood", "_flood_queue",
+        "closing", "backlog", "_quit_reason", "_capture", "_aside", "_echo_left", "_held",
+        "_label", "_label_used", "_batches", "_discarding", "_flood", "_flood_queue",
         "_drain_call", "_connected_at", "_last_seen", "_ping_sent", "_lost_reason",
         "_handshaking", "_closed_at",
     )
@@ -172,6 +176,8 @@ class IRCProtocol(LineReceiver):
         self.backlog: int | None = None  # bytes queued since the transport paused us
         self._quit_reason: str | None = None
         self._capture: list[bytes] | None = None  # output of a labeled command
+        self._aside: list[bytes] = []  # its side effects: a message to oneself, delivered
+        self._echo_left = 0  # copies of a message to oneself that are the labeled echo
         self._held: list[Any] | None = None  # output held back behind history being fetched
         self._label: str | None = None  # the label of the command being handled
         self._label_used = False
@@ -330,13 +336,37 @@ class IRCProtocol(LineReceiver):
             return
         self.counters.lines_out += 1
         if self._capture is not None:
-            self._capture.append(data)
+            if self._side_effect(payload):
+                self._aside.append(data)
+            else:
+                self._capture.append(data)
         elif self._held is not None:
             self._held.append(data)
         else:
             if self.backlog is not None:
                 self._grow_backlog(len(data))
             self.transport.write(data)
+
+    def _side_effect(self, payload: Any) -> bool:
+        """
+        Is ``payload``, met while a labeled command runs, a side effect and not a reply?
+
+        labeled-response: "When a client sends a message to itself, the server MUST
+        NOT include the label tag, except for any echo-message acknowledgment. This
+        is because the delivered message is not a response, but a side effect."  The
+        core hands a message to oneself over twice with echo-message (the echo first)
+        and once without: the copies past the echo are delivered, unlabeled, after
+        the labeled response.
+        """
+        message = payload.message if type(payload) is Event else payload
+        user = self.user
+        if user is None or message.command not in _RELAYED or not message.params \
+                or message.source != user.source or casefold(message.params[0]) != user.key:
+            return False
+        if self._echo_left:
+            self._echo_left -= 1
+            return False
+        return True
 
     def _emit(self, data: bytes) -> None:
         """Write a line made outside :meth:`deliver` (labels, history), after any held output."""
@@ -498,14 +528,18 @@ class IRCProtocol(LineReceiver):
         else:
             # Collect this command's replies and mark them.
             self._capture, self._label, self._label_used = [], label, False
+            self._echo_left = 1 if "echo-message" in self.caps else 0
             try:
                 joined = self._run(message)
             finally:
                 captured, self._capture, self._label = self._capture, None, None
+                aside, self._aside = self._aside, []
             if not self._label_used:
                 for line in ircv3.labeled_lines(label, captured or [],
                                                 self.registry.server_name, self._batch_ref()):
                     self._emit(line)
+            for line in aside:
+                self._emit(line)
         if joined:
             self._history_on_join(joined)
 
@@ -566,8 +600,10 @@ class IRCProtocol(LineReceiver):
             if d is None:
                 continue
             name = self.registry.room_name(key) or key
+            # No history, no batch: an empty chathistory batch after a JOIN says nothing.
             d.addCallback(lambda records, name=name: ircv3.history_lines(
-                records, name, self.view, self._new_batch(), self.registry.server_name))
+                records, name, self.view, self._new_batch(), self.registry.server_name)
+                if records else [])
             self._hold_for(d)
 
     def _chathistory(self, message: Message) -> list:
