@@ -434,6 +434,17 @@ def test_mode_prefix_of_a_non_member_is_441():
     assert users["carol"] not in channel.members
 
 
+def test_mode_applies_at_most_four_parameter_modes_per_line():
+    """ISUPPORT MODES=4: a fifth parameter mode on one line is ignored; flags still apply."""
+    registry, channel, users = room_with()
+    for n in range(5):
+        joined_user = joined(registry, f"v{n}", "#r")[0]
+        users[joined_user.nick] = joined_user
+    (out,) = registry.mode(users["alice"], "#r", "+vvvvvm", ["v0", "v1", "v2", "v3", "v4"])
+    assert out.payload.message.params == ("#r", "+vvvvm", "v0", "v1", "v2", "v3")
+    assert "v" not in channel.members[users["v4"]] and channel.moderated
+
+
 def test_mode_unknown_letter_is_472_and_the_rest_applies():
     """An unknown letter gets 472 naming it; the known letters around it still apply."""
     registry, channel, users = room_with()

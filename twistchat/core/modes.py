@@ -33,6 +33,7 @@ def apply_channel_modes(registry: Registry, user: User, channel: Channel, change
     caller to record as one room event, and the replies for what was refused.
     """
     change = _ModeChange(registry, user, channel, args)
+    given = len(args)
     sign = "+"
     for letter in changes:
         if letter in "+-":
@@ -41,6 +42,9 @@ def apply_channel_modes(registry: Registry, user: User, channel: Channel, change
         handler = _MODE_HANDLERS.get(letter)
         if handler is None:
             change.error("472", letter, "is unknown mode char to me")
+        elif given - len(change.args) >= MODES_PER_LINE and change.args \
+                and letter in _TAKES_PARAM[sign]:
+            continue  # past ISUPPORT MODES: ignored, as Ergo and InspIRCd do
         else:
             handler(change, sign == "+", letter)
     return (change.mode_params() if change.applied else None), change.out
@@ -198,6 +202,12 @@ def _mode_ban(change: _ModeChange, on: bool, letter: str) -> None:
         mask = found
     change.applied.append(("+" if on else "-", "b", mask))
 
+
+# ISUPPORT MODES=4: the most modes with a parameter one MODE line applies.
+MODES_PER_LINE = 4
+# The letters that take a parameter, set and unset (the rest of CHANMODES take none, or
+# only when set: +l).
+_TAKES_PARAM = {"+": frozenset("bklov"), "-": frozenset("bkov")}
 
 # ISUPPORT MAXLIST=b:100: the most bans one room keeps.
 MAX_BANS = 100

@@ -16,6 +16,7 @@ import time as _time
 from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING
 
+from twistchat.core import modes
 from twistchat.core.events import Delivery
 from twistchat.core.model import CHANMODES, PREFIX_MODES, PREFIX_SYMBOLS, VERSION, Channel, User
 from twistchat.wire import CHANTYPES, casefold
@@ -32,7 +33,8 @@ def isupport(registry: Registry) -> list[str]:
         f"PREFIX=({PREFIX_MODES}){PREFIX_SYMBOLS}", f"CHANMODES={CHANMODES}",
         f"NICKLEN={lim.nicklen}", f"CHANNELLEN={lim.channellen}",
         f"TOPICLEN={lim.topiclen}", f"AWAYLEN={lim.awaylen}", f"KICKLEN={lim.kicklen}",
-        f"CHANLIMIT={CHANTYPES}:{lim.max_channels}", "MODES=4", "MAXLIST=b:100",
+        f"CHANLIMIT={CHANTYPES}:{lim.max_channels}", f"MODES={modes.MODES_PER_LINE}",
+        "MAXLIST=b:100",
         f"TARGMAX=PRIVMSG:{lim.max_targets},NOTICE:{lim.max_targets}",
         f"NETWORK={registry.network}", "LINELEN=512", "STATUSMSG=@+",
     ] + registry.extra_isupport

@@ -1,0 +1,490 @@
+"""
+Everything the server advertises, it does: each ISUPPORT token and each capability.
+
+One real ``twistd -n chat`` for the module.  A client reads what the server
+offers (005 and ``CAP LS 302``); every token and capability offered must have a
+check here, and every check must find its token offered, so neither list can
+drift from the other.  Each check then makes the server act on what it promised,
+over a real socket (issue #13, "How it must be shown").
+"""
+
+from __future__ import annotations
+
+import itertools
+import time
+
+import pytest
+
+from tests.serverproc import LineClient, ServerProcess
+from twistchat.wire import Message, parse
+
+_names = (f"u{n}" for n in itertools.count())
+_rooms = (f"#r{n}" for n in itertools.count())
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory):
+    # Flood control off: the checks send hundreds of lines (flood control has tests of its own).
+    started = ServerProcess(tmp_path_factory.mktemp("advertised"), "--db=:memory:",
+                            "--history-max=20", "--flood-burst=100000",
+                            "--flood-rate=100000", "--flood-queue=100000",
+                            "--max-per-ip=1000").start()
+    yield started
+    started.stop()
+
+
+@pytest.fixture(autouse=True)
+def _close_probes():
+    yield
+    while Probe.open:
+        Probe.open.pop().close()
+
+
+class Probe:
+    """A real-socket client that reads every reply to what it sent (a PING marks the end)."""
+
+    open: list[Probe] = []  # closed after each test
+
+    def __init__(self, server: ServerProcess, caps: str = "", nick: str | None = None) -> None:
+        self.client = LineClient(server.host, server.port)
+        Probe.open.append(self)
+        self.nick = nick or next(_names)
+        self.marks = itertools.count()
+        if caps:
+            self.client.send(f"CAP REQ :{caps}")
+        self.client.send(f"NICK {self.nick}", f"USER {self.nick} 0 * :{self.nick} Real")
+        if caps:
+            self.client.send("CAP END")
+        self.welcome = self.ask()
+
+    def ask(self, *lines: str) -> list[Message]:
+        """Send ``lines``; every line the server sends until it answers a PING after them."""
+        mark = f"mark{next(self.marks)}"
+        self.client.send(*lines, f"PING {mark}")
+        got = []
+        while True:
+            line = self.client.read_line(_deadline())
+            message = parse(line.encode(), max_body=8192)
+            if message.command == "PONG" and message.params[-1] == mark:
+                return got
+            got.append(message)
+
+    def join(self, room: str, key: str | None = None) -> list[Message]:
+        return self.ask(f"JOIN {room} {key}" if key else f"JOIN {room}")
+
+    def close(self) -> None:
+        self.client.close()
+
+
+def _deadline() -> float:
+    return time.monotonic() + 10
+
+
+def codes(messages: list[Message]) -> list[str]:
+    return [m.command for m in messages]
+
+
+def one(messages: list[Message], command: str) -> Message:
+    found = [m for m in messages if m.command == command]
+    assert found, f"no {command} in {[str(m) for m in messages]}"
+    return found[0]
+
+
+def advertised_tokens(server: ServerProcess) -> dict[str, str]:
+    probe = Probe(server)
+    tokens = {}
+    for message in probe.welcome:
+        if message.command == "005":
+            for token in message.params[1:-1]:
+                name, _, value = token.partition("=")
+                tokens[name] = value
+    probe.close()
+    return tokens
+
+
+def advertised_caps(server: ServerProcess) -> dict[str, str]:
+    client = LineClient(server.host, server.port)
+    client.send("CAP LS 302")
+    caps: dict[str, str] = {}
+    while True:
+        message = parse(client.read_line(_deadline()).encode())
+        if message.command == "CAP":
+            for cap in message.params[-1].split():
+                name, _, value = cap.partition("=")
+                caps[name] = value
+            if message.params[2] != "*":  # "CAP * LS * :..." says more lines follow
+                break
+    client.close()
+    return caps
+
+
+# ------------------------------------------------------------------ ISUPPORT
+
+
+def check_casemapping(server, value):
+    assert value == "rfc1459"
+    first = Probe(server, nick="Case[a]" + next(_names))
+    taken = Probe(server)
+    folded = first.nick.lower().replace("[", "{").replace("]", "}")
+    assert "433" in codes(taken.ask(f"NICK {folded}"))
+
+
+def check_chantypes(server, value):
+    assert value == "#"
+    probe = Probe(server)
+    assert "403" in codes(probe.join("&local"))
+    assert "JOIN" in codes(probe.join(next(_rooms)))
+
+
+def check_prefix(server, value):
+    assert value == "(ov)@+"
+    op, member = Probe(server), Probe(server)
+    room = next(_rooms)
+    op.join(room)
+    member.join(room)
+    op.ask(f"MODE {room} +v {member.nick}")
+    names = one(op.ask(f"NAMES {room}"), "353").params[-1].split()
+    assert sorted(names) == sorted([f"@{op.nick}", f"+{member.nick}"])
+
+
+def _room_with_op(server):
+    op, other = Probe(server), Probe(server)
+    room = next(_rooms)
+    op.join(room)
+    return op, other, room
+
+
+def _mode_b(server):
+    op, other, room = _room_with_op(server)
+    op.ask(f"MODE {room} +b {other.nick}!*@*")
+    assert "474" in codes(other.join(room))
+
+
+def _mode_k(server):
+    op, other, room = _room_with_op(server)
+    op.ask(f"MODE {room} +k sesame")
+    assert "475" in codes(other.join(room))
+    assert "JOIN" in codes(other.join(room, "sesame"))
+
+
+def _mode_l(server):
+    op, other, room = _room_with_op(server)
+    op.ask(f"MODE {room} +l 1")
+    assert "471" in codes(other.join(room))
+
+
+def _mode_i(server):
+    op, other, room = _room_with_op(server)
+    op.ask(f"MODE {room} +i")
+    assert "473" in codes(other.join(room))
+
+
+def _mode_m(server):
+    op, other, room = _room_with_op(server)
+    other.join(room)
+    op.ask(f"MODE {room} +m")
+    assert "404" in codes(other.ask(f"PRIVMSG {room} :hello"))
+
+
+def _mode_n(server):
+    op, other, room = _room_with_op(server)
+    assert "404" in codes(other.ask(f"PRIVMSG {room} :from outside"))  # +n by default
+    op.ask(f"MODE {room} -n")
+    assert "404" not in codes(other.ask(f"PRIVMSG {room} :from outside"))
+
+
+def _mode_t(server):
+    op, other, room = _room_with_op(server)
+    other.join(room)
+    assert "482" in codes(other.ask(f"TOPIC {room} :mine"))  # +t by default
+    op.ask(f"MODE {room} -t")
+    assert "TOPIC" in codes(other.ask(f"TOPIC {room} :mine"))
+
+
+CHANNEL_MODES = {"b": _mode_b, "k": _mode_k, "l": _mode_l, "i": _mode_i, "m": _mode_m,
+                 "n": _mode_n, "t": _mode_t}
+
+
+def check_chanmodes(server, value):
+    """Every letter of CHANMODES does what it is for."""
+    letters = value.replace(",", "")
+    assert set(letters) == set(CHANNEL_MODES)
+    for letter in letters:
+        CHANNEL_MODES[letter](server)
+
+
+def check_nicklen(server, value):
+    probe = Probe(server)
+    longest = "n" * (int(value) - 1) + "x"
+    assert "NICK" in codes(probe.ask(f"NICK {longest}"))
+    assert "432" in codes(probe.ask(f"NICK {longest}y"))
+
+
+def check_channellen(server, value):
+    probe = Probe(server)
+    longest = "#" + "c" * (int(value) - 1)
+    assert "JOIN" in codes(probe.join(longest))
+    assert "403" in codes(probe.join(longest + "c"))
+
+
+def check_topiclen(server, value):
+    probe = Probe(server)
+    room = next(_rooms)
+    probe.join(room)
+    topic = one(probe.ask(f"TOPIC {room} :{'t' * (int(value) + 10)}"), "TOPIC")
+    assert len(topic.params[1]) == int(value)
+
+
+def check_awaylen(server, value):
+    away, asker = Probe(server), Probe(server)
+    away.ask(f"AWAY :{'a' * (int(value) + 10)}")
+    assert len(one(asker.ask(f"WHOIS {away.nick}"), "301").params[-1]) == int(value)
+
+
+def check_kicklen(server, value):
+    op, other, room = _room_with_op(server)
+    other.join(room)
+    kick = one(op.ask(f"KICK {room} {other.nick} :{'k' * (int(value) + 10)}"), "KICK")
+    assert len(kick.params[2]) == int(value)
+
+
+def check_chanlimit(server, value):
+    prefix, count = value.split(":")
+    assert prefix == "#"
+    probe = Probe(server)
+    base = next(_rooms)
+    replies = probe.ask(*(f"JOIN {base}x{n}" for n in range(int(count) + 1)))
+    assert codes(replies).count("JOIN") == int(count)
+    assert "405" in codes(replies)
+
+
+def check_modes(server, value):
+    """At most MODES parameter modes of one MODE line are applied."""
+    op, _, room = _room_with_op(server)
+    others = [Probe(server) for _ in range(int(value) + 1)]
+    for other in others:
+        other.join(room)
+    nicks = " ".join(o.nick for o in others)
+    mode = one(op.ask(f"MODE {room} +{'v' * len(others)} {nicks}"), "MODE")
+    assert mode.params[1] == "+" + "v" * int(value)
+
+
+def check_maxlist(server, value):
+    op, _, room = _room_with_op(server)
+    for entry in value.split(","):
+        letters, count = entry.split(":")
+        for letter in letters:
+            masks = [f"m{n}!*@*" for n in range(int(count) + 1)]
+            replies = op.ask(*(f"MODE {room} +{letter} {mask}" for mask in masks))
+            assert codes(replies).count("MODE") == int(count)
+            assert "478" in codes(replies)
+
+
+def check_targmax(server, value):
+    limits = dict(entry.split(":") for entry in value.split(","))
+    probe = Probe(server)
+    for verb in ("PRIVMSG", "NOTICE"):
+        targets = [Probe(server) for _ in range(int(limits[verb]) + 1)]
+        names = ",".join(t.nick for t in targets)
+        if verb == "PRIVMSG":
+            assert "407" in codes(probe.ask(f"PRIVMSG {names} :hi"))
+        got = [Probe.ask(t) for t in targets[:1]]
+        assert not any(verb in codes(g) for g in got)
+        fits = ",".join(t.nick for t in targets[:-1])
+        probe.ask(f"{verb} {fits} :hi")
+        assert verb in codes(targets[0].ask())
+
+
+def check_network(server, value):
+    welcome = one(Probe(server).welcome, "001").params[-1]
+    assert f"the {value} IRC network" in welcome
+
+
+def check_linelen(server, value):
+    probe = Probe(server)
+    room = next(_rooms)
+    probe.join(room)
+    head = f"PRIVMSG {room} :"
+    fits = head + "x" * (int(value) - 2 - len(head))
+    assert "417" not in codes(probe.ask(fits))
+    assert "417" in codes(probe.ask(fits + "x"))
+
+
+def check_statusmsg(server, value):
+    assert value == "@+"
+    op, other, room = _room_with_op(server)
+    voiced = Probe(server)
+    other.join(room)
+    voiced.join(room)
+    op.ask(f"MODE {room} +v {voiced.nick}")
+    other.ask(f"PRIVMSG @{room} :ops only", f"PRIVMSG +{room} :voiced and ops")
+    assert [m.params[0] for m in op.ask() if m.command == "PRIVMSG"] == [f"@{room}", f"+{room}"]
+    assert [m.params[0] for m in voiced.ask() if m.command == "PRIVMSG"] == [f"+{room}"]
+
+
+def _talk(server, lines, pause=0.0):
+    speaker = Probe(server, caps="message-tags server-time")
+    room = next(_rooms)
+    speaker.join(room)
+    for n in range(lines):
+        speaker.ask(f"PRIVMSG {room} :line {n}")
+        time.sleep(pause)
+    return speaker, room
+
+
+def _history(probe, command):
+    return [m for m in probe.ask(command) if m.command == "PRIVMSG"]
+
+
+def check_chathistory(server, value):
+    speaker, room = _talk(server, int(value) + 5)
+    reader = Probe(server, caps="draft/chathistory batch server-time message-tags")
+    reader.join(room)
+    got = _history(reader, f"CHATHISTORY LATEST {room} * {value}")
+    assert len(got) == int(value)
+    assert got[-1].params[1] == f"line {int(value) + 4}"
+    refused = one(reader.ask(f"CHATHISTORY LATEST {room} * {int(value) + 1}"), "FAIL")
+    assert refused.params[1] == "INVALID_PARAMS"
+
+
+def check_msgreftypes(server, value):
+    assert set(value.split(",")) == {"msgid", "timestamp"}
+    speaker, room = _talk(server, 3, pause=0.01)  # three different milliseconds
+    reader = Probe(server, caps="draft/chathistory batch server-time message-tags")
+    reader.join(room)
+    lines = _history(reader, f"CHATHISTORY LATEST {room} * 3")
+    middle = lines[1]
+    by_msgid = _history(reader, f"CHATHISTORY BEFORE {room} msgid={middle.tags['msgid']} 5")
+    by_time = _history(reader, f"CHATHISTORY BEFORE {room} timestamp={middle.tags['time']} 5")
+    assert [m.params[1] for m in by_msgid] == [m.params[1] for m in by_time] == ["line 0"]
+
+
+TOKENS = {
+    "CASEMAPPING": check_casemapping, "CHANTYPES": check_chantypes, "PREFIX": check_prefix,
+    "CHANMODES": check_chanmodes, "NICKLEN": check_nicklen, "CHANNELLEN": check_channellen,
+    "TOPICLEN": check_topiclen, "AWAYLEN": check_awaylen, "KICKLEN": check_kicklen,
+    "CHANLIMIT": check_chanlimit, "MODES": check_modes, "MAXLIST": check_maxlist,
+    "TARGMAX": check_targmax, "NETWORK": check_network, "LINELEN": check_linelen,
+    "STATUSMSG": check_statusmsg, "CHATHISTORY": check_chathistory,
+    "MSGREFTYPES": check_msgreftypes,
+}
+
+
+# -------------------------------------------------------------- capabilities
+
+
+def cap_away_notify(server):
+    watcher = Probe(server, caps="away-notify")
+    plain, away = Probe(server), Probe(server)
+    room = next(_rooms)
+    for probe in (watcher, plain, away):
+        probe.join(room)
+    away.ask("AWAY :lunch")
+    assert one(watcher.ask(), "AWAY").params == ("lunch",)
+    assert "AWAY" not in codes(plain.ask())
+
+
+def cap_batch(server):
+    _, room = _talk(server, 2)
+    reader = Probe(server, caps="batch server-time")
+    got = reader.join(room)
+    start = one(got, "BATCH")
+    assert start.params[1:] == ("chathistory", room)
+    assert all(m.tags.get("batch") == start.params[0][1:] for m in got if m.command == "PRIVMSG")
+
+
+def cap_chathistory(server):
+    _, room = _talk(server, 3)
+    reader = Probe(server, caps="draft/chathistory batch")
+    reader.join(room)
+    got = _history(reader, f"CHATHISTORY LATEST {room} * 2")
+    assert [m.params[1] for m in got] == ["line 1", "line 2"]
+
+
+def cap_event_playback(server):
+    speaker, room = _talk(server, 1)
+    Probe(server).join(room)
+    with_events = Probe(server, caps="draft/chathistory draft/event-playback batch")
+    without = Probe(server, caps="draft/chathistory batch")
+    for reader in (with_events, without):
+        reader.join(room)
+    command = f"CHATHISTORY LATEST {room} * 10"
+    assert "JOIN" in codes(with_events.ask(command))
+    assert "JOIN" not in codes(without.ask(command))
+
+
+def cap_echo_message(server):
+    echoed, plain = Probe(server, caps="echo-message"), Probe(server)
+    room = next(_rooms)
+    echoed.join(room)
+    plain.join(room)
+    assert one(echoed.ask(f"PRIVMSG {room} :mine"), "PRIVMSG").params == (room, "mine")
+    plain.ask()  # "mine", relayed
+    assert "PRIVMSG" not in codes(plain.ask(f"PRIVMSG {room} :mine too"))
+
+
+def cap_labeled_response(server):
+    probe = Probe(server, caps="labeled-response batch")
+    pong = one(probe.ask("@label=x1 PING here"), "PONG")
+    assert pong.tags["label"] == "x1"
+
+
+def cap_message_tags(server):
+    tagged, plain = Probe(server, caps="message-tags"), Probe(server)
+    sender = Probe(server, caps="message-tags")
+    room = next(_rooms)
+    for probe in (tagged, plain, sender):
+        probe.join(room)
+    sender.ask(f"@+draft/reply=abc PRIVMSG {room} :tagged")
+    line = one(tagged.ask(), "PRIVMSG")
+    assert line.tags["+draft/reply"] == "abc" and line.tags["msgid"]
+    assert not one(plain.ask(), "PRIVMSG").tags
+
+
+def cap_multi_prefix(server):
+    multi = Probe(server, caps="multi-prefix")
+    room = next(_rooms)
+    multi.join(room)
+    multi.ask(f"MODE {room} +v {multi.nick}")
+    assert one(multi.ask(f"NAMES {room}"), "353").params[-1] == f"@+{multi.nick}"
+
+
+def cap_server_time(server):
+    timed, plain = Probe(server, caps="server-time"), Probe(server)
+    room = next(_rooms)
+    timed.join(room)
+    plain.join(room)
+    plain.ask(f"PRIVMSG {room} :when")
+    assert one(timed.ask(), "PRIVMSG").tags["time"].endswith("Z")
+
+
+CAPS = {
+    "away-notify": cap_away_notify, "batch": cap_batch, "draft/chathistory": cap_chathistory,
+    "draft/event-playback": cap_event_playback, "echo-message": cap_echo_message,
+    "labeled-response": cap_labeled_response, "message-tags": cap_message_tags,
+    "multi-prefix": cap_multi_prefix, "server-time": cap_server_time,
+}
+
+
+# ---------------------------------------------------------------------- tests
+
+
+def test_every_advertised_token_has_a_check_and_every_check_is_advertised(server):
+    assert sorted(advertised_tokens(server)) == sorted(TOKENS)
+
+
+def test_every_offered_capability_has_a_check_and_every_check_is_offered(server):
+    assert sorted(advertised_caps(server)) == sorted(CAPS)
+
+
+@pytest.mark.parametrize("token", sorted(TOKENS))
+def test_advertised_token_does_what_it_says(server, token):
+    tokens = advertised_tokens(server)
+    assert token in tokens, f"{token} has a check but is not advertised"
+    TOKENS[token](server, tokens[token])
+
+
+@pytest.mark.parametrize("cap", sorted(CAPS))
+def test_offered_capability_does_what_it_says(server, cap):
+    assert cap in advertised_caps(server), f"{cap} has a check but is not offered"
+    CAPS[cap](server)
