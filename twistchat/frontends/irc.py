@@ -148,7 +148,7 @@ class IRCProtocol(LineReceiver):
         "closing", "backlog", "_quit_reason", "_capture", "_held", "_label",
         "_label_used", "_batches", "_discarding", "_flood", "_flood_queue",
         "_drain_call", "_connected_at", "_last_seen", "_ping_sent", "_lost_reason",
-        "_handshaking", "_closed_at",
+        "_handshaking", "_closed_at", "_cap_version",
     )
 
     def __init__(self, factory: IRCFactory) -> None:
@@ -191,6 +191,7 @@ class IRCProtocol(LineReceiver):
         # True from a TLS connect until its handshake completes: nothing written gets out.
         self._handshaking = False
         self._closed_at: float | None = None  # when close() asked for a clean close
+        self._cap_version = 0  # the highest CAP LS version the client sent (302: values)
 
     @property
     def caps(self) -> frozenset[str]:
@@ -603,7 +604,12 @@ class IRCProtocol(LineReceiver):
     # --------------------------------------------------- capability negotiation
 
     def _cap(self, message: Message) -> list:
-        """IRCv3 capability negotiation: LS, LIST, REQ (all or nothing), END."""
+        """
+        IRCv3 capability negotiation: LS [version], LIST, REQ (all or nothing), END.
+
+        ``CAP LS 302`` shows capability values, may answer on several lines, and
+        turns on cap-notify (which such a client cannot turn off again).
+        """
         params = message.params
         user = self.user
         assert user is not None
@@ -611,24 +617,41 @@ class IRCProtocol(LineReceiver):
         nick = user.nick
         if sub == "LS":
             self.registry.hold_registration(user)
-            self.send("CAP", nick, "LS", " ".join(ircv3.CAPABILITIES))
+            version = params[1] if len(params) > 1 else ""
+            if version.isdigit() and int(version) > self._cap_version:
+                self._cap_version = int(version)
+            if self._cap_version >= 302 and not ircv3.STICKY_302 <= self.caps:
+                self._set_caps(self.caps | ircv3.STICKY_302)
+            self._cap_reply("LS", ircv3.offer(self._cap_version))
         elif sub == "LIST":
-            self.send("CAP", nick, "LIST", " ".join(sorted(self.caps)))
+            self._cap_reply("LIST", sorted(self.caps))
         elif sub == "REQ":
             self.registry.hold_registration(user)
             text = params[1] if len(params) > 1 else ""
-            caps = ircv3.requested(self.caps, text.split())
+            wanted = text.split()
+            caps = ircv3.requested(self.caps, wanted)
+            if caps is not None and self._cap_version >= 302 \
+                    and not ircv3.STICKY_302 <= caps:
+                caps = None  # a 302 client keeps cap-notify
             if caps is None:
                 self.send("CAP", nick, "NAK", text)
             else:
-                self.view = ircv3.View.of(caps)
-                self.tag_view = self.view.tags
+                self._set_caps(caps)
                 self.send("CAP", nick, "ACK", text)
         elif sub == "END":
             return self.registry.release_registration(user)
         else:
             self.numeric("410", sub or "*", "Invalid CAP command")
         return []
+
+    def _set_caps(self, caps: frozenset[str]) -> None:
+        self.view = ircv3.View.of(caps)
+        self.tag_view = self.view.tags
+
+    def _cap_reply(self, sub: str, words: list[str]) -> None:
+        nick = self.user.nick if self.user is not None else "*"
+        for params in ircv3.cap_lines(nick, sub, words, self._cap_version >= 302):
+            self.send("CAP", *params)
 
     # ----------------------------------------------------------------- timers
 

@@ -24,15 +24,23 @@ from twistchat.history import replay_message
 from twistchat.wire import Message, encode, escape_tag_value, format_server_time
 
 __all__ = [
-    "CAPABILITIES", "CAP_GATED", "View", "batch_lines", "history_lines", "label",
-    "labeled_lines", "targets_lines",
+    "CAPABILITIES", "CAP_GATED", "CAP_VALUES", "STICKY_302", "View", "batch_lines",
+    "cap_lines", "history_lines", "label", "labeled_lines", "offer", "targets_lines",
 ]
 
 # IRCv3 capabilities this front-end offers.
 CAPABILITIES = (
     "away-notify", "batch", "draft/chathistory", "draft/event-playback", "echo-message",
     "labeled-response", "message-tags", "multi-prefix", "server-time",
+    # cap-notify: nothing in the offer changes at run time yet, so no CAP NEW/DEL is ever
+    # due; a client may still ask for it, and CAP LS 302 turns it on by itself.
+    "cap-notify",
 )
+# ``cap=value`` in CAP LS 302 (capability-negotiation: "values ... only for 302 clients").
+# A capability with a value adds it here, beside its name in CAPABILITIES.
+CAP_VALUES: dict[str, str] = {}
+# Implied by CAP LS 302 and not to be turned off by such a client (cap-notify spec).
+STICKY_302 = frozenset({"cap-notify"})
 # Lines only clients that asked for a capability may see (IRCv3: "MUST NOT send ... unless
 # the client has negotiated the capability").
 CAP_GATED = {"AWAY": "away-notify", "TAGMSG": "message-tags", "BATCH": "batch"}
@@ -93,6 +101,39 @@ def requested(current: frozenset[str], wanted: list[str]) -> frozenset[str] | No
         else:
             caps.add(w)
     return frozenset(caps)
+
+
+def offer(version: int) -> list[str]:
+    """The ``CAP LS`` words for a client of CAP ``version`` (302 and up: with values)."""
+    if version < 302:
+        return list(CAPABILITIES)
+    return [f"{name}={CAP_VALUES[name]}" if CAP_VALUES.get(name) else name
+            for name in CAPABILITIES]
+
+
+def cap_lines(nick: str, sub: str, words: list[str], multiline: bool,
+              room: int = 400) -> list[tuple[str, ...]]:
+    """
+    The parameters of each ``CAP <nick> LS|LIST`` line for ``words``.
+
+    capability-negotiation, "Multiline replies to CAP LS and CAP LIST": a 302
+    client may be sent several lines, each but the last with ``*`` before the
+    list.  ``room`` (bytes of capability names per line) leaves the line's
+    prefix and nick their space within 512 bytes.  Older clients get one line.
+    """
+    if not multiline:
+        return [(nick, sub, " ".join(words))]
+    chunks: list[list[str]] = [[]]
+    size = 0
+    for word in words:
+        if chunks[-1] and size + 1 + len(word.encode()) > room:
+            chunks.append([])
+            size = 0
+        size += (1 if chunks[-1] else 0) + len(word.encode())
+        chunks[-1].append(word)
+    lines: list[tuple[str, ...]] = [(nick, sub, "*", " ".join(c)) for c in chunks[:-1]]
+    lines.append((nick, sub, " ".join(chunks[-1])))
+    return lines
 
 
 def label_tag(value: str) -> bytes:
