@@ -9,7 +9,7 @@ them with no I/O; the end-to-end test is in tests/test_caps_e2e.py.
 
 import pytest
 
-from tests.memory import MemoryServer, first
+from tests.memory import MemoryServer, first, numerics
 from twistchat.frontends import ircv3
 
 
@@ -96,3 +96,63 @@ def test_long_cap_ls_302_is_split_and_pre_302_is_one_line(server, monkeypatch):
     assert all(len(line) + 2 <= 512 for line in raw)
     assert set(many) <= set(ls_words(got)) - {"*"}
     assert len([m for m in server.connect().ask("CAP LS") if m.command == "CAP"]) == 1
+
+
+# ------------------------------------------------------ userhost-in-names, extended-join
+
+
+def names_entries(messages):
+    return [e for m in messages if m.command == "353" for e in m.params[-1].split()]
+
+
+def test_userhost_in_names_shows_nick_user_host(server):
+    """With userhost-in-names, 353 entries are prefix + nick!user@host; without, the nick."""
+    server.user("alice", "#r")
+    full = server.user("bob", caps="userhost-in-names multi-prefix")
+    plain = server.user("carol")
+    assert names_entries(full.ask("NAMES #r")) == ["@alice!alice@127.0.0.1"]
+    assert names_entries(plain.ask("NAMES #r")) == ["@alice"]
+    assert "@alice!alice@127.0.0.1" in names_entries(full.ask("JOIN #r"))
+
+
+def test_extended_join_shows_account_and_realname(server):
+    """extended-join peers see ``JOIN #r * :realname``; others the plain JOIN."""
+    ext = server.user("ext", "#r", caps="extended-join")
+    plain = server.user("plain", "#r")
+    ext.take()
+    server.user("bob", "#r")
+    assert first(ext.take(), "JOIN").params == ("#r", "*", "bob Real")
+    assert first(plain.take(), "JOIN").params == ("#r",)
+
+
+def test_extended_join_bytes_cached_per_view_and_shared():
+    """One JOIN event: the same bytes object for every extended view, the plain form apart."""
+    from twistchat.core.events import TAG_EXTENDED, TAG_TIME, Event
+    from twistchat.wire import Message
+    event = Event("#r", 1, 0, "m1", Message("JOIN", ("#r",), "a!a@h"),
+                  extended=Message("JOIN", ("#r", "*", "A"), "a!a@h"))
+    assert event.line(TAG_EXTENDED) is event.line(TAG_EXTENDED)
+    assert event.line(TAG_EXTENDED) == b":a!a@h JOIN #r * :A\r\n"
+    assert event.line() == b":a!a@h JOIN #r\r\n"
+    plain = Event("#r", 2, 0, "m2", Message("PRIVMSG", ("#r", "x"), "a!a@h"))
+    assert plain.line(TAG_EXTENDED | TAG_TIME) is plain.line(TAG_TIME)
+
+
+def test_udp_session_sees_plain_join(world):
+    """A UDP member gets the plain JOIN form of an extended-join event."""
+    from tests.udpnet import Raw
+    udp = Raw(world)
+    udp.register("udpy")
+    udp.command("JOIN #r")
+    event = world.registry.log.held("#r", 1, 1, 1)[1][0]
+    assert event.extended.params == ("#r", "*", "udpy") and event.message.params == ("#r",)
+
+
+def test_no_implicit_names_skips_names_after_join(server):
+    """draft/no-implicit-names: JOIN answers no 353/366; NAMES still works."""
+    quiet = server.user("quiet", caps="draft/no-implicit-names")
+    got = quiet.ask("JOIN #r")
+    assert "JOIN" in [m.command for m in got] and "353" not in numerics(got)
+    assert "366" not in numerics(got)
+    assert numerics(quiet.ask("NAMES #r")) == ["353", "366"]
+    assert "366" in numerics(server.user("loud").ask("JOIN #r"))

@@ -32,8 +32,8 @@ from typing import Any, Protocol
 from twistchat.wire import Message, encode, format_server_time, parse_server_time
 
 __all__ = [
-    "NO_CLIENT_TAGS", "NO_TAGS", "TAG_CLIENT", "TAG_MSGID", "TAG_SEQ", "TAG_TIME", "Delivery",
-    "Disconnect",
+    "NO_CLIENT_TAGS", "NO_TAGS", "TAG_CLIENT", "TAG_EXTENDED", "TAG_MSGID", "TAG_SEQ",
+    "TAG_TIME", "Delivery", "Disconnect",
     "Event", "Payload", "deliver", "format_server_time", "parse_server_time",
 ]
 
@@ -42,6 +42,10 @@ TAG_TIME = 1  # IRCv3 server-time: "time=2011-10-19T16:40:51.620Z"
 TAG_MSGID = 2  # IRCv3 msgid
 TAG_SEQ = 4  # twistchat's per-room sequence number (UDP wire contract)
 TAG_CLIENT = 8  # client-only tags ("+typing"), relayed with message-tags
+# Not a tag: the event's extended form where it has one (IRCv3 extended-join:
+# ``JOIN #room account :realname``).  A view bit all the same, so the bytes stay
+# cached per view: one dict lookup per delivery.
+TAG_EXTENDED = 16
 NO_TAGS = 0
 
 # The empty client tags of most events: one shared, read-only map.
@@ -56,7 +60,10 @@ class Event:
     ``target`` is the casefolded room name, or a conversation key for private
     messages (:mod:`twistchat.core.targets`); ``seq`` rises by one per event of
     that target; ``msgid`` is unique across restarts.  ``message`` holds no
-    server tags: they are added per tag view by :meth:`line`.
+    server tags: they are added per tag view by :meth:`line`.  ``extended``
+    is the longer form of the same line shown to views with
+    :data:`TAG_EXTENDED` (extended-join); UDP sessions, the store and history
+    keep ``message``.
     """
 
     target: str
@@ -65,6 +72,7 @@ class Event:
     msgid: str
     message: Message
     client_tags: Mapping[str, str] = field(default_factory=lambda: NO_CLIENT_TAGS)
+    extended: Message | None = None
     # view -> wire bytes, filled on first use; not part of the value.
     _lines: dict[int, bytes] = field(default_factory=dict, init=False, repr=False,
                                      compare=False)
@@ -103,6 +111,12 @@ class Event:
         except KeyError:
             pass
         message = self.message
+        if view & TAG_EXTENDED:
+            if self.extended is None:
+                # No extended form: the same bytes as the view without the bit.
+                data = self._lines[view] = self.line(view & ~TAG_EXTENDED)
+                return data
+            message = self.extended
         if view:
             tags = self.tags_for(view)
             if tags:

@@ -14,6 +14,7 @@ from __future__ import annotations
 import re
 import time as _time
 from collections.abc import Callable, Iterable
+from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from twistchat.core.events import Delivery
@@ -79,12 +80,25 @@ def motd_replies(registry: Registry, user: User) -> list[Delivery]:
     return out
 
 
-def names(registry: Registry, user: User, name: str, multi_prefix: bool = False) -> list:
+@dataclass(frozen=True)
+class NamesView:
+    """How a client wants 353 entries: every prefix (multi-prefix), ``nick!user@host``."""
+
+    multi_prefix: bool = False
+    userhost: bool = False  # IRCv3 userhost-in-names
+
+
+PLAIN_NAMES = NamesView()
+
+
+def names(registry: Registry, user: User, name: str, multi_prefix: bool = False,
+          userhost: bool = False) -> list:
     """NAMES for one room: 353 lines that fit 512 bytes, then 366."""
     channel = registry.find_channel(name)
     out = []
     if channel is not None and registry.can_see(user, channel):
-        names = [channel.prefix(m, multi_prefix) + m.nick for m in channel.members]
+        names = [channel.prefix(m, multi_prefix) + (m.source if userhost else m.nick)
+                 for m in channel.members]
         head = f":{registry.server_name} 353 {user.nick} = {channel.name} :"
         room = 510 - len(head.encode("utf-8"))
         line: list = []

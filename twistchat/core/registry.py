@@ -272,9 +272,10 @@ class Registry:
         """MOTD: 375, 372 per line, 376; or 422."""
         return queries.motd_replies(self, user)
 
-    def names(self, user: User, name: str, multi_prefix: bool = False) -> list[Delivery]:
-        """NAMES for one room: 353 lines that fit 512 bytes, then 366."""
-        return queries.names(self, user, name, multi_prefix)
+    def names(self, user: User, name: str, multi_prefix: bool = False,
+              userhost: bool = False) -> list[Delivery]:
+        """NAMES for one room: 353 lines that fit 512 bytes, then 366 (userhost-in-names)."""
+        return queries.names(self, user, name, multi_prefix, userhost)
 
     def list_channels(self, user: User, names: list[str] | None = None) -> list[Delivery]:
         """LIST: 321, one 322 per room (all, or the ones named), 323."""
@@ -476,11 +477,15 @@ class Registry:
 
     # ------------------------------------------------------------------- rooms
 
-    def join(self, user: User, name: str, password: str | None = None) -> list:
+    def join(self, user: User, name: str, password: str | None = None,
+             names: queries.NamesView | None = queries.PLAIN_NAMES) -> list:
         """
         JOIN one room: checks +i +k +l and CHANLIMIT; the first joiner becomes operator.
 
-        Answers the joiner with the JOIN, the topic (332/333) and NAMES (353/366).
+        Answers the joiner with the JOIN, the topic (332/333) and NAMES (353/366)
+        as ``names`` asks (None: no NAMES, IRCv3 draft/no-implicit-names).  The
+        JOIN event carries its extended-join form, ``JOIN #room account
+        :realname`` (account ``*``: no accounts before issue #14).
         """
         if not self.valid_channel(name):
             return [self.reply(user, "403", name, "No such channel")]
@@ -506,13 +511,16 @@ class Registry:
         if not user.by_broadcast:
             channel.direct[user] = None
         user.channels[key] = channel
-        event = self._room_event(channel, Message("JOIN", (channel.name,), user.source))
+        event = self.log.append(
+            key, Message("JOIN", (channel.name,), user.source), int(self.clock() * 1000),
+            extended=Message("JOIN", (channel.name, "*", user.realname), user.source))
         out = [Delivery(channel.members, event)]
         if user.away is not None:
             out.append(Delivery(channel.members, Message("AWAY", (user.away,), user.source), user))
         if channel.topic:
             out += self._topic_replies(user, channel)
-        out += self.names(user, channel.name)
+        if names is not None:
+            out += self.names(user, channel.name, names.multi_prefix, names.userhost)
         return out
 
     def join_zero(self, user: User) -> list:

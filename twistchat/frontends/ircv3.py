@@ -19,7 +19,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 
 from twistchat.core.commands import Context
-from twistchat.core.events import NO_TAGS, TAG_CLIENT, TAG_MSGID, TAG_TIME
+from twistchat.core.events import NO_TAGS, TAG_CLIENT, TAG_EXTENDED, TAG_MSGID, TAG_TIME
 from twistchat.history import replay_message
 from twistchat.wire import Message, encode, escape_tag_value, format_server_time
 
@@ -35,6 +35,12 @@ CAPABILITIES = (
     # cap-notify: nothing in the offer changes at run time yet, so no CAP NEW/DEL is ever
     # due; a client may still ask for it, and CAP LS 302 turns it on by itself.
     "cap-notify",
+    # extended-join: JOIN #room account :realname (account "*" until accounts, issue #14).
+    "extended-join",
+    # userhost-in-names: 353 entries as nick!user@host.
+    "userhost-in-names",
+    # draft/no-implicit-names: no NAMES after the client's own JOIN.
+    "draft/no-implicit-names",
 )
 # ``cap=value`` in CAP LS 302 (capability-negotiation: "values ... only for 302 clients").
 # A capability with a value adds it here, beside its name in CAPABILITIES.
@@ -67,6 +73,8 @@ class View:
             tags |= TAG_TIME
         if "message-tags" in caps:
             tags |= TAG_MSGID | TAG_CLIENT
+        if "extended-join" in caps:
+            tags |= TAG_EXTENDED
         return cls(caps, tags, Context("echo-message" in caps, "multi-prefix" in caps,
                                        None, caps))
 
