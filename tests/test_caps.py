@@ -156,3 +156,46 @@ def test_no_implicit_names_skips_names_after_join(server):
     assert "366" not in numerics(got)
     assert numerics(quiet.ask("NAMES #r")) == ["353", "366"]
     assert "366" in numerics(server.user("loud").ask("JOIN #r"))
+
+
+# ------------------------------------------------------------------------ invite-notify
+
+
+def invites(messages):
+    return [(m.source.split("!")[0], *m.params) for m in messages if m.command == "INVITE"]
+
+
+def test_invite_notify_tells_members_with_the_cap(server):
+    """Members with invite-notify see the INVITE; members without it, and the inviter, do not."""
+    alice = server.user("alice", "#r")
+    watcher = server.user("watcher", "#r", caps="invite-notify")
+    plain = server.user("plain", "#r")
+    bob = server.user("bob")
+    assert numerics(alice.ask("INVITE bob #r")) == ["341"]
+    assert invites(watcher.take()) == [("alice", "bob", "#r")]
+    assert invites(plain.take()) == []
+    assert invites(bob.take()) == [("alice", "bob", "#r")]
+
+
+def test_invite_notify_on_invite_only_room_goes_to_operators(server):
+    """On a +i room, only operators with invite-notify see the INVITE."""
+    alice = server.user("alice", "#r", caps="invite-notify")
+    member = server.user("member", "#r", caps="invite-notify")
+    op = server.user("op", "#r", caps="invite-notify")
+    alice.send("MODE #r +i", "MODE #r +o op")
+    member.take(), op.take(), alice.take()
+    server.user("bob")
+    alice.send("INVITE bob #r")
+    assert invites(op.take()) == [("alice", "bob", "#r")]
+    assert invites(member.take()) == []
+    assert invites(alice.take()) == []
+
+
+def test_invited_user_without_the_cap_still_gets_its_invite(server):
+    """The invitee's own INVITE is never gated, whatever it negotiated."""
+    alice = server.user("alice", "#r")
+    bob = server.user("bob", caps="invite-notify")
+    carol = server.user("carol")
+    alice.send("INVITE bob #r", "INVITE carol #r")
+    assert invites(bob.take()) == [("alice", "bob", "#r")]
+    assert invites(carol.take()) == [("alice", "carol", "#r")]

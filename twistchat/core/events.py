@@ -16,10 +16,11 @@ plain RFC 1459 clients want none; IRCv3 clients pick ``server-time``,
 
 The core's whole answer to a command is a list of :class:`Delivery`: "send this
 payload to these users".  A payload is an :class:`Event`, a plain
-:class:`~twistchat.wire.Message` (a reply, a relayed line), or a
-:class:`Disconnect` (the rules say this connection ends, e.g. QUIT or a wrong
-server password).  Each user's ``conn`` is the front-end object serving it and
-provides ``deliver(payload)``; the core never looks further into it.
+:class:`~twistchat.wire.Message` (a reply, a relayed line), a :class:`Gated`
+line (for some capability's holders only), or a :class:`Disconnect` (the
+rules say this connection ends, e.g. QUIT or a wrong server password).  Each
+user's ``conn`` is the front-end object serving it and provides
+``deliver(payload)``; the core never looks further into it.
 """
 
 from __future__ import annotations
@@ -33,7 +34,7 @@ from twistchat.wire import Message, encode, format_server_time, parse_server_tim
 
 __all__ = [
     "NO_CLIENT_TAGS", "NO_TAGS", "TAG_CLIENT", "TAG_EXTENDED", "TAG_MSGID", "TAG_SEQ",
-    "TAG_TIME", "Delivery", "Disconnect",
+    "TAG_TIME", "Delivery", "Disconnect", "Gated",
     "Event", "Payload", "deliver", "format_server_time", "parse_server_time",
 ]
 
@@ -138,7 +139,21 @@ class Disconnect:
     quit_reason: str | None = None
 
 
-Payload = Message | Event | Disconnect
+@dataclass(frozen=True, slots=True)
+class Gated:
+    """
+    A line only connections that negotiated IRCv3 capability ``cap`` are shown.
+
+    For notifications whose command others see too in another role (invite-notify:
+    the invited user always gets its INVITE, the room's members only with the
+    capability).  Front-ends without capabilities (UDP) show none.
+    """
+
+    cap: str
+    message: Message
+
+
+Payload = Message | Event | Disconnect | Gated
 
 
 class Connection(Protocol):

@@ -35,7 +35,7 @@ from collections.abc import Callable, Iterable, Iterator, Mapping
 from typing import Any
 
 from twistchat.core import modes, queries
-from twistchat.core.events import Delivery, Disconnect, Event
+from twistchat.core.events import Delivery, Disconnect, Event, Gated
 from twistchat.core.model import (
     CHANMODES,
     PREFIX_MODES,
@@ -707,7 +707,12 @@ class Registry:
         return out
 
     def invite(self, user: User, nick: str, name: str) -> list:
-        """INVITE: members may invite; on a +i room only operators."""
+        """
+        INVITE: members may invite; on a +i room only operators.
+
+        IRCv3 invite-notify: the room's members with the capability see the
+        INVITE too (on a +i room only its operators, who manage who comes in).
+        """
         target = self.find_user(nick)
         if target is None:
             return [self.reply(user, "401", nick, "No such nick/channel")]
@@ -724,8 +729,11 @@ class Registry:
         if target.invited_to is None:
             target.invited_to = set()
         target.invited_to.add(channel)
+        line = Message("INVITE", (target.nick, channel.name), user.source)
+        told = [m for m in channel.members
+                if m is not user and (not channel.invite_only or self.is_operator(m, channel))]
         out = [self.reply(user, "341", target.nick, channel.name),
-               Delivery((target,), Message("INVITE", (target.nick, channel.name), user.source))]
+               Delivery((target,), line), Delivery(told, Gated("invite-notify", line))]
         if target.away is not None:
             out.append(self.reply(user, "301", target.nick, target.away))
         return out

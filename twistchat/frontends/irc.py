@@ -30,7 +30,7 @@ from zope.interface import implementer
 
 from twistchat import history
 from twistchat.core import commands
-from twistchat.core.events import Disconnect, Event, deliver
+from twistchat.core.events import Disconnect, Event, Gated, deliver
 from twistchat.core.ratelimit import TokenBucket
 from twistchat.core.registry import Registry, User
 from twistchat.frontends import ircv3
@@ -325,6 +325,10 @@ class IRCProtocol(LineReceiver):
         elif type(payload) is Disconnect:
             self.close(payload.why, payload.quit_reason)
             return
+        elif type(payload) is Gated:
+            if payload.cap not in self.caps:
+                return
+            data = self.view.format(payload.message, int(self.clock.seconds() * 1000))
         elif self.view.shows(payload):
             data = self.view.format(payload, int(self.clock.seconds() * 1000))
         else:

@@ -41,6 +41,8 @@ CAPABILITIES = (
     "userhost-in-names",
     # draft/no-implicit-names: no NAMES after the client's own JOIN.
     "draft/no-implicit-names",
+    # invite-notify: a room's members (operators of a +i room) see its INVITEs.
+    "invite-notify",
 )
 # ``cap=value`` in CAP LS 302 (capability-negotiation: "values ... only for 302 clients").
 # A capability with a value adds it here, beside its name in CAPABILITIES.
