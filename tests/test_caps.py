@@ -10,7 +10,12 @@ them with no I/O; the end-to-end test is in tests/test_caps_e2e.py.
 import pytest
 
 from tests.memory import MemoryServer, first, numerics
+from tests.udpnet import Raw
+from twistchat.core.events import TAG_EXTENDED, TAG_TIME, Event, deliver
+from twistchat.core.model import Limits
+from twistchat.core.registry import Registry
 from twistchat.frontends import ircv3
+from twistchat.wire import Message
 
 
 @pytest.fixture
@@ -127,8 +132,6 @@ def test_extended_join_shows_account_and_realname(server):
 
 def test_extended_join_bytes_cached_per_view_and_shared():
     """One JOIN event: the same bytes object for every extended view, the plain form apart."""
-    from twistchat.core.events import TAG_EXTENDED, TAG_TIME, Event
-    from twistchat.wire import Message
     event = Event("#r", 1, 0, "m1", Message("JOIN", ("#r",), "a!a@h"),
                   extended=Message("JOIN", ("#r", "*", "A"), "a!a@h"))
     assert event.line(TAG_EXTENDED) is event.line(TAG_EXTENDED)
@@ -140,7 +143,6 @@ def test_extended_join_bytes_cached_per_view_and_shared():
 
 def test_udp_session_sees_plain_join(world):
     """A UDP member gets the plain JOIN form of an extended-join event."""
-    from tests.udpnet import Raw
     udp = Raw(world)
     udp.register("udpy")
     udp.command("JOIN #r")
@@ -199,3 +201,105 @@ def test_invited_user_without_the_cap_still_gets_its_invite(server):
     alice.send("INVITE bob #r", "INVITE carol #r")
     assert invites(bob.take()) == [("alice", "bob", "#r")]
     assert invites(carol.take()) == [("alice", "carol", "#r")]
+
+
+# ---------------------------------------------------------------------------- setname
+
+
+def test_setname_tells_peers_with_the_cap_and_confirms(server):
+    """SETNAME: the sender and peers with setname see it; WHOIS shows the new name."""
+    alice = server.user("alice", "#r", caps="setname")
+    bob = server.user("bob", "#r", caps="setname")
+    plain = server.user("plain", "#r")
+    alice.take()
+    got = alice.ask("SETNAME :Alice Liddell")
+    assert [(m.command, m.params) for m in got] == [("SETNAME", ("Alice Liddell",))]
+    assert first(got, "SETNAME").source == "alice!alice@127.0.0.1"
+    assert first(bob.take(), "SETNAME").params == ("Alice Liddell",)
+    assert plain.take() == []
+    assert first(plain.ask("WHOIS alice"), "311").params[-1] == "Alice Liddell"
+
+
+@pytest.mark.parametrize("realname, ok", [
+    ("x", True), ("x" * 128, True), ("é" * 64, True),  # 128 bytes
+    ("x" * 129, False), ("é" * 64 + "x", False), (" ", False),
+])
+def test_setname_length_edges(server, realname, ok):
+    """Real names of 1 to NAMELEN (128) UTF-8 bytes; others: FAIL SETNAME INVALID_REALNAME."""
+    alice = server.user("alice", caps="setname")
+    got = alice.ask(f"SETNAME :{realname}")
+    if ok:
+        assert first(got, "SETNAME").params == (realname,)
+    else:
+        assert first(got, "FAIL").params[:2] == ("SETNAME", "INVALID_REALNAME")
+        assert server.registry.find_user("alice").realname == "alice Real"
+
+
+def test_setname_without_parameter_is_461(server):
+    """SETNAME with no parameter: 461 ERR_NEEDMOREPARAMS."""
+    assert numerics(server.user("alice", caps="setname").ask("SETNAME")) == ["461"]
+
+
+def test_namelen_is_advertised_and_user_realname_cut_to_it(server):
+    """ISUPPORT NAMELEN=128; a longer USER realname is cut to 128 bytes."""
+    client = server.connect()
+    got = client.ask("NICK alice", "USER a 0 * :" + "y" * 300)
+    assert "NAMELEN=128" in [p for m in got if m.command == "005" for p in m.params]
+    assert server.registry.find_user("alice").realname == "y" * 128
+
+
+def test_udp_session_can_setname(world):
+    """A UDP session sends SETNAME through the one command table: it is confirmed and applied."""
+    udp = Raw(world)
+    udp.register("udpy")
+    got = udp.command("SETNAME :Over UDP")
+    assert [(m.command, m.params) for m in got if m.command == "SETNAME"] == [
+        ("SETNAME", ("Over UDP",))]
+    assert world.registry.find_user("udpy").realname == "Over UDP"
+    bad = udp.command("SETNAME :" + "z" * 200)
+    assert [m.params[:2] for m in bad if m.command == "FAIL"] == [("SETNAME", "INVALID_REALNAME")]
+
+
+# ---------------------------------------------------------------------------- chghost
+
+
+def test_change_host_tells_peers_and_user(server):
+    """Registry.change_host: CHGHOST from the old source to peers with chghost and the user."""
+    alice = server.user("alice", "#r", caps="chghost")
+    bob = server.user("bob", "#r", caps="chghost")
+    plain = server.user("plain", "#r")
+    alice.take()
+    user = server.registry.find_user("alice")
+    deliver(server.registry.change_host(user, "al", "vhost.example"))
+    for client in (alice, bob):
+        line = first(client.take(), "CHGHOST")
+        assert line.source == "alice!alice@127.0.0.1"
+        assert line.params == ("al", "vhost.example")
+    assert plain.take() == []  # no fallback: see core/identity.py
+    plain.send("WHOIS alice")
+    assert first(plain.take(), "311").params[2:4] == ("al", "vhost.example")
+    bob.send("PRIVMSG #r :hi")
+    alice.send("PRIVMSG #r :hello")
+    assert first(bob.take(), "PRIVMSG").source == "alice!al@vhost.example"
+
+
+def test_change_host_unchanged_tells_nobody():
+    """The same user@host again: no CHGHOST."""
+    registry = Registry(clock=lambda: 0.0)
+    user = registry.connect(object(), "10.0.0.1")
+    registry.offer_nick(user, "alice")
+    registry.offer_user(user, "alice", "A")
+    assert registry.change_host(user, "alice", "10.0.0.1") == []
+    out = registry.change_host(user, "alice", "cloak")
+    assert [d.payload.command for d in out] == ["CHGHOST"] and set(out[0].to) == {user}
+
+
+def test_change_host_keeps_the_per_address_count():
+    """A vhost does not move the connection's address: the per-address limit still frees it."""
+    registry = Registry(clock=lambda: 0.0, limits=Limits(max_per_ip=1))
+    user = registry.connect(object(), "10.0.0.1")
+    registry.offer_nick(user, "alice")
+    registry.offer_user(user, "alice", "A")
+    registry.change_host(user, "alice", "cloak")
+    registry.quit(user)
+    assert registry.connect(object(), "10.0.0.1") is not None

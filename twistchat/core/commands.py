@@ -202,6 +202,10 @@ def _away(reg: Registry, user: User, p: Params, ctx: Context) -> list[Delivery]:
     return reg.set_away(user, p[0] if p else None)
 
 
+def _setname(reg: Registry, user: User, p: Params, ctx: Context) -> list[Delivery]:
+    return reg.set_realname(user, p[0])
+
+
 def _invite(reg: Registry, user: User, p: Params, ctx: Context) -> list[Delivery]:
     return reg.invite(user, p[0], p[1])
 
@@ -248,6 +252,8 @@ COMMANDS: dict[str, Command] = {
     "KICK": Command(_kick, 2),
     "INVITE": Command(_invite, 2),
     "AWAY": Command(_away),
+    # IRCv3 setname; not gated by the capability, so a UDP session (no CAP) may use it too.
+    "SETNAME": Command(_setname, 1),
     # Queries.
     "WHO": Command(_who),
     "WHOIS": Command(_whois, 1),

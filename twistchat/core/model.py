@@ -36,6 +36,7 @@ class Limits:
     channellen: int = 50
     topiclen: int = 390
     awaylen: int = 200
+    namelen: int = 128  # real name bytes (ISUPPORT NAMELEN; USER cuts, SETNAME refuses)
     kicklen: int = 255
     max_channels: int = 50  # per user (ISUPPORT CHANLIMIT)
     max_targets: int = 4  # per PRIVMSG/NOTICE (ISUPPORT TARGMAX)
@@ -54,7 +55,7 @@ class User:
     """
 
     __slots__ = (
-        "conn", "nick", "key", "user", "host", "realname", "away",
+        "conn", "nick", "key", "user", "host", "address", "realname", "away",
         "channels", "registered", "invisible", "signon", "last_active", "by_broadcast",
         "pending_nick", "pending_user", "password_ok", "cap_hold", "invited_to", "connected",
     )
@@ -64,7 +65,8 @@ class User:
         self.nick = "*"
         self.key = ""  # casefolded nick while registered
         self.user = ""
-        self.host = host
+        self.host = host  # as shown (nick!user@host); a vhost may replace it (CHGHOST)
+        self.address = host  # where the connection comes from: the per-address limit's
         self.realname = ""
         self.away: str | None = None
         self.channels: dict[str, Channel] = {}  # casefolded name -> Channel

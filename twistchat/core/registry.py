@@ -34,7 +34,7 @@ import time
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from typing import Any
 
-from twistchat.core import modes, queries
+from twistchat.core import identity, modes, queries
 from twistchat.core.events import Delivery, Disconnect, Event, Gated
 from twistchat.core.model import (
     CHANMODES,
@@ -116,6 +116,14 @@ class Registry:
                     client_tags: Mapping[str, str] | None = None) -> Event:
         """Number and record one event of ``channel`` in the room log."""
         return self.log.append(channel.key, message, int(self.clock() * 1000), client_tags)
+
+    def peers(self, user: User) -> set[User]:
+        """Everyone who shares a room with ``user``, ``user`` included."""
+        return self._peers(user)
+
+    def watchers_told(self, user: User, line: Message) -> list[Delivery]:
+        """``line`` about ``user`` for those who MONITOR it with IRCv3 extended-monitor."""
+        return []
 
     def _peers(self, user: User) -> set[User]:
         """Everyone who shares a room with ``user``, ``user`` included."""
@@ -401,7 +409,7 @@ class Registry:
         user.nick = nick
         user.key = key
         user.user = username[:16] or nick
-        user.realname = realname
+        user.realname = _truncate(realname, self.limits.namelen)
         user.registered = True
         self._users[key] = user
         self._peak_users = max(self._peak_users, len(self._users))
@@ -449,11 +457,11 @@ class Registry:
             return []
         user.connected = False
         self._connections -= 1
-        count = self._per_address.get(user.host, 0) - 1
+        count = self._per_address.get(user.address, 0) - 1
         if count > 0:
-            self._per_address[user.host] = count
+            self._per_address[user.address] = count
         else:
-            self._per_address.pop(user.host, None)
+            self._per_address.pop(user.address, None)
         if not user.registered:
             return []
         out = []
@@ -767,6 +775,16 @@ class Registry:
                                                       user.source))
             out.insert(0, Delivery(channel.direct, event))
         return out
+
+    # --------------------------------------------------------------- identity
+
+    def set_realname(self, user: User, realname: str) -> list[Delivery]:
+        """IRCv3 SETNAME (:func:`twistchat.core.identity.set_realname`)."""
+        return identity.set_realname(self, user, realname)
+
+    def change_host(self, user: User, username: str, host: str) -> list[Delivery]:
+        """A new ``user@host`` for ``user``, CHGHOST to its peers (vhosts, accounts: #14)."""
+        return identity.change_host(self, user, username, host)
 
     # ------------------------------------------------------------------ queries
 

@@ -326,7 +326,7 @@ class IRCProtocol(LineReceiver):
             self.close(payload.why, payload.quit_reason)
             return
         elif type(payload) is Gated:
-            if payload.cap not in self.caps:
+            if payload.cap not in self.caps or not self.view.shows(payload.message):
                 return
             data = self.view.format(payload.message, int(self.clock.seconds() * 1000))
         elif self.view.shows(payload):

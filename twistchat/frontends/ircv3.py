@@ -43,6 +43,8 @@ CAPABILITIES = (
     "draft/no-implicit-names",
     # invite-notify: a room's members (operators of a +i room) see its INVITEs.
     "invite-notify",
+    # setname: SETNAME :realname, and peers' SETNAME lines; chghost: peers' CHGHOST lines.
+    "setname", "chghost",
 )
 # ``cap=value`` in CAP LS 302 (capability-negotiation: "values ... only for 302 clients").
 # A capability with a value adds it here, beside its name in CAPABILITIES.
@@ -51,7 +53,8 @@ CAP_VALUES: dict[str, str] = {}
 STICKY_302 = frozenset({"cap-notify"})
 # Lines only clients that asked for a capability may see (IRCv3: "MUST NOT send ... unless
 # the client has negotiated the capability").
-CAP_GATED = {"AWAY": "away-notify", "TAGMSG": "message-tags", "BATCH": "batch"}
+CAP_GATED = {"AWAY": "away-notify", "TAGMSG": "message-tags", "BATCH": "batch",
+             "SETNAME": "setname", "CHGHOST": "chghost"}
 
 
 @dataclass(frozen=True)
