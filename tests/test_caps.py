@@ -303,3 +303,119 @@ def test_change_host_keeps_the_per_address_count():
     registry.change_host(user, "alice", "cloak")
     registry.quit(user)
     assert registry.connect(object(), "10.0.0.1") is not None
+
+
+# ---------------------------------------------------------------------------- MONITOR
+
+
+def mon(messages):
+    """(numeric, last parameter) of each MONITOR reply."""
+    return [(m.command, m.params[-1]) for m in messages if m.command in ("730", "731", "732",
+                                                                         "733", "734")]
+
+
+def test_monitor_add_reports_status_then_sign_on_and_off(server):
+    """MONITOR + gives 730/731 at once; then 730 when a watched nick registers, 731 on QUIT."""
+    server.user("bob")
+    watcher = server.user("watcher")
+    assert mon(watcher.ask("MONITOR + bob,carol")) == [("730", "bob!bob@127.0.0.1"),
+                                                       ("731", "carol")]
+    carol = server.user("Carol")
+    assert mon(watcher.take()) == [("730", "Carol!Carol@127.0.0.1")]
+    carol.send("QUIT :bye")
+    carol.proto.connectionLost(None)
+    assert mon(watcher.take()) == [("731", "Carol")]
+
+
+def test_monitor_follows_nick_changes(server):
+    """A watched nick renamed: 731 for the old nick, 730 for a watched new one."""
+    bob = server.user("bob")
+    watcher = server.user("watcher")
+    watcher.ask("MONITOR + bob,robert")
+    bob.send("NICK robert")
+    assert mon(watcher.take()) == [("731", "bob"), ("730", "robert!bob@127.0.0.1")]
+    bob.send("NICK ROBERT")  # the same nick under rfc1459 folding: nothing to tell
+    assert mon(watcher.take()) == []
+
+
+def test_monitor_list_remove_clear_status(server):
+    """L lists (732/733), - removes, C clears, S reports every watched nick."""
+    server.user("bob")
+    watcher = server.user("watcher")
+    watcher.ask("MONITOR + bob,carol,dave")
+    assert mon(watcher.ask("MONITOR L")) == [("732", "bob,carol,dave"),
+                                            ("733", "End of MONITOR list")]
+    assert watcher.ask("MONITOR - carol") == []
+    assert mon(watcher.ask("MONITOR S")) == [("730", "bob!bob@127.0.0.1"), ("731", "dave")]
+    assert watcher.ask("MONITOR C") == []
+    assert mon(watcher.ask("MONITOR L")) == [("733", "End of MONITOR list")]
+    server.user("dave")
+    assert mon(watcher.take()) == []
+
+
+def test_monitor_list_full_is_734():
+    """Past MONITOR=<limit>, 734 names the targets left out; those before it are added."""
+    server = MemoryServer(registry_limits={"monitor": 2})
+    watcher = server.user("watcher")
+    got = watcher.ask("MONITOR + a,b,c,d")
+    assert mon(got) == [("731", "a,b"), ("734", "Monitor list is full")]
+    assert first(got, "734").params[1:3] == ("2", "c,d")
+    assert "MONITOR=2" in [p for m in server.connect().ask("NICK x", "USER x 0 * :x")
+                           if m.command == "005" for p in m.params]
+
+
+@pytest.mark.parametrize("line, expected", [
+    ("MONITOR", ["461"]), ("MONITOR +", ["461"]), ("MONITOR -", ["461"]),
+    ("MONITOR X a", ["461"]), ("MONITOR + #room,a!b,,", []),  # not nicks: skipped
+])
+def test_monitor_bad_input(server, line, expected):
+    """Missing targets or an unknown subcommand: 461; targets that are not nicks: skipped."""
+    assert numerics(server.user("watcher").ask(line)) == expected
+
+
+def test_monitor_list_ends_with_the_watcher(server):
+    """A watcher that quits leaves no list behind."""
+    watcher = server.user("watcher")
+    watcher.ask("MONITOR + bob")
+    watcher.send("QUIT")
+    watcher.proto.connectionLost(None)
+    assert server.registry.monitors.watchers("bob") == set()
+
+
+def test_extended_monitor_sends_away_setname_chghost_to_watchers(server):
+    """extended-monitor watchers outside the user's rooms get its AWAY/SETNAME/CHGHOST."""
+    server.user("bob", caps="setname")
+    ext = server.user("ext", caps="extended-monitor away-notify setname chghost")
+    plain = server.user("plain", caps="away-notify setname chghost")
+    half = server.user("half", caps="extended-monitor")  # without away-notify or setname
+    for client in (ext, plain, half):
+        client.ask("MONITOR + bob")
+    user = server.registry.find_user("bob")
+    deliver(server.registry.set_away(user, "lunch"))
+    deliver(server.registry.set_realname(user, "Robert"))
+    deliver(server.registry.change_host(user, "rob", "cloak"))
+    assert [m.command for m in ext.take()] == ["AWAY", "SETNAME", "CHGHOST"]
+    assert plain.take() == [] and half.take() == []
+
+
+def test_extended_monitor_no_duplicate_for_room_peers(server):
+    """A watcher sharing a room hears AWAY once, as a peer."""
+    server.user("bob", "#r")
+    ext = server.user("ext", "#r", caps="extended-monitor away-notify")
+    ext.ask("MONITOR + bob")
+    deliver(server.registry.set_away(server.registry.find_user("bob"), "lunch"))
+    assert [m.command for m in ext.take()] == ["AWAY"]
+
+
+def test_udp_session_can_monitor(world):
+    """A UDP session uses MONITOR through the command table: status now, 730 on sign-on."""
+    udp = Raw(world)
+    udp.register("udpy")
+    got = udp.command("MONITOR + pal")
+    assert [(m.command, m.params[-1]) for m in got if m.command in ("730", "731")] == [
+        ("731", "pal")]
+    pal = Raw(world)
+    pal.register("pal")
+    world.net.run(0.01)
+    got = udp.take()
+    assert [m.command for m in got if m.command == "730"] == ["730"]

@@ -206,6 +206,10 @@ def _setname(reg: Registry, user: User, p: Params, ctx: Context) -> list[Deliver
     return reg.set_realname(user, p[0])
 
 
+def _monitor(reg: Registry, user: User, p: Params, ctx: Context) -> list[Delivery]:
+    return reg.monitor(user, p[0], p[1] if len(p) > 1 else None)
+
+
 def _invite(reg: Registry, user: User, p: Params, ctx: Context) -> list[Delivery]:
     return reg.invite(user, p[0], p[1])
 
@@ -258,6 +262,7 @@ COMMANDS: dict[str, Command] = {
     "WHO": Command(_who),
     "WHOIS": Command(_whois, 1),
     "ISON": Command(_ison, 1),
+    "MONITOR": Command(_monitor, 1),  # IRCv3 monitor; UDP sessions may use it too
     "USERHOST": Command(_userhost, 1),
     "LUSERS": Command(_lusers),
     "MOTD": Command(_motd),

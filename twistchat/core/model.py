@@ -40,6 +40,7 @@ class Limits:
     kicklen: int = 255
     max_channels: int = 50  # per user (ISUPPORT CHANLIMIT)
     max_targets: int = 4  # per PRIVMSG/NOTICE (ISUPPORT TARGMAX)
+    monitor: int = 100  # nicks one user may MONITOR (ISUPPORT MONITOR)
     recent_history: int = 1000  # events kept in memory per room (repair)
     max_per_ip: int = 16  # connections and UDP sessions from one address, all front-ends
 

@@ -33,7 +33,7 @@ def isupport(registry: Registry) -> list[str]:
         f"PREFIX=({PREFIX_MODES}){PREFIX_SYMBOLS}", f"CHANMODES={CHANMODES}",
         f"NICKLEN={lim.nicklen}", f"CHANNELLEN={lim.channellen}",
         f"TOPICLEN={lim.topiclen}", f"AWAYLEN={lim.awaylen}", f"KICKLEN={lim.kicklen}",
-        f"NAMELEN={lim.namelen}",
+        f"NAMELEN={lim.namelen}", f"MONITOR={lim.monitor}",
         f"CHANLIMIT={CHANTYPES}:{lim.max_channels}", "MODES=4", "MAXLIST=b:100",
         f"TARGMAX=PRIVMSG:{lim.max_targets},NOTICE:{lim.max_targets}",
         f"NETWORK={registry.network}", "LINELEN=512", "STATUSMSG=@+",

@@ -45,6 +45,7 @@ from twistchat.core.model import (
     Limits,
     User,
 )
+from twistchat.core.monitor import Monitors, monitor
 from twistchat.core.roomlog import LocalRoomLog, RoomLog
 from twistchat.core.targets import dm_key, dm_parties, is_room_key
 from twistchat.wire import (
@@ -97,6 +98,7 @@ class Registry:
         self._connections = 0  # all connected users, registered or not
         self._peak_users = 0  # the most registered at once
         self._per_address: dict[str, int] = {}  # host -> connected users from it
+        self.monitors = Monitors()  # MONITOR watch lists (core/monitor.py)
 
     # ----------------------------------------------------------------- helpers
 
@@ -123,7 +125,7 @@ class Registry:
 
     def watchers_told(self, user: User, line: Message) -> list[Delivery]:
         """``line`` about ``user`` for those who MONITOR it with IRCv3 extended-monitor."""
-        return []
+        return self.monitors.told(user, line)
 
     def _peers(self, user: User) -> set[User]:
         """Everyone who shares a room with ``user``, ``user`` included."""
@@ -423,6 +425,7 @@ class Registry:
         out += self.isupport_replies(user)
         out += self.lusers(user)
         out += self.motd_replies(user)
+        out += self.monitors.online(self, user)
         return out
 
     def change_nick(self, user: User, nick: str) -> list[Delivery]:
@@ -433,11 +436,15 @@ class Registry:
         if nick == user.nick:
             return []
         message = Message("NICK", (nick,), user.source)
-        key = casefold(nick)
+        key, old = casefold(nick), user.nick
         del self._users[user.key]
         self._users[key] = user
+        moved = key != user.key
         user.nick, user.key = nick, key
-        return self._to_peers(user, message)
+        out = self._to_peers(user, message)
+        if moved:  # MONITOR: the old nick is free, the new one taken
+            out += self.monitors.offline(self, old, user) + self.monitors.online(self, user)
+        return out
 
     def _to_peers(self, user: User, message: Message, skip_self: bool = False) -> list[Delivery]:
         """
@@ -462,12 +469,13 @@ class Registry:
             self._per_address[user.address] = count
         else:
             self._per_address.pop(user.address, None)
+        self.monitors.clear(user)
         if not user.registered:
             return []
-        out = []
+        out = self.monitors.offline(self, user.nick, user)
         if user.channels:
-            out = self._to_peers(user, Message("QUIT", (f"Quit: {reason}",), user.source),
-                                 skip_self=True)
+            out += self._to_peers(user, Message("QUIT", (f"Quit: {reason}",), user.source),
+                                  skip_self=True)
         for channel in list(user.channels.values()):
             self._remove_member(channel, user)
         self._users.pop(user.key, None)
@@ -791,13 +799,20 @@ class Registry:
     def set_away(self, user: User, text: str | None) -> list:
         """AWAY with text marks the user away (306); without, back (305)."""
         # IRCv3 away-notify: peers are told; front-ends show AWAY only to clients that asked.
+        # extended-monitor: watchers with it (and away-notify) are told too.
         if text:
             user.away = _truncate(text, self.limits.awaylen)
+            line = Message("AWAY", (user.away,), user.source)
             return [self.reply(user, "306", "You have been marked as being away"),
-                    Delivery(self._peers(user), Message("AWAY", (user.away,), user.source), user)]
+                    Delivery(self._peers(user), line, user), *self.watchers_told(user, line)]
         user.away = None
+        line = Message("AWAY", (), user.source)
         return [self.reply(user, "305", "You are no longer marked as being away"),
-                Delivery(self._peers(user), Message("AWAY", (), user.source), user)]
+                Delivery(self._peers(user), line, user), *self.watchers_told(user, line)]
+
+    def monitor(self, user: User, sub: str, targets: str | None = None) -> list[Delivery]:
+        """MONITOR + - C L S (:func:`twistchat.core.monitor.monitor`)."""
+        return monitor(self, user, sub, targets)
 
 
 def _truncate(text: str, limit: int) -> str:

@@ -45,6 +45,8 @@ CAPABILITIES = (
     "invite-notify",
     # setname: SETNAME :realname, and peers' SETNAME lines; chghost: peers' CHGHOST lines.
     "setname", "chghost",
+    # extended-monitor: MONITOR watchers also get AWAY/SETNAME/CHGHOST of watched users.
+    "extended-monitor",
 )
 # ``cap=value`` in CAP LS 302 (capability-negotiation: "values ... only for 302 clients").
 # A capability with a value adds it here, beside its name in CAPABILITIES.
