@@ -419,3 +419,68 @@ def test_udp_session_can_monitor(world):
     world.net.run(0.01)
     got = udp.take()
     assert [m.command for m in got if m.command == "730"] == ["730"]
+
+
+# ------------------------------------------------------- standard-replies, UTF8ONLY
+
+
+def test_standard_replies_fail_only_with_the_cap(server):
+    """A malformed line: FAIL * INVALID_MESSAGE with standard-replies, a server NOTICE without."""
+    fancy = server.user("fancy", caps="standard-replies")
+    plain = server.user("plain")
+    assert first(fancy.ask("@"), "FAIL").params[:2] == ("*", "INVALID_MESSAGE")
+    got = plain.ask("@")
+    assert [m.command for m in got] == ["NOTICE"] and got[0].params[0] == "plain"
+    assert got[0].params[1].startswith("Malformed line")
+
+
+def test_internal_error_is_fail_with_standard_replies(server, monkeypatch):
+    """A bug of ours on a command: FAIL <verb> INTERNAL_ERROR to standard-replies clients."""
+    fancy = server.user("fancy", caps="standard-replies")
+    plain = server.user("plain")
+
+    def broken(*args):
+        raise RuntimeError("boom")
+
+    monkeypatch.setattr(server.registry, "time", broken)
+    assert first(fancy.ask("TIME"), "FAIL").params[:2] == ("TIME", "INTERNAL_ERROR")
+    assert [m.command for m in plain.ask("TIME")] == ["NOTICE"]
+
+
+@pytest.mark.parametrize("line, verb", [
+    (b"PRIVMSG #r :caf\xe9", "PRIVMSG"), (b"@t=1 :src!u@h NOTICE x :\xff", "NOTICE"),
+    (b"\xff\xfe", "*"),
+])
+def test_utf8only_fail_names_the_command(server, line, verb):
+    """UTF8ONLY is advertised; invalid UTF-8 gets FAIL <command> INVALID_UTF8 from anyone."""
+    client = server.user("alice", "#r")
+    assert first(client.ask(line), "FAIL").params[:2] == (verb, "INVALID_UTF8")
+    tokens = [p for m in server.connect().ask("NICK x", "USER x 0 * :x") if m.command == "005"
+              for p in m.params]
+    assert "UTF8ONLY" in tokens
+
+
+# ----------------------------------------------------------------------------- bot mode
+
+
+def test_bot_mode_tag_whois_and_who(server):
+    """+B: BOT=B advertised; the bot tag on its messages (message-tags only), 335, WHO flag B."""
+    bot = server.user("bot", "#r")
+    tagged = server.user("tagged", "#r", caps="message-tags")
+    plain = server.user("plain", "#r")
+    assert first(bot.ask("MODE bot +B"), "MODE").params == ("bot", "+B")
+    assert first(bot.ask("MODE bot"), "221").params[-1] == "+B"
+    tagged.take(), plain.take()
+    bot.send("PRIVMSG #r :beep", "NOTICE tagged :boop", "@+typing=active TAGMSG #r")
+    got = tagged.take()
+    assert [m.command for m in got] == ["PRIVMSG", "NOTICE", "TAGMSG"]
+    assert all("bot" in m.tags for m in got)
+    assert [m.tags for m in plain.take()] == [{}]
+    assert first(plain.ask("WHOIS bot"), "335").params[1:] == ("bot", "is a Bot on twistchat")
+    assert "335" not in numerics(plain.ask("WHOIS tagged"))
+    assert first(plain.ask("WHO #r"), "352").params[6] == "HB@"
+    bot.send("MODE bot -B", "PRIVMSG #r :human now")
+    assert "bot" not in first(tagged.take(), "PRIVMSG").tags
+    tokens = [p for m in server.connect().ask("NICK x", "USER x 0 * :x") if m.command == "005"
+              for p in m.params]
+    assert "BOT=B" in tokens

@@ -57,7 +57,7 @@ class User:
 
     __slots__ = (
         "conn", "nick", "key", "user", "host", "address", "realname", "away",
-        "channels", "registered", "invisible", "signon", "last_active", "by_broadcast",
+        "channels", "registered", "invisible", "bot", "signon", "last_active", "by_broadcast",
         "pending_nick", "pending_user", "password_ok", "cap_hold", "invited_to", "connected",
     )
 
@@ -73,6 +73,7 @@ class User:
         self.channels: dict[str, Channel] = {}  # casefolded name -> Channel
         self.registered = False
         self.invisible = False
+        self.bot = False  # user mode +B (IRCv3 bot mode, ISUPPORT BOT=B)
         self.signon = now
         self.last_active = now
         self.by_broadcast = by_broadcast

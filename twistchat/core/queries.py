@@ -33,7 +33,7 @@ def isupport(registry: Registry) -> list[str]:
         f"PREFIX=({PREFIX_MODES}){PREFIX_SYMBOLS}", f"CHANMODES={CHANMODES}",
         f"NICKLEN={lim.nicklen}", f"CHANNELLEN={lim.channellen}",
         f"TOPICLEN={lim.topiclen}", f"AWAYLEN={lim.awaylen}", f"KICKLEN={lim.kicklen}",
-        f"NAMELEN={lim.namelen}", f"MONITOR={lim.monitor}",
+        f"NAMELEN={lim.namelen}", f"MONITOR={lim.monitor}", "BOT=B", "UTF8ONLY",
         f"CHANLIMIT={CHANTYPES}:{lim.max_channels}", "MODES=4", "MAXLIST=b:100",
         f"TARGMAX=PRIVMSG:{lim.max_targets},NOTICE:{lim.max_targets}",
         f"NETWORK={registry.network}", "LINELEN=512", "STATUSMSG=@+",
@@ -174,6 +174,8 @@ def _share_a_room(one: User, other: User) -> bool:
 def _who_line(registry: Registry, asker: User, member: User, channel: Channel | None,
               multi_prefix: bool = False) -> Delivery:
     flags = "G" if member.away is not None else "H"
+    if member.bot:
+        flags += "B"  # IRCv3 bot mode: the BOT=B letter among the WHO flags
     if channel is not None:
         flags += channel.prefix(member, multi_prefix)
     return registry.reply(asker, "352", channel.name if channel else "*", member.user,
@@ -194,6 +196,8 @@ def whois(registry: Registry, user: User, nick: str) -> list:
     if rooms:
         out.append(registry.reply(user, "319", target.nick, " ".join(rooms)))
     out.append(registry.reply(user, "312", target.nick, registry.server_name, "twistchat"))
+    if target.bot:
+        out.append(registry.reply(user, "335", target.nick, f"is a Bot on {registry.network}"))
     if target.away is not None:
         out.append(registry.reply(user, "301", target.nick, target.away))
     idle = int(registry.clock() - target.last_active)

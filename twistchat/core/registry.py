@@ -420,7 +420,7 @@ class Registry:
             self.reply(user, "002", f"Your host is {self.server_name}, running version {VERSION}"),
             self.reply(user, "003", "This server was created " + time.strftime(
                 "%Y-%m-%d %H:%M:%S UTC", time.gmtime(self.created))),
-            self.reply(user, "004", self.server_name, VERSION, "i", "biklmnotv", "bklov"),
+            self.reply(user, "004", self.server_name, VERSION, "iB", "biklmnotv", "bklov"),
         ]
         out += self.isupport_replies(user)
         out += self.lusers(user)
@@ -598,6 +598,7 @@ class Registry:
         """
         notice = command == "NOTICE"
         out: list = []
+        client_tags = bot_tags(user, client_tags)
 
         def error(code, *params):
             if not notice:
@@ -686,7 +687,7 @@ class Registry:
         and are not stored; but like every relayed message they carry a msgid
         (message-tags: "servers MUST include a msgid on every relayed message").
         """
-        tags = {**client_tags, "msgid": self.log.new_msgid()}
+        tags = {**(bot_tags(user, client_tags) or {}), "msgid": self.log.new_msgid()}
         message = Message("TAGMSG", (target,), user.source, tags)
         if target[:1] in CHANTYPES:
             channel = self.find_channel(target)
@@ -813,6 +814,18 @@ class Registry:
     def monitor(self, user: User, sub: str, targets: str | None = None) -> list[Delivery]:
         """MONITOR + - C L S (:func:`twistchat.core.monitor.monitor`)."""
         return monitor(self, user, sub, targets)
+
+
+def bot_tags(user: User, client_tags: Mapping[str, str] | None) -> Mapping[str, str] | None:
+    """
+    The tags a message from ``user`` carries: a bot's get IRCv3 ``bot``.
+
+    https://ircv3.net/specs/extensions/bot-mode: shown, like client-only tags,
+    to receivers with message-tags (and kept with the line in history).
+    """
+    if not user.bot:
+        return client_tags
+    return {**(client_tags or {}), "bot": ""}
 
 
 def _truncate(text: str, limit: int) -> str:

@@ -481,11 +481,14 @@ class IRCProtocol(LineReceiver):
             self.numeric("417", "Input line was too long")
             return
         except InvalidUTF8:
-            # IRCv3 standard replies: FAIL <command> INVALID_UTF8 (the command is not known).
-            self.send("FAIL", "*", "INVALID_UTF8", "Message rejected: it is not valid UTF-8")
+            # ISUPPORT UTF8ONLY (https://ircv3.net/specs/extensions/utf8-only): the line is
+            # not relayed; FAIL <command> INVALID_UTF8, a reply that spec defines (so sent
+            # to every client, standard-replies or not).
+            self.send("FAIL", _verb_of(line), "INVALID_UTF8",
+                      "Message rejected: this server accepts only UTF-8")
             return
         except WireError as e:
-            self.send("FAIL", "*", "INVALID_MESSAGE", f"Malformed line: {e}")
+            self._standard_reply("*", "INVALID_MESSAGE", f"Malformed line: {e}")
             return
         try:
             self.handle(message)
@@ -493,7 +496,22 @@ class IRCProtocol(LineReceiver):
             # Our own bug: log it, tell the client, keep everyone else going.
             self._log.failure("error handling {verb} from {peer}", verb=message.verb,
                               peer=self.host)
-            self.send("FAIL", message.verb, "INTERNAL_ERROR", "The server failed on that command")
+            self._standard_reply(message.verb, "INTERNAL_ERROR",
+                                 "The server failed on that command")
+
+    def _standard_reply(self, verb: str, code: str, text: str) -> None:
+        """
+        A FAIL no other spec defines: to clients with ``standard-replies``, else a NOTICE.
+
+        The standard-replies capability "allows servers to send arbitrary
+        standard replies other than ones enabled by a specific specification";
+        clients without it get the same text as a server NOTICE, as servers
+        told users of such errors before.
+        """
+        if "standard-replies" in self.caps:
+            self.send("FAIL", verb, code, text)
+        else:
+            self.send("NOTICE", self.user.nick if self.user else "*", text)
 
     def handle(self, message: Message) -> None:
         """One parsed line: run it, labeled if it carries a label (IRCv3 labeled-response)."""
@@ -689,6 +707,15 @@ class IRCProtocol(LineReceiver):
         elif now - self._last_seen >= limits.ping_interval:
             self._ping_sent = now
             self.send("PING", self.registry.server_name)
+
+
+def _verb_of(line: bytes) -> str:
+    """The command of a line that could not be parsed (``*`` if none can be found)."""
+    words = line.decode("utf-8", "replace").split()
+    while words and words[0][:1] in ("@", ":"):
+        words.pop(0)
+    verb = words[0].upper() if words else ""
+    return verb if verb.isascii() and verb.isalnum() else "*"
 
 
 def _reason_text(reason: Any) -> str:

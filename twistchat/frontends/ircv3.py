@@ -47,6 +47,8 @@ CAPABILITIES = (
     "setname", "chghost",
     # extended-monitor: MONITOR watchers also get AWAY/SETNAME/CHGHOST of watched users.
     "extended-monitor",
+    # standard-replies: FAIL for errors no other spec defines (else a server NOTICE).
+    "standard-replies",
 )
 # ``cap=value`` in CAP LS 302 (capability-negotiation: "values ... only for 302 clients").
 # A capability with a value adds it here, beside its name in CAPABILITIES.
