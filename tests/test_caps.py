@@ -484,3 +484,53 @@ def test_bot_mode_tag_whois_and_who(server):
     tokens = [p for m in server.connect().ask("NICK x", "USER x 0 * :x") if m.command == "005"
               for p in m.params]
     assert "BOT=B" in tokens
+
+
+# ------------------------------------------------------------- client-only tags, TAGMSG
+
+
+def test_typing_tags_relayed_to_message_tags_clients_only(server):
+    """+typing on TAGMSG and +draft/reply on PRIVMSG reach message-tags clients, nobody else."""
+    alice = server.user("alice", "#r", caps="message-tags")
+    tagged = server.user("tagged", "#r", caps="message-tags")
+    plain = server.user("plain", "#r")
+    tagged.take(), plain.take()
+    alice.send("@+typing=active TAGMSG #r", "@+draft/reply=x PRIVMSG #r :yes")
+    got = tagged.take()
+    assert [(m.command, m.tags.get("+typing"), m.tags.get("+draft/reply")) for m in got] == [
+        ("TAGMSG", "active", None), ("PRIVMSG", None, "x")]
+    assert [(m.command, m.tags) for m in plain.take()] == [("PRIVMSG", {})]
+
+
+def test_tagmsg_rate_limited_and_dropped_silently(server):
+    """Past the burst (8), TAGMSGs are dropped without a reply; tokens come back with time."""
+    alice = server.user("alice", "#r", caps="message-tags")
+    bob = server.user("bob", "#r", caps="message-tags")
+    bob.take()
+    for _ in range(12):
+        assert alice.ask("@+typing=active TAGMSG #r") == []
+    assert len([m for m in bob.take() if m.command == "TAGMSG"]) == 8
+    server.clock.advance(1)  # 2 a second
+    alice.send(*["@+typing=paused TAGMSG #r"] * 3)
+    assert len([m for m in bob.take() if m.command == "TAGMSG"]) == 2
+    alice.send("PRIVMSG #r :words are not limited by it")
+    assert first(bob.take(), "PRIVMSG")
+
+
+def test_tagmsg_rate_limit_at_registry_level():
+    """Registry.tagmsg: the per-user bucket (tagmsg_burst, tagmsg_rate), other users apart."""
+    now = [100.0]
+    registry = Registry(clock=lambda: now[0], limits=Limits(tagmsg_burst=2, tagmsg_rate=1.0))
+    users = []
+    for nick in ("a", "b"):
+        user = registry.connect(object(), "10.0.0.1")
+        registry.offer_nick(user, nick)
+        registry.offer_user(user, nick, nick)
+        registry.join(user, "#r")
+        users.append(user)
+    a, b = users
+    sent = [bool(registry.tagmsg(a, "#r", {"+typing": "active"})) for _ in range(3)]
+    assert sent == [True, True, False]
+    assert registry.tagmsg(b, "#r", {"+typing": "active"})
+    now[0] += 1.0
+    assert registry.tagmsg(a, "#r", {"+typing": "done"})

@@ -41,6 +41,9 @@ class Limits:
     max_channels: int = 50  # per user (ISUPPORT CHANLIMIT)
     max_targets: int = 4  # per PRIVMSG/NOTICE (ISUPPORT TARGMAX)
     monitor: int = 100  # nicks one user may MONITOR (ISUPPORT MONITOR)
+    # TAGMSG (typing notifications) per user: a burst, then this many per second.
+    tagmsg_burst: int = 8
+    tagmsg_rate: float = 2.0
     recent_history: int = 1000  # events kept in memory per room (repair)
     max_per_ip: int = 16  # connections and UDP sessions from one address, all front-ends
 
@@ -59,6 +62,7 @@ class User:
         "conn", "nick", "key", "user", "host", "address", "realname", "away",
         "channels", "registered", "invisible", "bot", "signon", "last_active", "by_broadcast",
         "pending_nick", "pending_user", "password_ok", "cap_hold", "invited_to", "connected",
+        "tagmsg_bucket",
     )
 
     def __init__(self, conn: Any, host: str, now: float, by_broadcast: bool = False) -> None:
@@ -88,6 +92,7 @@ class User:
         # server's cost per user, and an empty set alone is 216 bytes.)
         self.invited_to: set[Channel] | None = None
         self.connected = True  # until Registry.quit
+        self.tagmsg_bucket: Any = None  # TAGMSG rate limit (a TokenBucket), made on first use
 
     @property
     def source(self) -> str:

@@ -46,6 +46,7 @@ from twistchat.core.model import (
     User,
 )
 from twistchat.core.monitor import Monitors, monitor
+from twistchat.core.ratelimit import TokenBucket
 from twistchat.core.roomlog import LocalRoomLog, RoomLog
 from twistchat.core.targets import dm_key, dm_parties, is_room_key
 from twistchat.wire import (
@@ -686,7 +687,19 @@ class Registry:
         Typing notices are not transcript lines, so they get no sequence number
         and are not stored; but like every relayed message they carry a msgid
         (message-tags: "servers MUST include a msgid on every relayed message").
+
+        At most ``tagmsg_burst`` at once, then ``tagmsg_rate`` a second per
+        user: past that they are dropped without a reply, so a client's typing
+        storm cannot flood a room (a typing notice is stale a moment later, and
+        an error per dropped one would be a flood of its own).
         """
+        now = self.clock()
+        bucket = user.tagmsg_bucket
+        if bucket is None:
+            bucket = user.tagmsg_bucket = TokenBucket(
+                self.limits.tagmsg_burst, self.limits.tagmsg_rate, now)
+        if not bucket.take(now):
+            return []
         tags = {**(bot_tags(user, client_tags) or {}), "msgid": self.log.new_msgid()}
         message = Message("TAGMSG", (target,), user.source, tags)
         if target[:1] in CHANTYPES:
