@@ -1,16 +1,21 @@
 """
 IRCv3 on the IRC front-ends: capabilities, the view they give, labels and batches.
 
-test-case-name: tests.test_history
+test-case-name: tests.test_history, tests.test_caps
 
 Pure functions and small values, no I/O: what a connection that negotiated a
 set of capabilities is shown (:class:`View`), and how labeled replies, batches
 and replayed history are written as lines.  The IRC protocol (``irc.py``) and
 later the WebSocket front-end share them.
 
-Specs: https://ircv3.net/specs/extensions/capability-negotiation,
-``labeled-response``, ``batch``, ``server-time``, ``message-tags``,
-``draft/chathistory``.
+Specs: https://ircv3.net/specs/extensions/capability-negotiation (CAP LS 302,
+values, multi-line replies, cap-notify), ``labeled-response``, ``batch``,
+``server-time``, ``message-tags``, ``draft/chathistory``, ``extended-join``,
+``userhost-in-names``, ``invite-notify``, ``setname``, ``chghost``,
+``monitor`` (``extended-monitor``), ``standard-replies``,
+``draft/no-implicit-names``.  The rules behind them live in the core
+(``core/identity.py``, ``core/monitor.py``, ``Registry.invite``...); here
+only what each connection is shown.
 """
 
 from __future__ import annotations
