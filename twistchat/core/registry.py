@@ -116,9 +116,11 @@ class Registry:
                                          self.server_name))
 
     def _room_event(self, channel: Channel, message: Message,
-                    client_tags: Mapping[str, str] | None = None) -> Event:
+                    client_tags: Mapping[str, str] | None = None,
+                    extended: Message | None = None) -> Event:
         """Number and record one event of ``channel`` in the room log."""
-        return self.log.append(channel.key, message, int(self.clock() * 1000), client_tags)
+        return self.log.append(channel.key, message, int(self.clock() * 1000), client_tags,
+                               extended)
 
     def peers(self, user: User) -> set[User]:
         """Everyone who shares a room with ``user``, ``user`` included."""
@@ -528,8 +530,8 @@ class Registry:
         if not user.by_broadcast:
             channel.direct[user] = None
         user.channels[key] = channel
-        event = self.log.append(
-            key, Message("JOIN", (channel.name,), user.source), int(self.clock() * 1000),
+        event = self._room_event(
+            channel, Message("JOIN", (channel.name,), user.source),
             extended=Message("JOIN", (channel.name, "*", user.realname), user.source))
         out = [Delivery(channel.members, event)]
         if user.away is not None:
