@@ -425,11 +425,12 @@ def test_error_417_for_line_past_the_buffer_limit(server):
 
 
 def test_invalid_utf8_gets_fail_and_connection_lives(server):
-    """Invalid UTF-8 is refused with FAIL * INVALID_UTF8; nothing reaches the room."""
+    """Invalid UTF-8 is refused with FAIL <command> INVALID_UTF8 (UTF8ONLY); nothing relayed."""
     alice, bob = server.user("alice", "#r"), server.user("bob", "#r")
     alice.take()
     got = bob.ask(b"PRIVMSG #r :caf\xe9")
-    assert first(got, "FAIL").params[:2] == ("*", "INVALID_UTF8")
+    assert first(got, "FAIL").params[:2] == ("PRIVMSG", "INVALID_UTF8")
+    assert first(bob.ask(b"@a=\xff :x \xff"), "FAIL").params[:2] == ("*", "INVALID_UTF8")
     assert alice.take() == []
     bob.send("PRIVMSG #r :ok")
     assert first(alice.take(), "PRIVMSG").params[1] == "ok"
@@ -607,7 +608,8 @@ def test_no_input_raises_or_hurts_another_client(lines):
     victim = server.user("alice", "#r")
     # bob joins first: "NICK bob" from mallory would otherwise take his nick.
     bob = server.user("bob", "#r")
-    mallory = server.user("mallory", "#r")
+    # standard-replies: an internal error would come as FAIL INTERNAL_ERROR, not a NOTICE.
+    mallory = server.user("mallory", "#r", caps="standard-replies")
     for line in lines:
         if line.upper().lstrip().startswith("QUIT" if isinstance(line, str) else b"QUIT"):
             continue

@@ -551,8 +551,25 @@ def test_invite_by_member_of_open_room():
     """On a room without +i any member may invite: 341 to the inviter, INVITE to the invited."""
     registry, _, users = room_with()
     out = registry.invite(users["bob"], "carol", "#r")
-    assert codes(out) == ["341", "INVITE"]
+    assert codes(out) == ["341", "INVITE", "Gated"]
     assert out[1].to == (users["carol"],) and out[1].payload.params == ("carol", "#r")
+
+
+@pytest.mark.parametrize("changes, inviter, told", [
+    ((), "bob", {"alice", "dave"}),  # an open room: every other member
+    (("+i",), "alice", set()),  # +i: operators only, and alice is the only one
+    (("+io", "dave"), "alice", {"dave"}),
+])
+def test_invite_notify_audience(changes, inviter, told):
+    """invite-notify: the other members (of a +i room its operators), gated by the capability."""
+    registry, _, users = room_with()
+    joined(registry, "dave", "#r")
+    if changes:
+        registry.mode(users["alice"], "#r", changes[0], changes[1:])
+    out = registry.invite(users[inviter], "carol", "#r")
+    gated = out[2].payload
+    assert gated.cap == "invite-notify" and gated.message.params == ("carol", "#r")
+    assert {u.nick for u in out[2].to} == told
 
 
 def test_invite_lets_in_once():

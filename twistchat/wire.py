@@ -455,6 +455,7 @@ def _too_long(what: str, size: int, limit: int) -> str:
 _TEXT_PARAM = {
     "PRIVMSG": 1, "NOTICE": 1, "TOPIC": 1, "PART": 1, "QUIT": 0, "KICK": 2, "ERROR": 0,
     "AWAY": 0, "WALLOPS": 0, "SETNAME": 0, "KILL": 1, "KNOCK": 1,
+    "JOIN": 2,  # IRCv3 extended-join: JOIN #room account :realname
 }
 # Numerics whose last parameter is a value, not text (RPL_MYINFO, RPL_UMODEIS,
 # RPL_CHANNELMODEIS, RPL_CREATIONTIME, RPL_TOPICWHOTIME, RPL_INVITING, the list entries

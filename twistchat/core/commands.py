@@ -27,6 +27,7 @@ from dataclasses import dataclass, field
 from typing import Protocol
 
 from twistchat.core.events import Delivery, Disconnect
+from twistchat.core.queries import NamesView
 from twistchat.core.registry import Registry, User
 from twistchat.wire import Message
 
@@ -73,14 +74,21 @@ class Command:
         return self.handler is None
 
 
+def _names_view(ctx: Context) -> NamesView:
+    """The NAMES a connection asked for: multi-prefix, userhost-in-names."""
+    return NamesView(ctx.multi_prefix, "userhost-in-names" in ctx.caps)
+
+
 def _join(reg: Registry, user: User, p: Params, ctx: Context) -> list[Delivery]:
     if p[0] == "0":
         return reg.join_zero(user)
     keys = p[1].split(",") if len(p) > 1 else []
+    # IRCv3 draft/no-implicit-names: no NAMES after JOIN for a client that asked so.
+    names = None if "draft/no-implicit-names" in ctx.caps else _names_view(ctx)
     out = []
     for i, name in enumerate(p[0].split(",")):
         if name:
-            out += reg.join(user, name, keys[i] if i < len(keys) else None)
+            out += reg.join(user, name, keys[i] if i < len(keys) else None, names)
     return out
 
 
@@ -150,9 +158,10 @@ def _topic(reg: Registry, user: User, p: Params, ctx: Context) -> list[Delivery]
 def _names(reg: Registry, user: User, p: Params, ctx: Context) -> list[Delivery]:
     if not p:
         return [reg.reply(user, "366", "*", "End of /NAMES list")]
+    view = _names_view(ctx)
     out = []
     for name in p[0].split(","):
-        out += reg.names(user, name, ctx.multi_prefix)
+        out += reg.names(user, name, view.multi_prefix, view.userhost)
     return out
 
 
@@ -191,6 +200,14 @@ def _userhost(reg: Registry, user: User, p: Params, ctx: Context) -> list[Delive
 
 def _away(reg: Registry, user: User, p: Params, ctx: Context) -> list[Delivery]:
     return reg.set_away(user, p[0] if p else None)
+
+
+def _setname(reg: Registry, user: User, p: Params, ctx: Context) -> list[Delivery]:
+    return reg.set_realname(user, p[0])
+
+
+def _monitor(reg: Registry, user: User, p: Params, ctx: Context) -> list[Delivery]:
+    return reg.monitor(user, p[0], p[1] if len(p) > 1 else None)
 
 
 def _invite(reg: Registry, user: User, p: Params, ctx: Context) -> list[Delivery]:
@@ -239,10 +256,13 @@ COMMANDS: dict[str, Command] = {
     "KICK": Command(_kick, 2),
     "INVITE": Command(_invite, 2),
     "AWAY": Command(_away),
+    # IRCv3 setname; not gated by the capability, so a UDP session (no CAP) may use it too.
+    "SETNAME": Command(_setname, 1),
     # Queries.
     "WHO": Command(_who),
     "WHOIS": Command(_whois, 1),
     "ISON": Command(_ison, 1),
+    "MONITOR": Command(_monitor, 1),  # IRCv3 monitor; UDP sessions may use it too
     "USERHOST": Command(_userhost, 1),
     "LUSERS": Command(_lusers),
     "MOTD": Command(_motd),

@@ -16,10 +16,11 @@ plain RFC 1459 clients want none; IRCv3 clients pick ``server-time``,
 
 The core's whole answer to a command is a list of :class:`Delivery`: "send this
 payload to these users".  A payload is an :class:`Event`, a plain
-:class:`~twistchat.wire.Message` (a reply, a relayed line), or a
-:class:`Disconnect` (the rules say this connection ends, e.g. QUIT or a wrong
-server password).  Each user's ``conn`` is the front-end object serving it and
-provides ``deliver(payload)``; the core never looks further into it.
+:class:`~twistchat.wire.Message` (a reply, a relayed line), a :class:`Gated`
+line (for some capability's holders only), or a :class:`Disconnect` (the
+rules say this connection ends, e.g. QUIT or a wrong server password).  Each
+user's ``conn`` is the front-end object serving it and provides
+``deliver(payload)``; the core never looks further into it.
 """
 
 from __future__ import annotations
@@ -32,8 +33,8 @@ from typing import Any, Protocol
 from twistchat.wire import Message, encode, format_server_time, parse_server_time
 
 __all__ = [
-    "NO_CLIENT_TAGS", "NO_TAGS", "TAG_CLIENT", "TAG_MSGID", "TAG_SEQ", "TAG_TIME", "Delivery",
-    "Disconnect",
+    "NO_CLIENT_TAGS", "NO_TAGS", "TAG_CLIENT", "TAG_EXTENDED", "TAG_MSGID", "TAG_SEQ",
+    "TAG_TIME", "Delivery", "Disconnect", "Gated",
     "Event", "Payload", "deliver", "format_server_time", "parse_server_time",
 ]
 
@@ -42,6 +43,10 @@ TAG_TIME = 1  # IRCv3 server-time: "time=2011-10-19T16:40:51.620Z"
 TAG_MSGID = 2  # IRCv3 msgid
 TAG_SEQ = 4  # twistchat's per-room sequence number (UDP wire contract)
 TAG_CLIENT = 8  # client-only tags ("+typing"), relayed with message-tags
+# Not a tag: the event's extended form where it has one (IRCv3 extended-join:
+# ``JOIN #room account :realname``).  A view bit all the same, so the bytes stay
+# cached per view: one dict lookup per delivery.
+TAG_EXTENDED = 16
 NO_TAGS = 0
 
 # The empty client tags of most events: one shared, read-only map.
@@ -56,7 +61,10 @@ class Event:
     ``target`` is the casefolded room name, or a conversation key for private
     messages (:mod:`twistchat.core.targets`); ``seq`` rises by one per event of
     that target; ``msgid`` is unique across restarts.  ``message`` holds no
-    server tags: they are added per tag view by :meth:`line`.
+    server tags: they are added per tag view by :meth:`line`.  ``extended``
+    is the longer form of the same line shown to views with
+    :data:`TAG_EXTENDED` (extended-join); UDP sessions, the store and history
+    keep ``message``.
     """
 
     target: str
@@ -65,6 +73,7 @@ class Event:
     msgid: str
     message: Message
     client_tags: Mapping[str, str] = field(default_factory=lambda: NO_CLIENT_TAGS)
+    extended: Message | None = None
     # view -> wire bytes, filled on first use; not part of the value.
     _lines: dict[int, bytes] = field(default_factory=dict, init=False, repr=False,
                                      compare=False)
@@ -103,6 +112,12 @@ class Event:
         except KeyError:
             pass
         message = self.message
+        if view & TAG_EXTENDED:
+            if self.extended is None:
+                # No extended form: the same bytes as the view without the bit.
+                data = self._lines[view] = self.line(view & ~TAG_EXTENDED)
+                return data
+            message = self.extended
         if view:
             tags = self.tags_for(view)
             if tags:
@@ -124,7 +139,21 @@ class Disconnect:
     quit_reason: str | None = None
 
 
-Payload = Message | Event | Disconnect
+@dataclass(frozen=True, slots=True)
+class Gated:
+    """
+    A line only connections that negotiated IRCv3 capability ``cap`` are shown.
+
+    For notifications whose command others see too in another role (invite-notify:
+    the invited user always gets its INVITE, the room's members only with the
+    capability).  Front-ends without capabilities (UDP) show none.
+    """
+
+    cap: str
+    message: Message
+
+
+Payload = Message | Event | Disconnect | Gated
 
 
 class Connection(Protocol):

@@ -36,9 +36,14 @@ class Limits:
     channellen: int = 50
     topiclen: int = 390
     awaylen: int = 200
+    namelen: int = 128  # real name bytes (ISUPPORT NAMELEN; USER cuts, SETNAME refuses)
     kicklen: int = 255
     max_channels: int = 50  # per user (ISUPPORT CHANLIMIT)
     max_targets: int = 4  # per PRIVMSG/NOTICE (ISUPPORT TARGMAX)
+    monitor: int = 100  # nicks one user may MONITOR (ISUPPORT MONITOR)
+    # TAGMSG (typing notifications) per user: a burst, then this many per second.
+    tagmsg_burst: int = 8
+    tagmsg_rate: float = 2.0
     recent_history: int = 1000  # events kept in memory per room (repair)
     max_per_ip: int = 16  # connections and UDP sessions from one address, all front-ends
 
@@ -54,9 +59,10 @@ class User:
     """
 
     __slots__ = (
-        "conn", "nick", "key", "user", "host", "realname", "away",
-        "channels", "registered", "invisible", "signon", "last_active", "by_broadcast",
+        "conn", "nick", "key", "user", "host", "address", "realname", "away",
+        "channels", "registered", "invisible", "bot", "signon", "last_active", "by_broadcast",
         "pending_nick", "pending_user", "password_ok", "cap_hold", "invited_to", "connected",
+        "tagmsg_bucket",
     )
 
     def __init__(self, conn: Any, host: str, now: float, by_broadcast: bool = False) -> None:
@@ -64,12 +70,14 @@ class User:
         self.nick = "*"
         self.key = ""  # casefolded nick while registered
         self.user = ""
-        self.host = host
+        self.host = host  # as shown (nick!user@host); a vhost may replace it (CHGHOST)
+        self.address = host  # where the connection comes from: the per-address limit's
         self.realname = ""
         self.away: str | None = None
         self.channels: dict[str, Channel] = {}  # casefolded name -> Channel
         self.registered = False
         self.invisible = False
+        self.bot = False  # user mode +B (IRCv3 bot mode, ISUPPORT BOT=B)
         self.signon = now
         self.last_active = now
         self.by_broadcast = by_broadcast
@@ -84,6 +92,7 @@ class User:
         # server's cost per user, and an empty set alone is 216 bytes.)
         self.invited_to: set[Channel] | None = None
         self.connected = True  # until Registry.quit
+        self.tagmsg_bucket: Any = None  # TAGMSG rate limit (a TokenBucket), made on first use
 
     @property
     def source(self) -> str:

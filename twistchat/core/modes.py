@@ -51,13 +51,14 @@ def apply_channel_modes(registry: Registry, user: User, channel: Channel, change
 
 
 def user_mode(registry: Registry, user: User, nick: str, changes: str | None) -> list[Delivery]:
-    """MODE on oneself: query (221) or +i/-i; another user's modes are not ours to change."""
+    """MODE on oneself: query (221) or +i/-i, +B/-B; another user's modes are not ours."""
     if casefold(nick) != user.key:
         if registry.find_user(nick) is None:
             return [registry.reply(user, "401", nick, "No such nick/channel")]
         return [registry.reply(user, "502", "Can't change mode for other users")]
     if changes is None:
-        return [registry.reply(user, "221", "+i" if user.invisible else "+")]
+        return [registry.reply(user, "221",
+                               "+" + "i" * user.invisible + "B" * user.bot)]
     out: list = []
     sign, applied = "+", ""
     for letter in changes:
@@ -67,6 +68,10 @@ def user_mode(registry: Registry, user: User, nick: str, changes: str | None) ->
             if user.invisible != (sign == "+"):
                 user.invisible = sign == "+"
                 applied += sign + "i"
+        elif letter == "B":  # IRCv3 bot mode: the bot tag, WHOIS 335, WHO flag B
+            if user.bot != (sign == "+"):
+                user.bot = sign == "+"
+                applied += sign + "B"
         else:
             out.append(registry.reply(user, "501", "Unknown MODE flag"))
     if applied:

@@ -14,6 +14,7 @@ from __future__ import annotations
 import re
 import time as _time
 from collections.abc import Callable, Iterable
+from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from twistchat.core import modes
@@ -33,6 +34,7 @@ def isupport(registry: Registry) -> list[str]:
         f"PREFIX=({PREFIX_MODES}){PREFIX_SYMBOLS}", f"CHANMODES={CHANMODES}",
         f"NICKLEN={lim.nicklen}", f"CHANNELLEN={lim.channellen}",
         f"TOPICLEN={lim.topiclen}", f"AWAYLEN={lim.awaylen}", f"KICKLEN={lim.kicklen}",
+        f"NAMELEN={lim.namelen}", f"MONITOR={lim.monitor}", "BOT=B", "UTF8ONLY",
         f"CHANLIMIT={CHANTYPES}:{lim.max_channels}", f"MODES={modes.MODES_PER_LINE}",
         "MAXLIST=b:100",
         f"TARGMAX=PRIVMSG:{lim.max_targets},NOTICE:{lim.max_targets}",
@@ -81,12 +83,25 @@ def motd_replies(registry: Registry, user: User) -> list[Delivery]:
     return out
 
 
-def names(registry: Registry, user: User, name: str, multi_prefix: bool = False) -> list:
+@dataclass(frozen=True)
+class NamesView:
+    """How a client wants 353 entries: every prefix (multi-prefix), ``nick!user@host``."""
+
+    multi_prefix: bool = False
+    userhost: bool = False  # IRCv3 userhost-in-names
+
+
+PLAIN_NAMES = NamesView()
+
+
+def names(registry: Registry, user: User, name: str, multi_prefix: bool = False,
+          userhost: bool = False) -> list:
     """NAMES for one room: 353 lines that fit 512 bytes, then 366."""
     channel = registry.find_channel(name)
     out = []
     if channel is not None and registry.can_see(user, channel):
-        names = [channel.prefix(m, multi_prefix) + m.nick for m in channel.members]
+        names = [channel.prefix(m, multi_prefix) + (m.source if userhost else m.nick)
+                 for m in channel.members]
         head = f":{registry.server_name} 353 {user.nick} = {channel.name} :"
         room = 510 - len(head.encode("utf-8"))
         line: list = []
@@ -161,6 +176,8 @@ def _share_a_room(one: User, other: User) -> bool:
 def _who_line(registry: Registry, asker: User, member: User, channel: Channel | None,
               multi_prefix: bool = False) -> Delivery:
     flags = "G" if member.away is not None else "H"
+    if member.bot:
+        flags += "B"  # IRCv3 bot mode: the BOT=B letter among the WHO flags
     if channel is not None:
         flags += channel.prefix(member, multi_prefix)
     return registry.reply(asker, "352", channel.name if channel else "*", member.user,
@@ -181,6 +198,8 @@ def whois(registry: Registry, user: User, nick: str) -> list:
     if rooms:
         out.append(registry.reply(user, "319", target.nick, " ".join(rooms)))
     out.append(registry.reply(user, "312", target.nick, registry.server_name, "twistchat"))
+    if target.bot:
+        out.append(registry.reply(user, "335", target.nick, f"is a Bot on {registry.network}"))
     if target.away is not None:
         out.append(registry.reply(user, "301", target.nick, target.away))
     idle = int(registry.clock() - target.last_active)

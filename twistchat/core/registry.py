@@ -34,8 +34,8 @@ import time
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from typing import Any
 
-from twistchat.core import modes, queries
-from twistchat.core.events import Delivery, Disconnect, Event
+from twistchat.core import identity, modes, queries
+from twistchat.core.events import Delivery, Disconnect, Event, Gated
 from twistchat.core.model import (
     CHANMODES,
     PREFIX_MODES,
@@ -45,6 +45,8 @@ from twistchat.core.model import (
     Limits,
     User,
 )
+from twistchat.core.monitor import Monitors, monitor
+from twistchat.core.ratelimit import TokenBucket
 from twistchat.core.roomlog import LocalRoomLog, RoomLog
 from twistchat.core.targets import dm_key, dm_parties, is_room_key
 from twistchat.wire import (
@@ -97,6 +99,7 @@ class Registry:
         self._connections = 0  # all connected users, registered or not
         self._peak_users = 0  # the most registered at once
         self._per_address: dict[str, int] = {}  # host -> connected users from it
+        self.monitors = Monitors()  # MONITOR watch lists (core/monitor.py)
 
     # ----------------------------------------------------------------- helpers
 
@@ -113,9 +116,19 @@ class Registry:
                                          self.server_name))
 
     def _room_event(self, channel: Channel, message: Message,
-                    client_tags: Mapping[str, str] | None = None) -> Event:
+                    client_tags: Mapping[str, str] | None = None,
+                    extended: Message | None = None) -> Event:
         """Number and record one event of ``channel`` in the room log."""
-        return self.log.append(channel.key, message, int(self.clock() * 1000), client_tags)
+        return self.log.append(channel.key, message, int(self.clock() * 1000), client_tags,
+                               extended)
+
+    def peers(self, user: User) -> set[User]:
+        """Everyone who shares a room with ``user``, ``user`` included."""
+        return self._peers(user)
+
+    def watchers_told(self, user: User, line: Message) -> list[Delivery]:
+        """``line`` about ``user`` for those who MONITOR it with IRCv3 extended-monitor."""
+        return self.monitors.told(user, line)
 
     def _peers(self, user: User) -> set[User]:
         """Everyone who shares a room with ``user``, ``user`` included."""
@@ -272,9 +285,10 @@ class Registry:
         """MOTD: 375, 372 per line, 376; or 422."""
         return queries.motd_replies(self, user)
 
-    def names(self, user: User, name: str, multi_prefix: bool = False) -> list[Delivery]:
-        """NAMES for one room: 353 lines that fit 512 bytes, then 366."""
-        return queries.names(self, user, name, multi_prefix)
+    def names(self, user: User, name: str, multi_prefix: bool = False,
+              userhost: bool = False) -> list[Delivery]:
+        """NAMES for one room: 353 lines that fit 512 bytes, then 366 (userhost-in-names)."""
+        return queries.names(self, user, name, multi_prefix, userhost)
 
     def list_channels(self, user: User, names: list[str] | None = None) -> list[Delivery]:
         """LIST: 321, one 322 per room (all, or the ones named), 323."""
@@ -400,7 +414,7 @@ class Registry:
         user.nick = nick
         user.key = key
         user.user = username[:16] or nick
-        user.realname = realname
+        user.realname = _truncate(realname, self.limits.namelen)
         user.registered = True
         self._users[key] = user
         self._peak_users = max(self._peak_users, len(self._users))
@@ -409,11 +423,12 @@ class Registry:
             self.reply(user, "002", f"Your host is {self.server_name}, running version {VERSION}"),
             self.reply(user, "003", "This server was created " + time.strftime(
                 "%Y-%m-%d %H:%M:%S UTC", time.gmtime(self.created))),
-            self.reply(user, "004", self.server_name, VERSION, "i", "biklmnotv", "bklov"),
+            self.reply(user, "004", self.server_name, VERSION, "iB", "biklmnotv", "bklov"),
         ]
         out += self.isupport_replies(user)
         out += self.lusers(user)
         out += self.motd_replies(user)
+        out += self.monitors.online(self, user)
         return out
 
     def change_nick(self, user: User, nick: str) -> list[Delivery]:
@@ -424,11 +439,15 @@ class Registry:
         if nick == user.nick:
             return []
         message = Message("NICK", (nick,), user.source)
-        key = casefold(nick)
+        key, old = casefold(nick), user.nick
         del self._users[user.key]
         self._users[key] = user
+        moved = key != user.key
         user.nick, user.key = nick, key
-        return self._to_peers(user, message)
+        out = self._to_peers(user, message)
+        if moved:  # MONITOR: the old nick is free, the new one taken
+            out += self.monitors.offline(self, old, user) + self.monitors.online(self, user)
+        return out
 
     def _to_peers(self, user: User, message: Message, skip_self: bool = False) -> list[Delivery]:
         """
@@ -448,17 +467,18 @@ class Registry:
             return []
         user.connected = False
         self._connections -= 1
-        count = self._per_address.get(user.host, 0) - 1
+        count = self._per_address.get(user.address, 0) - 1
         if count > 0:
-            self._per_address[user.host] = count
+            self._per_address[user.address] = count
         else:
-            self._per_address.pop(user.host, None)
+            self._per_address.pop(user.address, None)
+        self.monitors.clear(user)
         if not user.registered:
             return []
-        out = []
+        out = self.monitors.offline(self, user.nick, user)
         if user.channels:
-            out = self._to_peers(user, Message("QUIT", (f"Quit: {reason}",), user.source),
-                                 skip_self=True)
+            out += self._to_peers(user, Message("QUIT", (f"Quit: {reason}",), user.source),
+                                  skip_self=True)
         for channel in list(user.channels.values()):
             self._remove_member(channel, user)
         self._users.pop(user.key, None)
@@ -476,11 +496,15 @@ class Registry:
 
     # ------------------------------------------------------------------- rooms
 
-    def join(self, user: User, name: str, password: str | None = None) -> list:
+    def join(self, user: User, name: str, password: str | None = None,
+             names: queries.NamesView | None = queries.PLAIN_NAMES) -> list:
         """
         JOIN one room: checks +i +k +l and CHANLIMIT; the first joiner becomes operator.
 
-        Answers the joiner with the JOIN, the topic (332/333) and NAMES (353/366).
+        Answers the joiner with the JOIN, the topic (332/333) and NAMES (353/366)
+        as ``names`` asks (None: no NAMES, IRCv3 draft/no-implicit-names).  The
+        JOIN event carries its extended-join form, ``JOIN #room account
+        :realname`` (account ``*``: no accounts before issue #14).
         """
         if not self.valid_channel(name):
             return [self.reply(user, "403", name, "No such channel")]
@@ -506,13 +530,16 @@ class Registry:
         if not user.by_broadcast:
             channel.direct[user] = None
         user.channels[key] = channel
-        event = self._room_event(channel, Message("JOIN", (channel.name,), user.source))
+        event = self._room_event(
+            channel, Message("JOIN", (channel.name,), user.source),
+            extended=Message("JOIN", (channel.name, "*", user.realname), user.source))
         out = [Delivery(channel.members, event)]
         if user.away is not None:
             out.append(Delivery(channel.members, Message("AWAY", (user.away,), user.source), user))
         if channel.topic:
             out += self._topic_replies(user, channel)
-        out += self.names(user, channel.name)
+        if names is not None:
+            out += self.names(user, channel.name, names.multi_prefix, names.userhost)
         return out
 
     def join_zero(self, user: User) -> list:
@@ -574,6 +601,7 @@ class Registry:
         """
         notice = command == "NOTICE"
         out: list = []
+        client_tags = bot_tags(user, client_tags)
 
         def error(code, *params):
             if not notice:
@@ -662,8 +690,20 @@ class Registry:
         Typing notices are not transcript lines, so they get no sequence number
         and are not stored; but like every relayed message they carry a msgid
         (message-tags: "servers MUST include a msgid on every relayed message").
+
+        At most ``tagmsg_burst`` at once, then ``tagmsg_rate`` a second per
+        user: past that they are dropped without a reply, so a client's typing
+        storm cannot flood a room (a typing notice is stale a moment later, and
+        an error per dropped one would be a flood of its own).
         """
-        tags = {**client_tags, "msgid": self.log.new_msgid()}
+        now = self.clock()
+        bucket = user.tagmsg_bucket
+        if bucket is None:
+            bucket = user.tagmsg_bucket = TokenBucket(
+                self.limits.tagmsg_burst, self.limits.tagmsg_rate, now)
+        if not bucket.take(now):
+            return []
+        tags = {**(bot_tags(user, client_tags) or {}), "msgid": self.log.new_msgid()}
         message = Message("TAGMSG", (target,), user.source, tags)
         if target[:1] in CHANTYPES:
             channel = self.find_channel(target)
@@ -700,7 +740,12 @@ class Registry:
         return out
 
     def invite(self, user: User, nick: str, name: str) -> list:
-        """INVITE: members may invite; on a +i room only operators."""
+        """
+        INVITE: members may invite; on a +i room only operators.
+
+        IRCv3 invite-notify: the room's members with the capability see the
+        INVITE too (on a +i room only its operators, who manage who comes in).
+        """
         target = self.find_user(nick)
         if target is None:
             return [self.reply(user, "401", nick, "No such nick/channel")]
@@ -717,8 +762,11 @@ class Registry:
         if target.invited_to is None:
             target.invited_to = set()
         target.invited_to.add(channel)
+        line = Message("INVITE", (target.nick, channel.name), user.source)
+        told = [m for m in channel.members
+                if m is not user and (not channel.invite_only or self.is_operator(m, channel))]
         out = [self.reply(user, "341", target.nick, channel.name),
-               Delivery((target,), Message("INVITE", (target.nick, channel.name), user.source))]
+               Delivery((target,), line), Delivery(told, Gated("invite-notify", line))]
         if target.away is not None:
             out.append(self.reply(user, "301", target.nick, target.away))
         return out
@@ -753,18 +801,47 @@ class Registry:
             out.insert(0, Delivery(channel.direct, event))
         return out
 
+    # --------------------------------------------------------------- identity
+
+    def set_realname(self, user: User, realname: str) -> list[Delivery]:
+        """IRCv3 SETNAME (:func:`twistchat.core.identity.set_realname`)."""
+        return identity.set_realname(self, user, realname)
+
+    def change_host(self, user: User, username: str, host: str) -> list[Delivery]:
+        """A new ``user@host`` for ``user``, CHGHOST to its peers (vhosts, accounts: #14)."""
+        return identity.change_host(self, user, username, host)
+
     # ------------------------------------------------------------------ queries
 
     def set_away(self, user: User, text: str | None) -> list:
         """AWAY with text marks the user away (306); without, back (305)."""
         # IRCv3 away-notify: peers are told; front-ends show AWAY only to clients that asked.
+        # extended-monitor: watchers with it (and away-notify) are told too.
         if text:
             user.away = _truncate(text, self.limits.awaylen)
+            line = Message("AWAY", (user.away,), user.source)
             return [self.reply(user, "306", "You have been marked as being away"),
-                    Delivery(self._peers(user), Message("AWAY", (user.away,), user.source), user)]
+                    Delivery(self._peers(user), line, user), *self.watchers_told(user, line)]
         user.away = None
+        line = Message("AWAY", (), user.source)
         return [self.reply(user, "305", "You are no longer marked as being away"),
-                Delivery(self._peers(user), Message("AWAY", (), user.source), user)]
+                Delivery(self._peers(user), line, user), *self.watchers_told(user, line)]
+
+    def monitor(self, user: User, sub: str, targets: str | None = None) -> list[Delivery]:
+        """MONITOR + - C L S (:func:`twistchat.core.monitor.monitor`)."""
+        return monitor(self, user, sub, targets)
+
+
+def bot_tags(user: User, client_tags: Mapping[str, str] | None) -> Mapping[str, str] | None:
+    """
+    The tags a message from ``user`` carries: a bot's get IRCv3 ``bot``.
+
+    https://ircv3.net/specs/extensions/bot-mode: shown, like client-only tags,
+    to receivers with message-tags (and kept with the line in history).
+    """
+    if not user.bot:
+        return client_tags
+    return {**(client_tags or {}), "bot": ""}
 
 
 def _truncate(text: str, limit: int) -> str:

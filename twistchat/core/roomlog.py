@@ -47,8 +47,14 @@ class RoomLog(Protocol):
     """The order of every target: append, latest, range, epoch."""
 
     def append(self, target: str, message: Message, time_ms: int,
-               client_tags: Mapping[str, str] | None = None) -> Event:
-        """Number ``message`` as ``target``'s next event; tell every subscriber."""
+               client_tags: Mapping[str, str] | None = None,
+               extended: Message | None = None) -> Event:
+        """
+        Number ``message`` as ``target``'s next event; tell every subscriber.
+
+        ``extended``: the event's longer form for IRCv3 views that ask for it
+        (extended-join), see :class:`~twistchat.core.events.Event`.
+        """
 
     def latest(self, target: str) -> int:
         """The last sequence number handed out for ``target`` (0: none yet)."""
@@ -100,11 +106,12 @@ class LocalRoomLog:
         self._msgid_counter = itertools.count(1)
 
     def append(self, target: str, message: Message, time_ms: int,
-               client_tags: Mapping[str, str] | None = None) -> Event:
+               client_tags: Mapping[str, str] | None = None,
+               extended: Message | None = None) -> Event:
         seq = self._last.get(target, 0) + 1
         self._last[target] = seq
         event = Event(target, seq, time_ms, self.new_msgid(),
-                      message, client_tags or NO_CLIENT_TAGS)
+                      message, client_tags or NO_CLIENT_TAGS, extended)
         recent = self._recent.get(target)
         if recent is not None:
             recent.append(event)

@@ -30,7 +30,7 @@ from zope.interface import implementer
 
 from twistchat import history
 from twistchat.core import commands
-from twistchat.core.events import Disconnect, Event, deliver
+from twistchat.core.events import Disconnect, Event, Gated, deliver
 from twistchat.core.ratelimit import TokenBucket
 from twistchat.core.registry import Registry, User
 from twistchat.frontends import ircv3
@@ -152,7 +152,7 @@ class IRCProtocol(LineReceiver):
         "closing", "backlog", "_quit_reason", "_capture", "_aside", "_echo_left", "_held",
         "_label", "_label_used", "_batches", "_discarding", "_flood", "_flood_queue",
         "_drain_call", "_connected_at", "_last_seen", "_ping_sent", "_lost_reason",
-        "_handshaking", "_closed_at",
+        "_handshaking", "_closed_at", "_cap_version",
     )
 
     def __init__(self, factory: IRCFactory) -> None:
@@ -197,6 +197,7 @@ class IRCProtocol(LineReceiver):
         # True from a TLS connect until its handshake completes: nothing written gets out.
         self._handshaking = False
         self._closed_at: float | None = None  # when close() asked for a clean close
+        self._cap_version = 0  # the highest CAP LS version the client sent (302: values)
 
     @property
     def caps(self) -> frozenset[str]:
@@ -330,6 +331,10 @@ class IRCProtocol(LineReceiver):
         elif type(payload) is Disconnect:
             self.close(payload.why, payload.quit_reason)
             return
+        elif type(payload) is Gated:
+            if payload.cap not in self.caps or not self.view.shows(payload.message):
+                return
+            data = self.view.format(payload.message, int(self.clock.seconds() * 1000))
         elif self.view.shows(payload):
             data = self.view.format(payload, int(self.clock.seconds() * 1000))
         else:
@@ -506,11 +511,14 @@ class IRCProtocol(LineReceiver):
             self.numeric("417", "Input line was too long")
             return
         except InvalidUTF8:
-            # IRCv3 standard replies: FAIL <command> INVALID_UTF8 (the command is not known).
-            self.send("FAIL", "*", "INVALID_UTF8", "Message rejected: it is not valid UTF-8")
+            # ISUPPORT UTF8ONLY (https://ircv3.net/specs/extensions/utf8-only): the line is
+            # not relayed; FAIL <command> INVALID_UTF8, a reply that spec defines (so sent
+            # to every client, standard-replies or not).
+            self.send("FAIL", _verb_of(line), "INVALID_UTF8",
+                      "Message rejected: this server accepts only UTF-8")
             return
         except WireError as e:
-            self.send("FAIL", "*", "INVALID_MESSAGE", f"Malformed line: {e}")
+            self._standard_reply("*", "INVALID_MESSAGE", f"Malformed line: {e}")
             return
         try:
             self.handle(message)
@@ -518,7 +526,22 @@ class IRCProtocol(LineReceiver):
             # Our own bug: log it, tell the client, keep everyone else going.
             self._log.failure("error handling {verb} from {peer}", verb=message.verb,
                               peer=self.host)
-            self.send("FAIL", message.verb, "INTERNAL_ERROR", "The server failed on that command")
+            self._standard_reply(message.verb, "INTERNAL_ERROR",
+                                 "The server failed on that command")
+
+    def _standard_reply(self, verb: str, code: str, text: str) -> None:
+        """
+        A FAIL no other spec defines: to clients with ``standard-replies``, else a NOTICE.
+
+        The standard-replies capability "allows servers to send arbitrary
+        standard replies other than ones enabled by a specific specification";
+        clients without it get the same text as a server NOTICE, as servers
+        told users of such errors before.
+        """
+        if "standard-replies" in self.caps:
+            self.send("FAIL", verb, code, text)
+        else:
+            self.send("NOTICE", self.user.nick if self.user else "*", text)
 
     def handle(self, message: Message) -> None:
         """One parsed line: run it, labeled if it carries a label (IRCv3 labeled-response)."""
@@ -639,7 +662,12 @@ class IRCProtocol(LineReceiver):
     # --------------------------------------------------- capability negotiation
 
     def _cap(self, message: Message) -> list:
-        """IRCv3 capability negotiation: LS, LIST, REQ (all or nothing), END."""
+        """
+        IRCv3 capability negotiation: LS [version], LIST, REQ (all or nothing), END.
+
+        ``CAP LS 302`` shows capability values, may answer on several lines, and
+        turns on cap-notify (which such a client cannot turn off again).
+        """
         params = message.params
         user = self.user
         assert user is not None
@@ -647,24 +675,41 @@ class IRCProtocol(LineReceiver):
         nick = user.nick
         if sub == "LS":
             self.registry.hold_registration(user)
-            self.send("CAP", nick, "LS", " ".join(ircv3.CAPABILITIES))
+            version = params[1] if len(params) > 1 else ""
+            if version.isdigit() and int(version) > self._cap_version:
+                self._cap_version = int(version)
+            if self._cap_version >= 302 and not ircv3.STICKY_302 <= self.caps:
+                self._set_caps(self.caps | ircv3.STICKY_302)
+            self._cap_reply("LS", ircv3.offer(self._cap_version))
         elif sub == "LIST":
-            self.send("CAP", nick, "LIST", " ".join(sorted(self.caps)))
+            self._cap_reply("LIST", sorted(self.caps))
         elif sub == "REQ":
             self.registry.hold_registration(user)
             text = params[1] if len(params) > 1 else ""
-            caps = ircv3.requested(self.caps, text.split())
+            wanted = text.split()
+            caps = ircv3.requested(self.caps, wanted)
+            if caps is not None and self._cap_version >= 302 \
+                    and not ircv3.STICKY_302 <= caps:
+                caps = None  # a 302 client keeps cap-notify
             if caps is None:
                 self.send("CAP", nick, "NAK", text)
             else:
-                self.view = ircv3.View.of(caps)
-                self.tag_view = self.view.tags
+                self._set_caps(caps)
                 self.send("CAP", nick, "ACK", text)
         elif sub == "END":
             return self.registry.release_registration(user)
         else:
             self.numeric("410", sub or "*", "Invalid CAP command")
         return []
+
+    def _set_caps(self, caps: frozenset[str]) -> None:
+        self.view = ircv3.View.of(caps)
+        self.tag_view = self.view.tags
+
+    def _cap_reply(self, sub: str, words: list[str]) -> None:
+        nick = self.user.nick if self.user is not None else "*"
+        for params in ircv3.cap_lines(nick, sub, words, self._cap_version >= 302):
+            self.send("CAP", *params)
 
     # ----------------------------------------------------------------- timers
 
@@ -698,6 +743,15 @@ class IRCProtocol(LineReceiver):
         elif now - self._last_seen >= limits.ping_interval:
             self._ping_sent = now
             self.send("PING", self.registry.server_name)
+
+
+def _verb_of(line: bytes) -> str:
+    """The command of a line that could not be parsed (``*`` if none can be found)."""
+    words = line.decode("utf-8", "replace").split()
+    while words and words[0][:1] in ("@", ":"):
+        words.pop(0)
+    verb = words[0].upper() if words else ""
+    return verb if verb.isascii() and verb.isalnum() else "*"
 
 
 def _reason_text(reason: Any) -> str:

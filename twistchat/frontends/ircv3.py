@@ -1,16 +1,21 @@
 """
 IRCv3 on the IRC front-ends: capabilities, the view they give, labels and batches.
 
-test-case-name: tests.test_history
+test-case-name: tests.test_history, tests.test_caps
 
 Pure functions and small values, no I/O: what a connection that negotiated a
 set of capabilities is shown (:class:`View`), and how labeled replies, batches
 and replayed history are written as lines.  The IRC protocol (``irc.py``) and
 later the WebSocket front-end share them.
 
-Specs: https://ircv3.net/specs/extensions/capability-negotiation,
-``labeled-response``, ``batch``, ``server-time``, ``message-tags``,
-``draft/chathistory``.
+Specs: https://ircv3.net/specs/extensions/capability-negotiation (CAP LS 302,
+values, multi-line replies, cap-notify), ``labeled-response``, ``batch``,
+``server-time``, ``message-tags``, ``draft/chathistory``, ``extended-join``,
+``userhost-in-names``, ``invite-notify``, ``setname``, ``chghost``,
+``monitor`` (``extended-monitor``), ``standard-replies``,
+``draft/no-implicit-names``.  The rules behind them live in the core
+(``core/identity.py``, ``core/monitor.py``, ``Registry.invite``...); here
+only what each connection is shown.
 """
 
 from __future__ import annotations
@@ -19,23 +24,46 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 
 from twistchat.core.commands import Context
-from twistchat.core.events import NO_TAGS, TAG_CLIENT, TAG_MSGID, TAG_TIME
+from twistchat.core.events import NO_TAGS, TAG_CLIENT, TAG_EXTENDED, TAG_MSGID, TAG_TIME
 from twistchat.history import replay_message
 from twistchat.wire import Message, encode, escape_tag_value, format_server_time
 
 __all__ = [
-    "CAPABILITIES", "CAP_GATED", "View", "batch_lines", "history_lines", "label",
-    "labeled_lines", "targets_lines",
+    "CAPABILITIES", "CAP_GATED", "CAP_VALUES", "STICKY_302", "View", "batch_lines",
+    "cap_lines", "history_lines", "label", "labeled_lines", "offer", "targets_lines",
 ]
 
 # IRCv3 capabilities this front-end offers.
 CAPABILITIES = (
     "away-notify", "batch", "draft/chathistory", "draft/event-playback", "echo-message",
     "labeled-response", "message-tags", "multi-prefix", "server-time",
+    # cap-notify: nothing in the offer changes at run time yet, so no CAP NEW/DEL is ever
+    # due; a client may still ask for it, and CAP LS 302 turns it on by itself.
+    "cap-notify",
+    # extended-join: JOIN #room account :realname (account "*" until accounts, issue #14).
+    "extended-join",
+    # userhost-in-names: 353 entries as nick!user@host.
+    "userhost-in-names",
+    # draft/no-implicit-names: no NAMES after the client's own JOIN.
+    "draft/no-implicit-names",
+    # invite-notify: a room's members (operators of a +i room) see its INVITEs.
+    "invite-notify",
+    # setname: SETNAME :realname, and peers' SETNAME lines; chghost: peers' CHGHOST lines.
+    "setname", "chghost",
+    # extended-monitor: MONITOR watchers also get AWAY/SETNAME/CHGHOST of watched users.
+    "extended-monitor",
+    # standard-replies: FAIL for errors no other spec defines (else a server NOTICE).
+    "standard-replies",
 )
+# ``cap=value`` in CAP LS 302 (capability-negotiation: "values ... only for 302 clients").
+# A capability with a value adds it here, beside its name in CAPABILITIES.
+CAP_VALUES: dict[str, str] = {}
+# Implied by CAP LS 302 and not to be turned off by such a client (cap-notify spec).
+STICKY_302 = frozenset({"cap-notify"})
 # Lines only clients that asked for a capability may see (IRCv3: "MUST NOT send ... unless
 # the client has negotiated the capability").
-CAP_GATED = {"AWAY": "away-notify", "TAGMSG": "message-tags", "BATCH": "batch"}
+CAP_GATED = {"AWAY": "away-notify", "TAGMSG": "message-tags", "BATCH": "batch",
+             "SETNAME": "setname", "CHGHOST": "chghost"}
 
 
 @dataclass(frozen=True)
@@ -59,6 +87,8 @@ class View:
             tags |= TAG_TIME
         if "message-tags" in caps:
             tags |= TAG_MSGID | TAG_CLIENT
+        if "extended-join" in caps:
+            tags |= TAG_EXTENDED
         return cls(caps, tags, Context("echo-message" in caps, "multi-prefix" in caps,
                                        None, caps))
 
@@ -93,6 +123,39 @@ def requested(current: frozenset[str], wanted: list[str]) -> frozenset[str] | No
         else:
             caps.add(w)
     return frozenset(caps)
+
+
+def offer(version: int) -> list[str]:
+    """The ``CAP LS`` words for a client of CAP ``version`` (302 and up: with values)."""
+    if version < 302:
+        return list(CAPABILITIES)
+    return [f"{name}={CAP_VALUES[name]}" if CAP_VALUES.get(name) else name
+            for name in CAPABILITIES]
+
+
+def cap_lines(nick: str, sub: str, words: list[str], multiline: bool,
+              room: int = 400) -> list[tuple[str, ...]]:
+    """
+    The parameters of each ``CAP <nick> LS|LIST`` line for ``words``.
+
+    capability-negotiation, "Multiline replies to CAP LS and CAP LIST": a 302
+    client may be sent several lines, each but the last with ``*`` before the
+    list.  ``room`` (bytes of capability names per line) leaves the line's
+    prefix and nick their space within 512 bytes.  Older clients get one line.
+    """
+    if not multiline:
+        return [(nick, sub, " ".join(words))]
+    chunks: list[list[str]] = [[]]
+    size = 0
+    for word in words:
+        if chunks[-1] and size + 1 + len(word.encode()) > room:
+            chunks.append([])
+            size = 0
+        size += (1 if chunks[-1] else 0) + len(word.encode())
+        chunks[-1].append(word)
+    lines: list[tuple[str, ...]] = [(nick, sub, "*", " ".join(c)) for c in chunks[:-1]]
+    lines.append((nick, sub, " ".join(chunks[-1])))
+    return lines
 
 
 def label_tag(value: str) -> bytes:

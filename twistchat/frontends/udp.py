@@ -44,7 +44,7 @@ from twisted.internet import error, protocol, task
 from twisted.logger import Logger
 
 from twistchat.core import commands
-from twistchat.core.events import Disconnect, Event, deliver
+from twistchat.core.events import Disconnect, Event, Gated, deliver
 from twistchat.core.ratelimit import TokenBucket
 from twistchat.core.registry import Registry, User
 from twistchat.frontends.udpwire import (
@@ -172,6 +172,8 @@ class UDPSession:
         if type(payload) is Disconnect:
             self.front.close_session(self, payload.quit_reason or payload.why)
             return
+        if type(payload) is Gated:
+            return  # a capability's notification: UDP sessions negotiate none
         if type(payload) is Event:
             if payload.target[:1] in "#&":  # a room event: the broadcast carries it ...
                 message = payload.message
