@@ -359,6 +359,36 @@ def check_msgreftypes(server, value):
     assert [m.params[1] for m in by_msgid] == [m.params[1] for m in by_time] == ["line 0"]
 
 
+def check_bot(server, value):
+    assert value == "B"
+    bot, asker = Probe(server), Probe(server)
+    bot.ask(f"MODE {bot.nick} +B")
+    assert "335" in codes(asker.ask(f"WHOIS {bot.nick}"))
+
+
+def check_monitor(server, value):
+    watcher = Probe(server)
+    later = next(_names)
+    assert "731" in codes(watcher.ask(f"MONITOR + {later}"))
+    Probe(server, nick=later)
+    assert one(watcher.ask(), "730").params[-1].startswith(later)
+    many = ",".join(f"x{n}" for n in range(int(value)))
+    assert "734" in codes(watcher.ask(f"MONITOR + {many}"))
+
+
+def check_namelen(server, value):
+    probe = Probe(server, caps="setname")
+    assert "SETNAME" in codes(probe.ask(f"SETNAME :{'r' * int(value)}"))
+    assert one(probe.ask(f"SETNAME :{'r' * (int(value) + 1)}"), "FAIL").params[1] == \
+        "INVALID_REALNAME"
+
+
+def check_utf8only(server, value):
+    probe = Probe(server)
+    probe.client.sock.sendall(b"PRIVMSG #x :\xff\xfe\r\n")
+    assert one(probe.ask(), "FAIL").params[1] == "INVALID_UTF8"
+
+
 TOKENS = {
     "CASEMAPPING": check_casemapping, "CHANTYPES": check_chantypes, "PREFIX": check_prefix,
     "CHANMODES": check_chanmodes, "NICKLEN": check_nicklen, "CHANNELLEN": check_channellen,
@@ -366,7 +396,8 @@ TOKENS = {
     "CHANLIMIT": check_chanlimit, "MODES": check_modes, "MAXLIST": check_maxlist,
     "TARGMAX": check_targmax, "NETWORK": check_network, "LINELEN": check_linelen,
     "STATUSMSG": check_statusmsg, "CHATHISTORY": check_chathistory,
-    "MSGREFTYPES": check_msgreftypes,
+    "MSGREFTYPES": check_msgreftypes, "BOT": check_bot, "MONITOR": check_monitor,
+    "NAMELEN": check_namelen, "UTF8ONLY": check_utf8only,
 }
 
 
@@ -458,11 +489,103 @@ def cap_server_time(server):
     assert one(timed.ask(), "PRIVMSG").tags["time"].endswith("Z")
 
 
+def cap_cap_notify(server):
+    """Requested and acknowledged; the offer never changes at run time, so no NEW/DEL."""
+    client = LineClient(server.host, server.port)
+    Probe.open.append(Probe.__new__(Probe))
+    Probe.open[-1].client = client
+    client.send("CAP REQ :cap-notify")
+    ack = parse(client.wait_for(lambda line: " CAP " in line).encode())
+    assert ack.params[1:] == ("ACK", "cap-notify")
+
+
+def cap_chghost(server):
+    """Acknowledged; hosts change only through Registry.change_host (accounts, #14)."""
+    client = LineClient(server.host, server.port)
+    Probe.open.append(Probe.__new__(Probe))
+    Probe.open[-1].client = client
+    client.send("CAP REQ :chghost")
+    ack = parse(client.wait_for(lambda line: " CAP " in line).encode())
+    assert ack.params[1:] == ("ACK", "chghost")
+
+
+def cap_no_implicit_names(server):
+    probe = Probe(server, caps="draft/no-implicit-names")
+    got = probe.join(next(_rooms))
+    assert "JOIN" in codes(got) and "353" not in codes(got) and "366" not in codes(got)
+
+
+def cap_extended_join(server):
+    room = next(_rooms)
+    extended, plain = Probe(server, caps="extended-join"), Probe(server)
+    extended.join(room)
+    plain.join(room)
+    assert one(extended.ask(), "JOIN").params == (room, "*", f"{plain.nick} Real")
+    joiner = Probe(server)
+    joiner.join(room)
+    assert one(plain.ask(), "JOIN").params == (room,)
+
+
+def cap_extended_monitor(server):
+    watcher = Probe(server, caps="extended-monitor away-notify")
+    plain = Probe(server, caps="away-notify")
+    watched = Probe(server)
+    watcher.ask(f"MONITOR + {watched.nick}")
+    plain.ask(f"MONITOR + {watched.nick}")
+    watched.ask("AWAY :out")
+    assert one(watcher.ask(), "AWAY").params == ("out",)
+    assert "AWAY" not in codes(plain.ask())
+
+
+def cap_invite_notify(server):
+    op, notified, invited = Probe(server), Probe(server, caps="invite-notify"), Probe(server)
+    room = next(_rooms)
+    op.join(room)
+    notified.join(room)
+    op.ask(f"INVITE {invited.nick} {room}")
+    assert one(notified.ask(), "INVITE").params == (invited.nick, room)
+    assert one(invited.ask(), "INVITE").params == (invited.nick, room)
+
+
+def cap_setname(server):
+    room = next(_rooms)
+    renamer, peer, plain = Probe(server, caps="setname"), Probe(server, caps="setname"), \
+        Probe(server)
+    for probe in (renamer, peer, plain):
+        probe.join(room)
+    renamer.ask("SETNAME :New Name")
+    assert one(peer.ask(), "SETNAME").params == ("New Name",)
+    assert "SETNAME" not in codes(plain.ask())
+
+
+def cap_standard_replies(server):
+    """With it, a malformed line is a FAIL; without, the same text as a NOTICE."""
+    standard, plain = Probe(server, caps="standard-replies"), Probe(server)
+    for probe in (standard, plain):
+        probe.client.sock.sendall(b":\r\n")
+    assert "FAIL" in codes(standard.ask())
+    got = plain.ask()
+    assert "FAIL" not in codes(got) and "NOTICE" in codes(got)
+
+
+def cap_userhost_in_names(server):
+    probe = Probe(server, caps="userhost-in-names")
+    room = next(_rooms)
+    probe.join(room)
+    assert one(probe.ask(f"NAMES {room}"), "353").params[-1] == \
+        f"@{probe.nick}!{probe.nick}@127.0.0.1"
+
+
 CAPS = {
     "away-notify": cap_away_notify, "batch": cap_batch, "draft/chathistory": cap_chathistory,
     "draft/event-playback": cap_event_playback, "echo-message": cap_echo_message,
     "labeled-response": cap_labeled_response, "message-tags": cap_message_tags,
     "multi-prefix": cap_multi_prefix, "server-time": cap_server_time,
+    "cap-notify": cap_cap_notify, "chghost": cap_chghost,
+    "draft/no-implicit-names": cap_no_implicit_names, "extended-join": cap_extended_join,
+    "extended-monitor": cap_extended_monitor, "invite-notify": cap_invite_notify,
+    "setname": cap_setname, "standard-replies": cap_standard_replies,
+    "userhost-in-names": cap_userhost_in_names,
 }
 
 
