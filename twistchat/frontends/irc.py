@@ -29,7 +29,7 @@ from twisted.python.failure import Failure
 from zope.interface import implementer
 
 from twistchat import history
-from twistchat.core import commands
+from twistchat.core import commands, multiline
 from twistchat.core.events import Disconnect, Event, deliver
 from twistchat.core.ratelimit import TokenBucket
 from twistchat.core.registry import Registry, User
@@ -148,7 +148,7 @@ class IRCProtocol(LineReceiver):
         "closing", "backlog", "_quit_reason", "_capture", "_held", "_label",
         "_label_used", "_batches", "_discarding", "_flood", "_flood_queue",
         "_drain_call", "_connected_at", "_last_seen", "_ping_sent", "_lost_reason",
-        "_handshaking", "_closed_at",
+        "_handshaking", "_closed_at", "_multiline",
     )
 
     def __init__(self, factory: IRCFactory) -> None:
@@ -191,6 +191,7 @@ class IRCProtocol(LineReceiver):
         # True from a TLS connect until its handshake completes: nothing written gets out.
         self._handshaking = False
         self._closed_at: float | None = None  # when close() asked for a clean close
+        self._multiline: multiline.Collector | None = None  # the client's open multiline batch
 
     @property
     def caps(self) -> frozenset[str]:
@@ -492,6 +493,9 @@ class IRCProtocol(LineReceiver):
 
     def handle(self, message: Message) -> None:
         """One parsed line: run it, labeled if it carries a label (IRCv3 labeled-response)."""
+        if (self._multiline is not None or message.verb == "BATCH") \
+                and self._multiline_step(message):
+            return
         label = message.tags.get("label") if "labeled-response" in self.caps else None
         if label is None:
             joined = self._run(message)
@@ -539,6 +543,69 @@ class IRCProtocol(LineReceiver):
         if verb == "CHATHISTORY":
             return self._chathistory
         return None
+
+    # ------------------------------------------------------ draft/multiline
+
+    def _multiline_step(self, message: Message) -> bool:
+        """
+        A line of a client's ``draft/multiline`` batch: True if it was taken here.
+
+        ``BATCH +ref draft/multiline target`` opens (one batch at a time), each
+        ``@batch=ref PRIVMSG`` is collected (:class:`~twistchat.core.multiline.Collector`
+        checks the target and the limits), ``BATCH -ref`` hands the combined text
+        to the core as one PRIVMSG with the opening's label and client tags, so
+        the room's rules and labeled-response apply as to one line.  A broken
+        batch gets ``FAIL BATCH <code>``; none of it is delivered, the rest of its
+        lines are swallowed.  A line outside the open batch fails it, then runs.
+        """
+        if multiline.CAP not in self.caps or "batch" not in self.caps:
+            return False
+        open_batch = self._multiline
+        verb, params = message.verb, message.params
+        try:
+            if verb == "BATCH" and params and params[0][:1] == "+":
+                if open_batch is not None:
+                    # One at a time: both fail; the new one's lines are swallowed too.
+                    self._multiline = multiline.Collector(params[0][1:], "", 0.0, failed=True)
+                    raise multiline.Failed("MULTILINE_INVALID",
+                                           text="Invalid multiline batch (one at a time)")
+                self._multiline = multiline.Collector.open(params, dict(message.tags),
+                                                           self.clock.seconds())
+                return True
+            if verb == "BATCH" and params and params[0][:1] == "-":
+                if open_batch is None or params[0][1:] != open_batch.ref:
+                    raise multiline.Failed("MULTILINE_INVALID",
+                                           text="Invalid multiline batch (not open)")
+                self._multiline = None
+                if not open_batch.failed:
+                    text = open_batch.close()
+                    self.handle(Message("PRIVMSG", (open_batch.target, text), None,
+                                        open_batch.tags))
+                return True
+            if open_batch is None:
+                return False
+            if message.tags.get("batch") != open_batch.ref:
+                # "Clients MUST NOT send messages other than PRIVMSG while a multiline
+                # batch is open": the batch fails, the line runs as usual.
+                if not open_batch.failed:
+                    open_batch.failed = True
+                    self._multiline_fail(multiline.Failed(
+                        "MULTILINE_INVALID", text="Invalid multiline batch (a line outside it)"))
+                return False
+            if open_batch.failed:
+                return True
+            if verb != "PRIVMSG" or len(params) < 2:
+                raise multiline.Failed("MULTILINE_INVALID",
+                                       text="Invalid multiline batch (PRIVMSG only)")
+            open_batch.feed(params[0], params[1], multiline.CONCAT_TAG in message.tags)
+        except multiline.Failed as failed:
+            if self._multiline is not None:
+                self._multiline.failed = True
+            self._multiline_fail(failed)
+        return True
+
+    def _multiline_fail(self, failed: multiline.Failed) -> None:
+        self.send("FAIL", "BATCH", failed.code, *failed.params, failed.text)
 
     def _batch_ref(self) -> str:
         self._batches += 1
@@ -611,7 +678,10 @@ class IRCProtocol(LineReceiver):
         nick = user.nick
         if sub == "LS":
             self.registry.hold_registration(user)
-            self.send("CAP", nick, "LS", " ".join(ircv3.CAPABILITIES))
+            version302 = len(params) > 1 and params[1].isdigit() and int(params[1]) >= 302
+            self.send("CAP", nick, "LS", " ".join(
+                f"{name}={ircv3.CAP_VALUES[name]}" if version302 and name in ircv3.CAP_VALUES
+                else name for name in ircv3.CAPABILITIES))
         elif sub == "LIST":
             self.send("CAP", nick, "LIST", " ".join(sorted(self.caps)))
         elif sub == "REQ":
@@ -649,6 +719,10 @@ class IRCProtocol(LineReceiver):
             return
         if self.user is None:
             return
+        if self._multiline is not None and now - self._multiline.opened >= multiline.TIMEOUT:
+            self._multiline = None  # an open batch holds memory: not for ever
+            self._multiline_fail(multiline.Failed(
+                "MULTILINE_INVALID", text="Invalid multiline batch (timed out)"))
         limits = self.limits
         if not self.user.registered and now - self._connected_at >= limits.registration_timeout:
             self._log.info("drop {peer}: Registration timed out", peer=self.host)
