@@ -10,10 +10,14 @@ import sqlite3
 import pytest
 
 from tests.memory import MemoryServer, first
+from tests.test_udp_client import session
+from tests.udpnet import Listener, Raw, UDPWorld
+from twistchat.client import interfaces as I
 from twistchat.core import multiline
 from twistchat.core.events import TAG_MSGID, TAG_MULTILINE, TAG_SEQ, TAG_TIME, Event
 from twistchat.core.multiline import MAX_BYTES, MAX_LINES, PIECE_BYTES, Collector, Failed
 from twistchat.frontends import ircv3
+from twistchat.frontends.udpwire import MAX_DATAGRAM
 from twistchat.store import MemoryStore, database, record_from_event
 from twistchat.store.windows import Range
 from twistchat.wire import Message, parse
@@ -346,3 +350,71 @@ def test_sqlite_keeps_the_newline(tmp_path):
     [back] = database.read_range(conn, Range("#room", None, None, 10, False))
     assert back.params == ("#room", "one\ntwo\n\nthree")
     conn.close()
+
+
+# ------------------------------------------------------------------------ UDP
+
+
+@pytest.fixture
+def mixed():
+    """A TCP server and a UDP front-end on one registry and clock."""
+    server = MemoryServer()
+    w = UDPWorld(registry=server.registry, clock=server.clock)
+    yield server, w
+    w.stop()
+
+
+def test_udp_session_hears_the_lines_with_one_seq_and_repairs_them(mixed):
+    """Broadcast: a datagram per line, each with the event's seq and part=i/n; REPAIR sends all."""
+    server, w = mixed
+    listener = Listener(w)
+    bob = Raw(w)
+    bob.register("bob")
+    bob.command("JOIN #room")
+    alice = server.user("alice", "#room", caps=ML_CAPS)
+    w.net.run(0.05)
+    listener.events()
+    paste(alice, ("", "one"), ("", ""), ("", "two "), (";draft/multiline-concat", "halves"))
+    w.net.run(0.05)
+    got = [m for m in listener.events() if m.command == "PRIVMSG"]
+    seq = server.registry.log.latest("#room")
+    assert [(m.params[1], m.tags["seq"], m.tags["part"]) for m in got] == [
+        ("one", str(seq), "1/2"), ("two halves", str(seq), "2/2")]
+    bob.take()
+    repaired = [m for m in bob.command(f"REPAIR #room {seq} {seq}") if m.command == "PRIVMSG"]
+    w.net.run(0.05)
+    repaired += [m for m in bob.take() if m.command == "PRIVMSG"]
+    assert [m.params[1] for m in repaired] == ["one", "two halves"]
+
+
+def test_udp_datagrams_stay_under_max_datagram(mixed):
+    """The longest paste: every datagram within MAX_DATAGRAM."""
+    server, w = mixed
+    listener = Listener(w)
+    bob = Raw(w)
+    bob.register("bob")
+    bob.command("JOIN #room")
+    alice = server.user("alice", "#room", caps=ML_CAPS)
+    paste(alice, *[("", "é" * 170)] * 12)  # 12 * 341 bytes: just under MAX_BYTES
+    server.clock.advance(5)
+    w.net.run(0.05)
+    sizes = [len(d) for d in listener.got if b"PRIVMSG" in d]
+    assert len(sizes) == 12 and max(sizes) <= MAX_DATAGRAM
+
+
+def test_bundled_udp_client_shows_one_message_despite_loss(mixed):
+    """The UDP client puts the parts together: one MESSAGE, one seq, every line, with loss."""
+    server, w = mixed
+    bob = session(w, "bob", seed=3, loss=0.3)
+    assert w.net.run_until(lambda: bob.state == I.REGISTERED)
+    bob.join("#room")
+    assert w.net.run_until(lambda: "#room" in bob.rooms)
+    alice = server.user("alice", "#room", caps=ML_CAPS)
+    for k in range(3):
+        paste(alice, ("", f"{k} one"), ("", f"{k} two"), ("", f"{k} three"), ref=f"r{k}")
+    said = lambda: [e for e in bob.events if e.kind == I.MESSAGE]  # noqa: E731
+    assert w.net.run_until(lambda: len(said()) == 3, 30)
+    assert [e.text for e in said()] == [f"{k} one\n{k} two\n{k} three" for k in range(3)]
+    seqs = [e.seq for e in said()]
+    assert len(set(seqs)) == 3 and all(s is not None for s in seqs)
+    assert bob.stats["repairs_asked"] > 0  # the loss was repaired
