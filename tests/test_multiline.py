@@ -10,6 +10,7 @@ import sqlite3
 import pytest
 
 from tests.memory import MemoryServer, first
+from tests.serverproc import LineClient
 from tests.test_udp_client import session
 from tests.udpnet import Listener, Raw, UDPWorld
 from twistchat.client import interfaces as I
@@ -418,3 +419,40 @@ def test_bundled_udp_client_shows_one_message_despite_loss(mixed):
     seqs = [e.seq for e in said()]
     assert len(set(seqs)) == 3 and all(s is not None for s in seqs)
     assert bob.stats["repairs_asked"] > 0  # the loss was repaired
+
+
+# ---------------------------------------------------------------- end to end
+
+
+def test_paste_through_the_real_server(chat_server):
+    """twistd: a multiline client's paste is a batch for another one, lines for a plain one."""
+    server = chat_server()
+    clients = {}
+    for nick, caps in (("alice", "batch draft/multiline echo-message"),
+                       ("dave", "batch draft/multiline message-tags"), ("carol", None)):
+        c = LineClient(server.host, server.port)
+        if caps:
+            c.send("CAP LS 302")
+            ls = c.wait_for(lambda line: " LS " in line)
+            assert f"draft/multiline={ircv3.MULTILINE_CAP_VALUE}" in ls
+            c.send(f"CAP REQ :{caps}", "CAP END")
+        c.register(nick).join("#lobby")
+        clients[nick] = c
+    alice, dave, carol = clients["alice"], clients["dave"], clients["carol"]
+    alice.send("BATCH +p draft/multiline #lobby", "@batch=p PRIVMSG #lobby :first line",
+               "@batch=p PRIVMSG #lobby :second ",
+               "@batch=p;draft/multiline-concat PRIVMSG #lobby :half", "BATCH -p")
+    start = parse(dave.wait_for(lambda line: " BATCH +" in line).encode())
+    assert start.params[1:] == ("draft/multiline", "#lobby") and "msgid" in start.tags
+    body = [dave.wait_for(lambda line: "PRIVMSG" in line) for _ in range(2)]
+    assert [parse(line.encode()).params[1] for line in body] == ["first line", "second half"]
+    assert " BATCH -" in dave.wait_for(lambda line: "BATCH" in line)
+    plain = [carol.wait_for(lambda line: "PRIVMSG" in line) for _ in range(2)]
+    assert plain == [":alice!alice@127.0.0.1 PRIVMSG #lobby :first line",
+                     ":alice!alice@127.0.0.1 PRIVMSG #lobby :second half"]
+    assert " BATCH +" in alice.wait_for(lambda line: "BATCH" in line)  # the echo, as a batch
+    alice.send("BATCH +q draft/multiline #lobby", "@batch=q PRIVMSG #nowhere :x", "BATCH -q")
+    assert "FAIL BATCH MULTILINE_INVALID_TARGET #lobby #nowhere" in \
+        alice.wait_for(lambda line: "FAIL" in line)
+    for c in clients.values():
+        c.close()
