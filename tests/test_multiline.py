@@ -456,3 +456,26 @@ def test_paste_through_the_real_server(chat_server):
         alice.wait_for(lambda line: "FAIL" in line)
     for c in clients.values():
         c.close()
+
+
+def test_batch_lines_cost_no_flood_tokens():
+    """A whole paste at once: only its BATCH + costs a token (flood burst 3 here)."""
+    server = MemoryServer(flood_burst=3, flood_rate=1.0)
+    alice = server.user("alice", caps=ML_CAPS)
+    bob = server.user("bob", caps="batch draft/multiline")
+    server.clock.advance(10)  # registration's held lines run, the tokens come back
+    alice.send("JOIN #room")
+    bob.send("JOIN #room")
+    server.clock.advance(10)
+    bob.take()
+    paste(alice, *[("", f"line {i}") for i in range(MAX_LINES)])
+    assert [m.params[1] for m in bob.take() if m.command == "PRIVMSG"] == \
+        [f"line {i}" for i in range(MAX_LINES)]
+
+
+def test_fail_carries_the_batch_label(room):
+    """labeled-response: a FAIL for a batch carries the label of its BATCH +."""
+    _, alice, *_ = room
+    alice.send("@label=L2 BATCH +r draft/multiline #room", "@batch=r PRIVMSG #x :y", "BATCH -r")
+    fail = first(alice.take(), "FAIL")
+    assert fail.tags["label"] == "L2" and fail.params[1] == "MULTILINE_INVALID_TARGET"

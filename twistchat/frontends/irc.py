@@ -437,7 +437,7 @@ class IRCProtocol(LineReceiver):
             line = line[:-1]
         if not line.strip():
             return  # RFC 1459 2.3.1: empty messages are silently ignored
-        if self._flood_queue or not self._flood.take(now):
+        if self._flood_queue or not (self._multiline_free() or self._flood.take(now)):
             # Held back, in order behind the lines already held.
             queue = self._flood_queue
             if queue is None:
@@ -601,11 +601,31 @@ class IRCProtocol(LineReceiver):
         except multiline.Failed as failed:
             if self._multiline is not None:
                 self._multiline.failed = True
-            self._multiline_fail(failed)
+            self._multiline_fail(failed, message.tags.get("label") if verb == "BATCH" else None)
         return True
 
-    def _multiline_fail(self, failed: multiline.Failed) -> None:
-        self.send("FAIL", "BATCH", failed.code, *failed.params, failed.text)
+    def _multiline_free(self) -> bool:
+        """
+        True while a client batch is open and sound: its lines cost no flood token.
+
+        The batch's ``BATCH +`` paid one; the collector ends it (and so the
+        free lines) after at most ``MAX_LINES`` + 1 lines or ``MAX_BYTES`` bytes,
+        and a line outside it fails it.  The multiline spec: "clients might send
+        an entire batched multiline message all at once".
+        """
+        open_batch = self._multiline
+        return open_batch is not None and not open_batch.failed
+
+    def _multiline_fail(self, failed: multiline.Failed, label: str | None = None) -> None:
+        """``FAIL BATCH <code> ...``, with the batch's label (labeled-response) if it had one."""
+        if label is None and self._multiline is not None:
+            label = self._multiline.tags.get("label")
+        if "labeled-response" not in self.caps:
+            label = None
+        params = ("BATCH", failed.code, *(safe_middle(p) for p in failed.params), failed.text)
+        data = self.view.format(Message("FAIL", params, self.registry.server_name),
+                                int(self.clock.seconds() * 1000))
+        self._emit(ircv3.label(data, label))
 
     def _batch_ref(self) -> str:
         self._batches += 1
