@@ -14,11 +14,12 @@ from tests.serverproc import LineClient
 from tests.test_udp_client import session
 from tests.udpnet import Listener, Raw, UDPWorld
 from twistchat.client import interfaces as I
+from twistchat.client.udp_parts import MAX_PENDING, Parts
 from twistchat.core import multiline
 from twistchat.core.events import TAG_MSGID, TAG_MULTILINE, TAG_SEQ, TAG_TIME, Event
 from twistchat.core.multiline import MAX_BYTES, MAX_LINES, PIECE_BYTES, Collector, Failed
 from twistchat.frontends import ircv3
-from twistchat.frontends.udpwire import MAX_DATAGRAM
+from twistchat.frontends.udpwire import MAX_DATAGRAM, event_datagrams, record_datagrams
 from twistchat.store import MemoryStore, database, record_from_event
 from twistchat.store.windows import Range
 from twistchat.wire import Message, parse
@@ -479,3 +480,24 @@ def test_fail_carries_the_batch_label(room):
     alice.send("@label=L2 BATCH +r draft/multiline #room", "@batch=r PRIVMSG #x :y", "BATCH -r")
     fail = first(alice.take(), "FAIL")
     assert fail.tags["label"] == "L2" and fail.params[1] == "MULTILINE_INVALID_TARGET"
+
+
+def test_repair_from_history_sends_the_same_datagrams():
+    """A stored multi-line record gives the very datagrams the broadcast sent."""
+    e = event("one\ntwo", seq=3)
+    assert record_datagrams(record_from_event(e)) == event_datagrams(e)
+    assert len(event_datagrams(e)) == 2
+
+
+def test_udp_client_parts_join_concat_and_stay_bounded():
+    """Parts: any order, concat joined directly; junk part tags dropped; at most MAX_PENDING."""
+    parts = Parts()
+    two = parse(b"@seq=5;part=2/2;draft/multiline-concat :a!a@h PRIVMSG #r :half")
+    one = parse(b"@seq=5;part=1/2 :a!a@h PRIVMSG #r :a ")
+    assert parts.add(two) is None
+    whole = parts.add(one)
+    assert whole.params == ("#r", "a half") and whole.tags == {"seq": "5"}
+    assert parts.add(parse(b"@seq=6;part=3/2 :a!a@h PRIVMSG #r :x")) is None
+    for seq in range(MAX_PENDING + 10):
+        parts.add(parse(b"@seq=%d;part=1/2 :a!a@h PRIVMSG #r :x" % seq))
+    assert len(parts._pending) == MAX_PENDING
