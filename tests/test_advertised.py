@@ -576,6 +576,21 @@ def cap_userhost_in_names(server):
         f"@{probe.nick}!{probe.nick}@127.0.0.1"
 
 
+def cap_multiline(server):
+    """A pasted batch is one message: a batch to capable clients, ordinary lines to others."""
+    room = next(_rooms)
+    sender = Probe(server, caps="draft/multiline batch")
+    capable, plain = Probe(server, caps="draft/multiline batch"), Probe(server)
+    for probe in (sender, capable, plain):
+        probe.join(room)
+    sender.ask(f"BATCH +p1 draft/multiline {room}", f"@batch=p1 PRIVMSG {room} :first",
+               f"@batch=p1 PRIVMSG {room} :second", "BATCH -p1")
+    got = capable.ask()
+    assert codes(got) == ["BATCH", "PRIVMSG", "PRIVMSG", "BATCH"]
+    assert got[0].params[1:] == ("draft/multiline", room)
+    assert [m.params[1] for m in plain.ask() if m.command == "PRIVMSG"] == ["first", "second"]
+
+
 CAPS = {
     "away-notify": cap_away_notify, "batch": cap_batch, "draft/chathistory": cap_chathistory,
     "draft/event-playback": cap_event_playback, "echo-message": cap_echo_message,
@@ -585,7 +600,7 @@ CAPS = {
     "draft/no-implicit-names": cap_no_implicit_names, "extended-join": cap_extended_join,
     "extended-monitor": cap_extended_monitor, "invite-notify": cap_invite_notify,
     "setname": cap_setname, "standard-replies": cap_standard_replies,
-    "userhost-in-names": cap_userhost_in_names,
+    "userhost-in-names": cap_userhost_in_names, "draft/multiline": cap_multiline,
 }
 
 

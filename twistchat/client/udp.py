@@ -75,6 +75,7 @@ from twistchat.client.udp_net import (
     Receiver,
     discover,
 )
+from twistchat.client.udp_parts import Parts
 from twistchat.client.udp_streams import ROOM_VERBS, Streams
 from twistchat.wire import Message, WireError, casefold, encode, parse
 
@@ -162,6 +163,7 @@ class UDPChatSession:
         # Counters a test or the UI may read.
         self.stats = {"repairs_asked": 0, "retransmits": 0, "duplicates": 0, "datagrams": 0,
                       "gone": 0}
+        self._parts = Parts()
         self._streams = Streams(self._show, self._is_me, self._schedule_tick, self._gone,
                                 self.stats, history_on_join)
         self._events = UDPEvents(self, self._streams, self._emit, self._now_ms)
@@ -628,7 +630,9 @@ class UDPChatSession:
                 self._registered(message)
             self._streams.unicast_in(_int(tags["useq"]), message)
         elif "seq" in tags and verb in ROOM_VERBS:
-            self._streams.room_in(message)
+            whole = self._parts.add(message)  # a multi-line message: all its parts first
+            if whole is not None:
+                self._streams.room_in(whole)
         elif verb == "ACK":
             if len(message.params) >= 2:
                 self._streams.note_latest(self._streams.unicast, _int(message.params[1]))

@@ -30,12 +30,14 @@ from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import Any, Protocol
 
+from twistchat.core.multiline import BATCH_TYPE, CONCAT_TAG, pieces
 from twistchat.wire import Message, encode, format_server_time, parse_server_time
 
 __all__ = [
-    "NO_CLIENT_TAGS", "NO_TAGS", "TAG_CLIENT", "TAG_EXTENDED", "TAG_MSGID", "TAG_SEQ",
-    "TAG_TIME", "Delivery", "Disconnect", "Gated",
-    "Event", "Payload", "deliver", "format_server_time", "parse_server_time",
+    "NO_CLIENT_TAGS", "NO_TAGS", "TAG_CLIENT", "TAG_EXTENDED", "TAG_MSGID", "TAG_MULTILINE",
+    "TAG_SEQ", "TAG_TIME", "Delivery", "Disconnect", "Gated",
+    "Event", "Payload", "deliver", "format_server_time", "is_multiline", "multiline_bytes",
+    "parse_server_time",
 ]
 
 # Tag views (bit mask).  Which tags a receiver is shown.
@@ -47,6 +49,7 @@ TAG_CLIENT = 8  # client-only tags ("+typing"), relayed with message-tags
 # ``JOIN #room account :realname``).  A view bit all the same, so the bytes stay
 # cached per view: one dict lookup per delivery.
 TAG_EXTENDED = 16
+TAG_MULTILINE = 32  # IRCv3 draft/multiline (with batch): a multi-line text as one batch
 NO_TAGS = 0
 
 # The empty client tags of most events: one shared, read-only map.
@@ -118,12 +121,55 @@ class Event:
                 data = self._lines[view] = self.line(view & ~TAG_EXTENDED)
                 return data
             message = self.extended
+        if is_multiline(message):
+            data = self._lines[view] = multiline_bytes(
+                message, self.tags_for(view), self.msgid, bool(view & TAG_MULTILINE))
+            return data
         if view:
             tags = self.tags_for(view)
             if tags:
                 message = Message(message.command, message.params, message.source, tags)
         data = self._lines[view] = encode(message)
         return data
+
+
+def is_multiline(message: Message) -> bool:
+    """True for a PRIVMSG or NOTICE whose text has a line feed (a draft/multiline message)."""
+    params = message.params
+    return (message.command in ("PRIVMSG", "NOTICE") and len(params) == 2
+            and "\n" in params[1])
+
+
+def multiline_bytes(message: Message, tags: dict[str, str], ref: str, capable: bool) -> bytes:
+    """
+    The wire lines of a multi-line message, with the tags ``tags`` of one event.
+
+    ``capable`` (the receiver negotiated draft/multiline and batch): one
+    ``BATCH +ref draft/multiline <target>`` carrying ``tags`` (msgid, time,
+    client tags and, in a replay, the enclosing ``batch``), the PRIVMSG lines
+    tagged ``batch=ref`` (``draft/multiline-concat`` on a continued line), then
+    ``BATCH -ref``.  Otherwise (the spec's fallback) the non-blank lines as
+    plain PRIVMSGs in order: the first carries every tag, the others every
+    tag but the msgid ("Servers MUST only include a message ID on the first
+    message", multiline spec), so a UDP session gets ``seq`` on each line.
+    """
+    command, (target, text) = message.command, message.params
+    source = message.source
+    parts = pieces(text)
+    if capable:
+        out = [encode(Message("BATCH", ("+" + ref, BATCH_TYPE, target), source, tags))]
+        for part, concat in parts:
+            inner = {"batch": ref, CONCAT_TAG: ""} if concat else {"batch": ref}
+            out.append(encode(Message(command, (target, part), source, inner)))
+        out.append(encode(Message("BATCH", ("-" + ref,), source)))
+        return b"".join(out)
+    rest = {k: v for k, v in tags.items() if k != "msgid"}
+    lines: list[bytes] = []
+    for part, _ in parts:
+        if part:  # "Servers MUST NOT send blank lines" to clients without the capability
+            lines.append(encode(Message(command, (target, part), source,
+                                        rest if lines else tags)))
+    return b"".join(lines)
 
 
 @dataclass(frozen=True, slots=True)

@@ -29,7 +29,7 @@ from twisted.python.failure import Failure
 from zope.interface import implementer
 
 from twistchat import history
-from twistchat.core import commands
+from twistchat.core import commands, multiline
 from twistchat.core.events import Disconnect, Event, Gated, deliver
 from twistchat.core.ratelimit import TokenBucket
 from twistchat.core.registry import Registry, User
@@ -152,7 +152,7 @@ class IRCProtocol(LineReceiver):
         "closing", "backlog", "_quit_reason", "_capture", "_aside", "_echo_left", "_held",
         "_label", "_label_used", "_batches", "_discarding", "_flood", "_flood_queue",
         "_drain_call", "_connected_at", "_last_seen", "_ping_sent", "_lost_reason",
-        "_handshaking", "_closed_at", "_cap_version",
+        "_handshaking", "_closed_at", "_cap_version", "_multiline",
     )
 
     def __init__(self, factory: IRCFactory) -> None:
@@ -198,6 +198,7 @@ class IRCProtocol(LineReceiver):
         self._handshaking = False
         self._closed_at: float | None = None  # when close() asked for a clean close
         self._cap_version = 0  # the highest CAP LS version the client sent (302: values)
+        self._multiline: multiline.Collector | None = None  # the client's open multiline batch
 
     @property
     def caps(self) -> frozenset[str]:
@@ -471,7 +472,7 @@ class IRCProtocol(LineReceiver):
             line = line[:-1]
         if not line.strip():
             return  # RFC 1459 2.3.1: empty messages are silently ignored
-        if self._flood_queue or not self._flood.take(now):
+        if self._flood_queue or not (self._multiline_free() or self._flood.take(now)):
             # Held back, in order behind the lines already held.
             queue = self._flood_queue
             if queue is None:
@@ -545,6 +546,9 @@ class IRCProtocol(LineReceiver):
 
     def handle(self, message: Message) -> None:
         """One parsed line: run it, labeled if it carries a label (IRCv3 labeled-response)."""
+        if (self._multiline is not None or message.verb == "BATCH") \
+                and self._multiline_step(message):
+            return
         label = message.tags.get("label") if "labeled-response" in self.caps else None
         if label is None:
             joined = self._run(message)
@@ -596,6 +600,89 @@ class IRCProtocol(LineReceiver):
         if verb == "CHATHISTORY":
             return self._chathistory
         return None
+
+    # ------------------------------------------------------ draft/multiline
+
+    def _multiline_step(self, message: Message) -> bool:
+        """
+        A line of a client's ``draft/multiline`` batch: True if it was taken here.
+
+        ``BATCH +ref draft/multiline target`` opens (one batch at a time), each
+        ``@batch=ref PRIVMSG`` is collected (:class:`~twistchat.core.multiline.Collector`
+        checks the target and the limits), ``BATCH -ref`` hands the combined text
+        to the core as one PRIVMSG with the opening's label and client tags, so
+        the room's rules and labeled-response apply as to one line.  A broken
+        batch gets ``FAIL BATCH <code>``; none of it is delivered, the rest of its
+        lines are swallowed.  A line outside the open batch fails it, then runs.
+        """
+        if multiline.CAP not in self.caps or "batch" not in self.caps:
+            return False
+        open_batch = self._multiline
+        verb, params = message.verb, message.params
+        try:
+            if verb == "BATCH" and params and params[0][:1] == "+":
+                if open_batch is not None:
+                    # One at a time: both fail; the new one's lines are swallowed too.
+                    self._multiline = multiline.Collector(params[0][1:], "", 0.0, failed=True)
+                    raise multiline.Failed("MULTILINE_INVALID",
+                                           text="Invalid multiline batch (one at a time)")
+                self._multiline = multiline.Collector.open(params, dict(message.tags),
+                                                           self.clock.seconds())
+                return True
+            if verb == "BATCH" and params and params[0][:1] == "-":
+                if open_batch is None or params[0][1:] != open_batch.ref:
+                    raise multiline.Failed("MULTILINE_INVALID",
+                                           text="Invalid multiline batch (not open)")
+                self._multiline = None
+                if not open_batch.failed:
+                    text = open_batch.close()
+                    self.handle(Message("PRIVMSG", (open_batch.target, text), None,
+                                        open_batch.tags))
+                return True
+            if open_batch is None:
+                return False
+            if message.tags.get("batch") != open_batch.ref:
+                # "Clients MUST NOT send messages other than PRIVMSG while a multiline
+                # batch is open": the batch fails, the line runs as usual.
+                if not open_batch.failed:
+                    open_batch.failed = True
+                    self._multiline_fail(multiline.Failed(
+                        "MULTILINE_INVALID", text="Invalid multiline batch (a line outside it)"))
+                return False
+            if open_batch.failed:
+                return True
+            if verb != "PRIVMSG" or len(params) < 2:
+                raise multiline.Failed("MULTILINE_INVALID",
+                                       text="Invalid multiline batch (PRIVMSG only)")
+            open_batch.feed(params[0], params[1], multiline.CONCAT_TAG in message.tags)
+        except multiline.Failed as failed:
+            if self._multiline is not None:
+                self._multiline.failed = True
+            self._multiline_fail(failed, message.tags.get("label") if verb == "BATCH" else None)
+        return True
+
+    def _multiline_free(self) -> bool:
+        """
+        True while a client batch is open and sound: its lines cost no flood token.
+
+        The batch's ``BATCH +`` paid one; the collector ends it (and so the
+        free lines) after at most ``MAX_LINES`` + 1 lines or ``MAX_BYTES`` bytes,
+        and a line outside it fails it.  The multiline spec: "clients might send
+        an entire batched multiline message all at once".
+        """
+        open_batch = self._multiline
+        return open_batch is not None and not open_batch.failed
+
+    def _multiline_fail(self, failed: multiline.Failed, label: str | None = None) -> None:
+        """``FAIL BATCH <code> ...``, with the batch's label (labeled-response) if it had one."""
+        if label is None and self._multiline is not None:
+            label = self._multiline.tags.get("label")
+        if "labeled-response" not in self.caps:
+            label = None
+        params = ("BATCH", failed.code, *(safe_middle(p) for p in failed.params), failed.text)
+        data = self.view.format(Message("FAIL", params, self.registry.server_name),
+                                int(self.clock.seconds() * 1000))
+        self._emit(ircv3.label(data, label))
 
     def _batch_ref(self) -> str:
         self._batches += 1
@@ -730,6 +817,10 @@ class IRCProtocol(LineReceiver):
             return
         if self.user is None:
             return
+        if self._multiline is not None and now - self._multiline.opened >= multiline.TIMEOUT:
+            self._multiline = None  # an open batch holds memory: not for ever
+            self._multiline_fail(multiline.Failed(
+                "MULTILINE_INVALID", text="Invalid multiline batch (timed out)"))
         limits = self.limits
         if not self.user.registered and now - self._connected_at >= limits.registration_timeout:
             self._log.info("drop {peer}: Registration timed out", peer=self.host)

@@ -23,20 +23,31 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass
 
+from twistchat.core import multiline
 from twistchat.core.commands import Context
-from twistchat.core.events import NO_TAGS, TAG_CLIENT, TAG_EXTENDED, TAG_MSGID, TAG_TIME
+from twistchat.core.events import (
+    NO_TAGS,
+    TAG_CLIENT,
+    TAG_EXTENDED,
+    TAG_MSGID,
+    TAG_MULTILINE,
+    TAG_TIME,
+    is_multiline,
+    multiline_bytes,
+)
 from twistchat.history import replay_message
 from twistchat.wire import Message, encode, escape_tag_value, format_server_time
 
 __all__ = [
-    "CAPABILITIES", "CAP_GATED", "CAP_VALUES", "STICKY_302", "View", "batch_lines",
-    "cap_lines", "history_lines", "label", "labeled_lines", "offer", "targets_lines",
+    "CAPABILITIES", "CAP_GATED", "CAP_VALUES", "MULTILINE_CAP_VALUE", "STICKY_302", "View",
+    "batch_lines", "cap_lines", "history_lines", "label", "labeled_lines", "offer",
+    "targets_lines",
 ]
 
 # IRCv3 capabilities this front-end offers.
 CAPABILITIES = (
-    "away-notify", "batch", "draft/chathistory", "draft/event-playback", "echo-message",
-    "labeled-response", "message-tags", "multi-prefix", "server-time",
+    "away-notify", "batch", "draft/chathistory", "draft/event-playback", "draft/multiline",
+    "echo-message", "labeled-response", "message-tags", "multi-prefix", "server-time",
     # cap-notify: nothing in the offer changes at run time yet, so no CAP NEW/DEL is ever
     # due; a client may still ask for it, and CAP LS 302 turns it on by itself.
     "cap-notify",
@@ -56,8 +67,10 @@ CAPABILITIES = (
     "standard-replies",
 )
 # ``cap=value`` in CAP LS 302 (capability-negotiation: "values ... only for 302 clients").
-# A capability with a value adds it here, beside its name in CAPABILITIES.
-CAP_VALUES: dict[str, str] = {}
+# A capability with a value adds it here, beside its name in CAPABILITIES
+# (draft/multiline's value is REQUIRED by its spec).
+MULTILINE_CAP_VALUE = multiline.CAP_VALUE
+CAP_VALUES: dict[str, str] = {"draft/multiline": MULTILINE_CAP_VALUE}
 # Implied by CAP LS 302 and not to be turned off by such a client (cap-notify spec).
 STICKY_302 = frozenset({"cap-notify"})
 # Lines only clients that asked for a capability may see (IRCv3: "MUST NOT send ... unless
@@ -89,6 +102,8 @@ class View:
             tags |= TAG_MSGID | TAG_CLIENT
         if "extended-join" in caps:
             tags |= TAG_EXTENDED
+        if "draft/multiline" in caps and "batch" in caps:  # multiline needs batch
+            tags |= TAG_MULTILINE
         return cls(caps, tags, Context("echo-message" in caps, "multi-prefix" in caps,
                                        None, caps))
 
@@ -203,8 +218,22 @@ def batch_lines(ref: str | None, kind: tuple[str, ...], body: list[bytes], serve
 
 def history_lines(records: Iterable, target: str, view: View, ref: str | None, server: str,
                   value: str | None = None) -> list[bytes]:
-    """Replayed records as lines, in a ``chathistory`` batch if the client has ``batch``."""
-    body = [encode(replay_message(record, view.tags, ref, server)) for record in records]
+    """
+    Replayed records as lines, in a ``chathistory`` batch if the client has ``batch``.
+
+    A multi-line record (one event, its text with "\n") is a ``draft/multiline``
+    batch nested in the chathistory batch for clients with the capability, and
+    its lines in order for the others (:func:`~twistchat.core.events.multiline_bytes`).
+    """
+    body = []
+    for record in records:
+        message = replay_message(record, view.tags, ref, server)
+        if is_multiline(message):
+            plain = Message(message.command, message.params, message.source)
+            body.append(multiline_bytes(plain, dict(message.tags), record.msgid,
+                                        bool(view.tags & TAG_MULTILINE)))
+        else:
+            body.append(encode(message))
     return batch_lines(ref, ("chathistory", target), body, server, value)
 
 

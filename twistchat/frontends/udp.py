@@ -44,7 +44,7 @@ from twisted.internet import error, protocol, task
 from twisted.logger import Logger
 
 from twistchat.core import commands
-from twistchat.core.events import Disconnect, Event, Gated, deliver
+from twistchat.core.events import Disconnect, Event, Gated, deliver, is_multiline
 from twistchat.core.ratelimit import TokenBucket
 from twistchat.core.registry import Registry, User
 from twistchat.frontends.udpwire import (
@@ -59,12 +59,14 @@ from twistchat.frontends.udpwire import (
     address_cookie,
     broadcast_domain,
     cookie_valid,
+    event_datagrams,
     event_line,
     event_tags,
     heartbeat_lines,
+    multiline_parts,
     parse_heartbeat,
     peek_tags,
-    record_line,
+    record_datagrams,
 )
 from twistchat.history import History
 from twistchat.metrics import Metrics
@@ -188,6 +190,14 @@ class UDPSession:
             tags = dict(message.tags) if message.tags else {}
             if message.command == "001":
                 tags.update(self.front.session_tags(self))
+        if is_multiline(message):
+            # A multi-line private message: one numbered line per piece (part=i/n).
+            for data in multiline_parts(message, tags):
+                self.useq += 1
+                data = b"@useq=%d;" % self.useq + data[1:]  # the parts always have tags
+                self.kept.append((self.useq, data))
+                self.front.send_unicast(self, data)
+            return
         self.useq += 1
         tags["useq"] = str(self.useq)
         data = encode(Message(message.command, message.params, message.source, tags))
@@ -355,13 +365,14 @@ class UDPFrontEnd(protocol.DatagramProtocol):
         heard, copies = audience
         if not heard and not copies:
             return
-        data = event_line(event)
-        if heard:
-            self._write(data, (self.broadcast.address, self.broadcast.port))
-            if self.metrics is not None:
-                self.metrics.udp_broadcasts += 1
-        for session in copies:
-            self._write(data, session.addr)
+        datagrams = event_datagrams(event)  # one, or one per line of a multi-line message
+        for data in datagrams:
+            if heard:
+                self._write(data, (self.broadcast.address, self.broadcast.port))
+                if self.metrics is not None:
+                    self.metrics.udp_broadcasts += 1
+            for session in copies:
+                self._write(data, session.addr)
 
     def _recount(self, key: str) -> tuple:
         """Who hears room ``key``: (any member in the broadcast domain, unicast sessions)."""
@@ -683,7 +694,7 @@ class UDPFrontEnd(protocol.DatagramProtocol):
         the history part before the memory part.
         """
         lowest, events = self.registry.log.held(key, first, last, allowed)
-        held = [event_line(event) for event in events]
+        held = [data for event in events for data in event_datagrams(event)]
         if first >= lowest or self.history is None or session.user is None:
             self._send_repair(session, name, first, last, lowest, held)
             return
@@ -693,7 +704,7 @@ class UDPFrontEnd(protocol.DatagramProtocol):
         def answer(records: list) -> None:
             # What history holds of first..below; a part below its oldest record is gone.
             start = records[0].seq if records else below + 1
-            lines = [record_line(record) for record in records] + held
+            lines = [data for record in records for data in record_datagrams(record)] + held
             self._send_repair(session, name, first, last, start, lines[:allowed])
 
         def failed(failure: Any) -> None:

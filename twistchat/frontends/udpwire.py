@@ -19,14 +19,16 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
-from twistchat.core.events import TAG_SEQ, TAG_TIME, Event
+from twistchat.core.events import TAG_SEQ, TAG_TIME, Event, is_multiline
+from twistchat.core.multiline import CONCAT_TAG, pieces
 from twistchat.wire import Message, casefold, encode, format_server_time, is_decimal
 
 __all__ = [
     "BOOT_BYTES", "COOKIE_DIGITS", "COOKIE_INTERVAL", "HEARTBEAT", "MAX_DATAGRAM", "MEMBERSHIP",
     "MIN_REGISTER", "ROOMLESS", "TOKEN_BYTES", "UDP_VIEW", "Broadcast",
-    "address_cookie", "broadcast_domain", "cookie_valid", "event_line", "event_tags",
-    "heartbeat_lines", "parse_heartbeat", "peek_tags", "record_line",
+    "address_cookie", "broadcast_domain", "cookie_valid", "event_datagrams", "event_line",
+    "event_tags", "heartbeat_lines", "multiline_parts", "parse_heartbeat", "peek_tags",
+    "record_datagrams", "record_line",
 ]
 
 # docs/udp-protocol.md, "Datagrams": at most 1200 bytes, a size that crosses any
@@ -71,6 +73,45 @@ def event_line(event: Event) -> bytes:
     if message.command not in ROOMLESS:
         return event.line(UDP_VIEW)  # formatted once, shared by broadcast and repairs
     return encode(Message(message.command, message.params, message.source, event_tags(event)))
+
+
+def multiline_parts(message: Message, tags: dict) -> list[bytes]:
+    """
+    The datagrams of a multi-line PRIVMSG or NOTICE (its text has "\n"): one line each.
+
+    Each non-blank piece (:func:`twistchat.core.multiline.pieces`) is one
+    datagram with all of ``tags`` and ``part=<i>/<n>`` (1-based); a piece that
+    continues the line before it also has ``draft/multiline-concat``.  Each is
+    a valid line on its own, and well under :data:`MAX_DATAGRAM` (a piece is
+    at most ``PIECE_BYTES`` of text).  docs/udp-protocol.md, "Multi-line messages".
+    """
+    command, (target, text) = message.command, message.params
+    kept = [(part, concat) for part, concat in pieces(text) if part]
+    out = []
+    for i, (part, concat) in enumerate(kept, 1):
+        line_tags = {**tags, "part": f"{i}/{len(kept)}"}
+        if concat:
+            line_tags[CONCAT_TAG] = ""
+        out.append(encode(Message(command, (target, part), message.source, line_tags)))
+    return out
+
+
+def event_datagrams(event: Event) -> list[bytes]:
+    """
+    The datagrams of a room event: one, or one per line of a multi-line message.
+
+    Every datagram of a multi-line message carries the event's one ``seq``.
+    """
+    if is_multiline(event.message):
+        return multiline_parts(event.message, event_tags(event))
+    return [event_line(event)]
+
+
+def record_datagrams(record: Any) -> list[bytes]:
+    """The datagrams of a stored room event, exactly as :func:`event_datagrams` broadcast them."""
+    message = Message(record.command, tuple(record.params), record.source or None)
+    return event_datagrams(Event(record.target, record.seq, record.time_ms, record.msgid,
+                                 message))
 
 
 def record_line(record: Any) -> bytes:
