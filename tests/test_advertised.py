@@ -583,6 +583,8 @@ def cap_multiline(server):
     capable, plain = Probe(server, caps="draft/multiline batch"), Probe(server)
     for probe in (sender, capable, plain):
         probe.join(room)
+    capable.ask()  # the JOINs after its own
+    plain.ask()
     sender.ask(f"BATCH +p1 draft/multiline {room}", f"@batch=p1 PRIVMSG {room} :first",
                f"@batch=p1 PRIVMSG {room} :second", "BATCH -p1")
     got = capable.ask()
