@@ -286,10 +286,10 @@ def test_change_host_tells_peers_and_user(server):
 def test_change_host_unchanged_tells_nobody():
     """The same user@host again: no CHGHOST."""
     registry = Registry(clock=lambda: 0.0)
-    user = registry.connect(object(), "10.0.0.1")
+    user = registry.connect(object(), "127.0.0.9")
     registry.offer_nick(user, "alice")
     registry.offer_user(user, "alice", "A")
-    assert registry.change_host(user, "alice", "10.0.0.1") == []
+    assert registry.change_host(user, "alice", "127.0.0.9") == []
     out = registry.change_host(user, "alice", "cloak")
     assert [d.payload.command for d in out] == ["CHGHOST"] and set(out[0].to) == {user}
 
@@ -297,12 +297,12 @@ def test_change_host_unchanged_tells_nobody():
 def test_change_host_keeps_the_per_address_count():
     """A vhost does not move the connection's address: the per-address limit still frees it."""
     registry = Registry(clock=lambda: 0.0, limits=Limits(max_per_ip=1))
-    user = registry.connect(object(), "10.0.0.1")
+    user = registry.connect(object(), "127.0.0.9")
     registry.offer_nick(user, "alice")
     registry.offer_user(user, "alice", "A")
     registry.change_host(user, "alice", "cloak")
     registry.quit(user)
-    assert registry.connect(object(), "10.0.0.1") is not None
+    assert registry.connect(object(), "127.0.0.9") is not None
 
 
 # ---------------------------------------------------------------------------- MONITOR
@@ -523,7 +523,7 @@ def test_tagmsg_rate_limit_at_registry_level():
     registry = Registry(clock=lambda: now[0], limits=Limits(tagmsg_burst=2, tagmsg_rate=1.0))
     users = []
     for nick in ("a", "b"):
-        user = registry.connect(object(), "10.0.0.1")
+        user = registry.connect(object(), "127.0.0.9")
         registry.offer_nick(user, nick)
         registry.offer_user(user, nick, nick)
         registry.join(user, "#r")
