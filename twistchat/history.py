@@ -31,6 +31,7 @@ from twisted.internet.defer import Deferred, succeed
 
 from twistchat.core.events import TAG_CLIENT, TAG_MSGID, TAG_TIME
 from twistchat.core.registry import Registry, User
+from twistchat.core.replies import StandardReplyError
 from twistchat.wire import (
     CHANTYPES,
     Message,
@@ -38,7 +39,6 @@ from twistchat.wire import (
     format_server_time,
     is_decimal,
     parse_server_time,
-    safe_middle,
 )
 
 SUBCOMMANDS = ("LATEST", "BEFORE", "AFTER", "AROUND", "BETWEEN", "TARGETS")
@@ -47,18 +47,10 @@ MESSAGE_COMMANDS = frozenset(("PRIVMSG", "NOTICE", "TAGMSG"))
 _NO_BOUND = 2**62
 
 
-class HistoryError(Exception):
+class HistoryError(StandardReplyError):
     """A request we refuse: becomes ``FAIL CHATHISTORY <code> <params...> :<text>``."""
 
-    def __init__(self, code: str, *params: str, text: str) -> None:
-        super().__init__(text)
-        self.code = code
-        self.params = params
-        self.text = text
-
-    def message(self, server_name: str) -> Message:
-        params = [safe_middle(p) for p in self.params]
-        return Message("FAIL", ("CHATHISTORY", self.code, *params, self.text), server_name)
+    command = "CHATHISTORY"
 
 
 @dataclass(frozen=True)

@@ -36,8 +36,8 @@ from twistchat.wire import Message, encode, format_server_time, parse_server_tim
 __all__ = [
     "NO_CLIENT_TAGS", "NO_TAGS", "TAG_CLIENT", "TAG_EXTENDED", "TAG_MSGID", "TAG_MULTILINE",
     "TAG_SEQ", "TAG_TIME", "Delivery", "Disconnect", "Gated",
-    "Event", "Payload", "deliver", "format_server_time", "is_multiline", "multiline_bytes",
-    "parse_server_time",
+    "Event", "Payload", "deliver", "format_server_time", "is_multiline",
+    "multiline_bytes", "parse_server_time",
 ]
 
 # Tag views (bit mask).  Which tags a receiver is shown.

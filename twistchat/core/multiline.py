@@ -32,6 +32,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from twistchat.core.replies import StandardReplyError
 from twistchat.wire import casefold
 
 __all__ = [
@@ -55,14 +56,10 @@ TIMEOUT = 30.0
 PIECE_BYTES = 400
 
 
-class Failed(Exception):
+class Failed(StandardReplyError):
     """A batch broke a rule: ``FAIL BATCH <code> <params...> :<text>``."""
 
-    def __init__(self, code: str, *params: str, text: str) -> None:
-        super().__init__(code)
-        self.code = code
-        self.params = params
-        self.text = text
+    command = "BATCH"
 
 
 @dataclass

@@ -679,8 +679,7 @@ class IRCProtocol(LineReceiver):
             label = self._multiline.tags.get("label")
         if "labeled-response" not in self.caps:
             label = None
-        params = ("BATCH", failed.code, *(safe_middle(p) for p in failed.params), failed.text)
-        data = self.view.format(Message("FAIL", params, self.registry.server_name),
+        data = self.view.format(failed.message(self.registry.server_name),
                                 int(self.clock.seconds() * 1000))
         self._emit(ircv3.label(data, label))
 
