@@ -489,24 +489,25 @@ def cap_server_time(server):
     assert one(timed.ask(), "PRIVMSG").tags["time"].endswith("Z")
 
 
+def _acknowledged(server, cap):
+    """``CAP REQ :cap`` before registration is answered ``ACK``."""
+    client = LineClient(server.host, server.port)
+    try:
+        client.send(f"CAP REQ :{cap}")
+        ack = parse(client.wait_for(lambda line: " CAP " in line).encode())
+    finally:
+        client.close()
+    assert ack.params[1:] == ("ACK", cap)
+
+
 def cap_cap_notify(server):
     """Requested and acknowledged; the offer never changes at run time, so no NEW/DEL."""
-    client = LineClient(server.host, server.port)
-    Probe.open.append(Probe.__new__(Probe))
-    Probe.open[-1].client = client
-    client.send("CAP REQ :cap-notify")
-    ack = parse(client.wait_for(lambda line: " CAP " in line).encode())
-    assert ack.params[1:] == ("ACK", "cap-notify")
+    _acknowledged(server, "cap-notify")
 
 
 def cap_chghost(server):
     """Acknowledged; hosts change only through Registry.change_host (accounts, #14)."""
-    client = LineClient(server.host, server.port)
-    Probe.open.append(Probe.__new__(Probe))
-    Probe.open[-1].client = client
-    client.send("CAP REQ :chghost")
-    ack = parse(client.wait_for(lambda line: " CAP " in line).encode())
-    assert ack.params[1:] == ("ACK", "chghost")
+    _acknowledged(server, "chghost")
 
 
 def cap_no_implicit_names(server):

@@ -366,14 +366,20 @@ def mixed():
     w.stop()
 
 
-def test_udp_session_hears_the_lines_with_one_seq_and_repairs_them(mixed):
-    """Broadcast: a datagram per line, each with the event's seq and part=i/n; REPAIR sends all."""
-    server, w = mixed
+def udp_room(w, server):
+    """#room with bob on UDP and alice (multiline) on TCP; a listener on the broadcast."""
     listener = Listener(w)
     bob = Raw(w)
     bob.register("bob")
     bob.command("JOIN #room")
     alice = server.user("alice", "#room", caps=ML_CAPS)
+    return listener, bob, alice
+
+
+def test_udp_session_hears_the_lines_with_one_seq_and_repairs_them(mixed):
+    """Broadcast: a datagram per line, each with the event's seq and part=i/n; REPAIR sends all."""
+    server, w = mixed
+    listener, bob, alice = udp_room(w, server)
     w.net.run(0.05)
     listener.events()
     paste(alice, ("", "one"), ("", ""), ("", "two "), (";draft/multiline-concat", "halves"))
@@ -392,11 +398,7 @@ def test_udp_session_hears_the_lines_with_one_seq_and_repairs_them(mixed):
 def test_udp_datagrams_stay_under_max_datagram(mixed):
     """The longest paste: every datagram within MAX_DATAGRAM."""
     server, w = mixed
-    listener = Listener(w)
-    bob = Raw(w)
-    bob.register("bob")
-    bob.command("JOIN #room")
-    alice = server.user("alice", "#room", caps=ML_CAPS)
+    listener, bob, alice = udp_room(w, server)
     paste(alice, *[("", "é" * 170)] * 12)  # 12 * 341 bytes: just under MAX_BYTES
     server.clock.advance(5)
     w.net.run(0.05)
