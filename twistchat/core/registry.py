@@ -122,15 +122,11 @@ class Registry:
         return self.log.append(channel.key, message, int(self.clock() * 1000), client_tags,
                                extended)
 
-    def peers(self, user: User) -> set[User]:
-        """Everyone who shares a room with ``user``, ``user`` included."""
-        return self._peers(user)
-
     def watchers_told(self, user: User, line: Message) -> list[Delivery]:
         """``line`` about ``user`` for those who MONITOR it with IRCv3 extended-monitor."""
         return self.monitors.told(user, line)
 
-    def _peers(self, user: User) -> set[User]:
+    def peers(self, user: User) -> set[User]:
         """Everyone who shares a room with ``user``, ``user`` included."""
         peers = {user}
         for channel in user.channels.values():
@@ -459,7 +455,7 @@ class Registry:
         """
         events = [self._room_event(channel, message) for channel in user.channels.values()]
         payload: Event | Message = events[0] if events else message
-        return [Delivery(self._peers(user), payload, user if skip_self else None)]
+        return [Delivery(self.peers(user), payload, user if skip_self else None)]
 
     def quit(self, user: User, reason: str = "Client Quit") -> list[Delivery]:
         """The user leaves the server: QUIT to its peers, its nick and rooms freed (once)."""
@@ -821,11 +817,11 @@ class Registry:
             user.away = _truncate(text, self.limits.awaylen)
             line = Message("AWAY", (user.away,), user.source)
             return [self.reply(user, "306", "You have been marked as being away"),
-                    Delivery(self._peers(user), line, user), *self.watchers_told(user, line)]
+                    Delivery(self.peers(user), line, user), *self.watchers_told(user, line)]
         user.away = None
         line = Message("AWAY", (), user.source)
         return [self.reply(user, "305", "You are no longer marked as being away"),
-                Delivery(self._peers(user), line, user), *self.watchers_told(user, line)]
+                Delivery(self.peers(user), line, user), *self.watchers_told(user, line)]
 
     def monitor(self, user: User, sub: str, targets: str | None = None) -> list[Delivery]:
         """MONITOR + - C L S (:func:`twistchat.core.monitor.monitor`)."""
