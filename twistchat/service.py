@@ -15,6 +15,7 @@ from typing import Any
 from twisted.application import service
 from twisted.python import usage
 
+from twistchat.core.operators import load_opers
 from twistchat.core.registry import Limits, Registry
 from twistchat.core.roomlog import LocalRoomLog
 from twistchat.frontends.irc import ConnectionLimits, IRCFactory
@@ -164,6 +165,9 @@ class Options(usage.Options):
         ["network", None, "twistchat", "Network name (ISUPPORT NETWORK)."],
         ["motd", None, None, "File with the message of the day (none: 422)."],
         ["password", None, None, "Server password clients must send with PASS (default: none)."],
+        ["opers", None, None, "File of IRC operators, 'name scrypt-hash' a line ('#' comments; "
+                              "make a line with: python -m twistchat.operhash NAME). "
+                              "Default: none, OPER answers 491."],
         ["db", None, "twistchat.sqlite3", "History database (SQLite file, created if missing); "
                                           ":memory: keeps history in memory only, lost at exit."],
         ["history-on-join", None, 50, "Messages replayed on JOIN to IRCv3 clients with server-time "
@@ -258,6 +262,9 @@ class Options(usage.Options):
                     self["motd_lines"] = f.read().splitlines()
             except (OSError, UnicodeDecodeError) as e:
                 raise usage.UsageError(f"--motd {self['motd']}: cannot read it ({e})") from None
+        self["oper_entries"] = None
+        if self["opers"]:
+            self["oper_entries"] = _read_opers(self["opers"])
         if proto in ("udp", "both"):
             try:
                 self["broadcast_domain"] = broadcast_domain(self["interface"], self["broadcast"])
@@ -272,6 +279,19 @@ class Options(usage.Options):
     def limits(self, where: str) -> dict:
         """The limit flags that configure ``where`` ("registry" or "conn")."""
         return {field: self[flag] for flag, _, _, _, w, field in LIMIT_FLAGS if w == where}
+
+
+def _read_opers(path: str) -> dict:
+    """The entries of ``--opers`` FILE; a UsageError naming the file and the bad line."""
+    try:
+        with open(path, encoding="utf-8") as f:
+            text = f.read()
+    except (OSError, UnicodeDecodeError) as e:
+        raise usage.UsageError(f"--opers {path}: cannot read it ({e})") from None
+    try:
+        return load_opers(text)
+    except ValueError as e:
+        raise usage.UsageError(f"--opers {path}: {e}") from None
 
 
 def _escape_endpoint(text: str) -> str:
@@ -352,6 +372,7 @@ def makeService(options: Options, reactor: Any = None) -> ChatService:
         motd=options["motd_lines"],
         log=log,
         password=options["password"],
+        opers=options.get("oper_entries"),
     )
     top.registry = registry
     top.store = store

@@ -26,6 +26,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Protocol
 
+from twistchat.core import operators
 from twistchat.core.events import Delivery, Disconnect
 from twistchat.core.queries import NamesView
 from twistchat.core.registry import Registry, User
@@ -230,6 +231,18 @@ def _time(reg: Registry, user: User, p: Params, ctx: Context) -> list[Delivery]:
     return reg.time(user)
 
 
+def _oper(reg: Registry, user: User, p: Params, ctx: Context) -> list[Delivery]:
+    return operators.oper(reg, user, p[0], p[1])
+
+
+def _kill(reg: Registry, user: User, p: Params, ctx: Context) -> list[Delivery]:
+    return operators.kill(reg, user, p[0], p[1])
+
+
+def _wallops(reg: Registry, user: User, p: Params, ctx: Context) -> list[Delivery]:
+    return operators.wallops(reg, user, p[0])
+
+
 LOCAL = None  # a verb the front-end handles itself
 
 COMMANDS: dict[str, Command] = {
@@ -268,6 +281,10 @@ COMMANDS: dict[str, Command] = {
     "MOTD": Command(_motd),
     "VERSION": Command(_version),
     "TIME": Command(_time),
+    # Server operators (core/operators.py).
+    "OPER": Command(_oper, 2),
+    "KILL": Command(_kill, 2),
+    "WALLOPS": Command(_wallops, 1),
     # History (the front-end plans it with twistchat.history, asynchronously).
     "CHATHISTORY": Command(LOCAL),
     # UDP sequence repair (docs/udp-protocol.md); only the UDP front-end has a handler.

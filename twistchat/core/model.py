@@ -62,7 +62,7 @@ class User:
         "conn", "nick", "key", "user", "host", "address", "realname", "away",
         "channels", "registered", "invisible", "bot", "signon", "last_active", "by_broadcast",
         "pending_nick", "pending_user", "password_ok", "cap_hold", "invited_to", "connected",
-        "tagmsg_bucket",
+        "tagmsg_bucket", "oper", "wallops",
     )
 
     def __init__(self, conn: Any, host: str, now: float, by_broadcast: bool = False) -> None:
@@ -93,6 +93,9 @@ class User:
         self.invited_to: set[Channel] | None = None
         self.connected = True  # until Registry.quit
         self.tagmsg_bucket: Any = None  # TAGMSG rate limit (a TokenBucket), made on first use
+        # User mode +o: the operator entry this user opered up as (core/operators.py).
+        self.oper: str | None = None
+        self.wallops = False  # user mode +w: receives WALLOPS
 
     @property
     def source(self) -> str:

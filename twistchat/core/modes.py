@@ -21,7 +21,7 @@ from twistchat.wire import Message, casefold, is_decimal
 if TYPE_CHECKING:
     from twistchat.core.registry import Registry
 
-__all__ = ["apply_channel_modes", "user_mode"]
+__all__ = ["USER_MODES", "apply_channel_modes", "user_mode"]
 
 
 def apply_channel_modes(registry: Registry, user: User, channel: Channel, changes: str,
@@ -50,28 +50,36 @@ def apply_channel_modes(registry: Registry, user: User, channel: Channel, change
     return (change.mode_params() if change.applied else None), change.out
 
 
+# User modes: letter -> the User attribute that shows it (004, 221).  Any user sets or
+# unsets i, B and w on itself; o is set by OPER only (core/operators.py): ``MODE me +o``
+# is ignored, ``MODE me -o`` drops it (as InspIRCd and Ergo do).
+USER_MODES = {"i": "invisible", "B": "bot", "o": "oper", "w": "wallops"}
+_USER_SETTABLE = frozenset("iBw")
+
+
 def user_mode(registry: Registry, user: User, nick: str, changes: str | None) -> list[Delivery]:
-    """MODE on oneself: query (221) or +i/-i, +B/-B; another user's modes are not ours."""
+    """MODE on oneself: query (221) or the letters of USER_MODES; others' modes are not ours."""
     if casefold(nick) != user.key:
         if registry.find_user(nick) is None:
             return [registry.reply(user, "401", nick, "No such nick/channel")]
         return [registry.reply(user, "502", "Can't change mode for other users")]
     if changes is None:
-        return [registry.reply(user, "221",
-                               "+" + "i" * user.invisible + "B" * user.bot)]
+        return [registry.reply(user, "221", "+" + "".join(
+            letter for letter, attribute in USER_MODES.items() if getattr(user, attribute)))]
     out: list = []
     sign, applied = "+", ""
     for letter in changes:
         if letter in "+-":
             sign = letter
-        elif letter == "i":
-            if user.invisible != (sign == "+"):
-                user.invisible = sign == "+"
-                applied += sign + "i"
-        elif letter == "B":  # IRCv3 bot mode: the bot tag, WHOIS 335, WHO flag B
-            if user.bot != (sign == "+"):
-                user.bot = sign == "+"
-                applied += sign + "B"
+        elif letter == "o":
+            if sign == "-" and user.oper:
+                user.oper = None  # the operator list forgets it (Operators.online)
+                applied += "-o"
+        elif letter in _USER_SETTABLE:
+            attribute = USER_MODES[letter]
+            if getattr(user, attribute) != (sign == "+"):
+                setattr(user, attribute, sign == "+")
+                applied += sign + letter
         else:
             out.append(registry.reply(user, "501", "Unknown MODE flag"))
     if applied:

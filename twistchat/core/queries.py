@@ -58,7 +58,8 @@ def lusers(registry: Registry, user: User) -> list[Delivery]:
     unknown = registry.connection_count() - users
     out = [
         registry.reply(user, "251", f"There are {users} users and 0 invisible on 1 servers"),
-        registry.reply(user, "252", "0", "operator(s) online"),
+        registry.reply(user, "252", str(len(registry.operators.online())),
+                       "operator(s) online"),
     ]
     if unknown > 0:
         out.append(registry.reply(user, "253", str(unknown), "unknown connection(s)"))
@@ -176,6 +177,8 @@ def _share_a_room(one: User, other: User) -> bool:
 def _who_line(registry: Registry, asker: User, member: User, channel: Channel | None,
               multi_prefix: bool = False) -> Delivery:
     flags = "G" if member.away is not None else "H"
+    if member.oper:
+        flags += "*"  # an IRC operator (RFC 2812 RPL_WHOREPLY; modern.ircdocs.horse)
     if member.bot:
         flags += "B"  # IRCv3 bot mode: the BOT=B letter among the WHO flags
     if channel is not None:
@@ -186,7 +189,7 @@ def _who_line(registry: Registry, asker: User, member: User, channel: Channel | 
 
 
 def whois(registry: Registry, user: User, nick: str) -> list:
-    """WHOIS: 311, 319, 312, 301, 317, 318 (or 401 + 318)."""
+    """WHOIS: 311, 319, 312, 313 (an operator), 335, 301, 317, 318 (or 401 + 318)."""
     target = registry.find_user(nick)
     if target is None:
         return [registry.reply(user, "401", nick, "No such nick/channel"),
@@ -198,6 +201,8 @@ def whois(registry: Registry, user: User, nick: str) -> list:
     if rooms:
         out.append(registry.reply(user, "319", target.nick, " ".join(rooms)))
     out.append(registry.reply(user, "312", target.nick, registry.server_name, "twistchat"))
+    if target.oper:
+        out.append(registry.reply(user, "313", target.nick, "is an IRC operator"))
     if target.bot:
         out.append(registry.reply(user, "335", target.nick, f"is a Bot on {registry.network}"))
     if target.away is not None:

@@ -47,6 +47,14 @@ class TokenBucket:
         self.tokens -= allowed
         return allowed
 
+    def give_back(self) -> None:
+        """Return a token taken for something that turned out free (a right OPER password)."""
+        self.tokens = min(float(self.burst), self.tokens + 1)
+
+    def full(self, now: float) -> bool:
+        """True once the bucket has refilled: it may be forgotten."""
+        return self.tokens + (now - self.refilled) * self.rate >= self.burst - 1e-9
+
     def wait(self) -> float:
         """Seconds until the next whole token, as of the last take (0 if one is there)."""
         return max(0.0, (1 - self.tokens) / self.rate)

@@ -46,6 +46,8 @@ from twistchat.core.model import (
     User,
 )
 from twistchat.core.monitor import Monitors, monitor
+from twistchat.core.operators import Operators
+from twistchat.core.passwords import ScryptHash
 from twistchat.core.ratelimit import TokenBucket
 from twistchat.core.roomlog import LocalRoomLog, RoomLog
 from twistchat.core.targets import dm_key, dm_parties, is_room_key
@@ -68,7 +70,8 @@ class Registry:
     ``clock`` returns seconds since the epoch (the service passes the reactor's);
     ``log`` is the room log that numbers every event (default: an in-process
     :class:`~twistchat.core.roomlog.LocalRoomLog` starting at ``last_seqs``);
-    ``password`` is the server password clients must send with PASS (None: none).
+    ``password`` is the server password clients must send with PASS (None: none);
+    ``opers`` the operator entries OPER checks (core/operators.py; None: none).
     """
 
     def __init__(
@@ -81,6 +84,7 @@ class Registry:
         motd: list[str] | None = None,
         log: RoomLog | None = None,
         password: str | None = None,
+        opers: Mapping[str, ScryptHash] | None = None,
     ) -> None:
         self.server_name = server_name
         self.network = network
@@ -100,6 +104,7 @@ class Registry:
         self._peak_users = 0  # the most registered at once
         self._per_address: dict[str, int] = {}  # host -> connected users from it
         self.monitors = Monitors()  # MONITOR watch lists (core/monitor.py)
+        self.operators = Operators(opers)  # OPER entries, opers online (core/operators.py)
 
     # ----------------------------------------------------------------- helpers
 
@@ -419,7 +424,8 @@ class Registry:
             self.reply(user, "002", f"Your host is {self.server_name}, running version {VERSION}"),
             self.reply(user, "003", "This server was created " + time.strftime(
                 "%Y-%m-%d %H:%M:%S UTC", time.gmtime(self.created))),
-            self.reply(user, "004", self.server_name, VERSION, "iB", "biklmnotv", "bklov"),
+            self.reply(user, "004", self.server_name, VERSION, "".join(modes.USER_MODES),
+                       "biklmnotv", "bklov"),
         ]
         out += self.isupport_replies(user)
         out += self.lusers(user)
@@ -457,8 +463,13 @@ class Registry:
         payload: Event | Message = events[0] if events else message
         return [Delivery(self.peers(user), payload, user if skip_self else None)]
 
-    def quit(self, user: User, reason: str = "Client Quit") -> list[Delivery]:
-        """The user leaves the server: QUIT to its peers, its nick and rooms freed (once)."""
+    def quit(self, user: User, reason: str = "Client Quit",
+             shown: str | None = None) -> list[Delivery]:
+        """
+        The user leaves the server: QUIT to its peers, its nick and rooms freed (once).
+
+        Peers see ``Quit: reason``, or ``shown`` as it is (a KILL's ``Killed (...)``).
+        """
         if not user.connected:
             return []
         user.connected = False
@@ -473,8 +484,8 @@ class Registry:
             return []
         out = self.monitors.offline(self, user.nick, user)
         if user.channels:
-            out += self._to_peers(user, Message("QUIT", (f"Quit: {reason}",), user.source),
-                                  skip_self=True)
+            text = f"Quit: {reason}" if shown is None else shown
+            out += self._to_peers(user, Message("QUIT", (text,), user.source), skip_self=True)
         for channel in list(user.channels.values()):
             self._remove_member(channel, user)
         self._users.pop(user.key, None)
