@@ -11,6 +11,7 @@ from twisted.python import usage
 from tests.serverproc import LineClient, ServerProcess, source_env
 from tests.test_commands import line, numerics
 from tests.test_registry import joined, make
+from tests.udpnet import Raw, UDPWorld
 from twistchat.core import operators, passwords
 from twistchat.core.commands import dispatch
 from twistchat.core.events import Disconnect, deliver
@@ -520,6 +521,28 @@ def test_real_server_operators(tmp_path, chat_server):
         assert _last(_until(alice, " MODE alice")) == "-o"
         alice.send("LUSERS")
         assert " 252 alice 0 " in _until(alice, " 252 ")
+        log = server.log()
+        assert "Killed (alice (spamming))" in log  # the log is there, and has no password
+        assert "correct horse" not in log and "nope" not in log and "wrong" not in log
     finally:
         for c in clients:
             c.close()
+
+
+def test_kill_ends_a_udp_session():
+    """A UDP victim: it is told KILL, its session ends, its nick is free."""
+    world = UDPWorld(opers=entries(admin="pw"))
+    try:
+        bob = Raw(world)
+        bob.register("bob")
+        bob.command("JOIN #r")  # the token used: unicast lines flow (no amplification budget)
+        alice, alice_conn = joined(world.registry, "alice")
+        operators.oper(world.registry, alice, "admin", "pw")
+        deliver(dispatch(world.registry, alice, line("KILL", "bob", "spam")))
+        world.net.run(0.01)
+        assert ("KILL", ("bob", "Killed (alice (spam))")) in [
+            (m.command, m.params) for m in bob.take()]
+        assert not world.front.sessions and world.registry.find_user("bob") is None
+        assert texts(alice_conn, "NOTICE")[-1].startswith("*** KILL: alice killed bob")
+    finally:
+        world.stop()
