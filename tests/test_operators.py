@@ -215,7 +215,19 @@ def test_unknown_name_costs_a_hash_check_too(monkeypatch):
     checked = []
     monkeypatch.setattr(operators, "verify_password", lambda pw, h: checked.append(h) or False)
     operators.oper(registry, alice, "nobody", "pw")
-    assert checked == [operators._UNKNOWN]
+    assert checked == [registry.operators.unknown]
+    assert registry.operators.unknown.n == 16  # the entries' cost, not the default's
+
+
+def test_failure_notice_cuts_a_long_login_name():
+    """The tried name is repeated in the notice, at most NOTICE_NAME_CHARS of it."""
+    registry, _ = with_opers(admin="pw")
+    alice, alice_conn = joined(registry, "alice")
+    bob, _ = joined(registry, "bob")
+    operators.oper(registry, alice, "admin", "pw")
+    deliver(operators.oper(registry, bob, "x" * 300, "pw"))
+    assert texts(alice_conn, "NOTICE")[-1].endswith(
+        f"using login '{'x' * operators.NOTICE_NAME_CHARS}'")
 
 
 def test_oper_needs_two_parameters():
@@ -353,6 +365,8 @@ def test_lusers_whois_who_show_operators():
     who = [d.payload.params for d in registry.who(carol, "#r")
            if d.payload.command == "352"]
     assert who[0][6] == "H*@"
+    userhost = registry.userhost(carol, ["alice", "carol"])[0].payload.params[-1]
+    assert userhost.split() == [f"alice*=+alice@{alice.host}", f"carol=+carol@{carol.host}"]
 
 
 # ------------------------------------------------------------------- KILL

@@ -50,8 +50,8 @@ from twistchat.wire import Message
 if TYPE_CHECKING:
     from twistchat.core.registry import Registry
 
-__all__ = ["MAX_TRACKED_ADDRESSES", "OPER_FAILURES", "OPER_RETRY_SECONDS", "Operators",
-           "kill", "load_opers", "oper", "wallops"]
+__all__ = ["MAX_TRACKED_ADDRESSES", "NOTICE_NAME_CHARS", "OPER_FAILURES", "OPER_RETRY_SECONDS",
+           "Operators", "kill", "load_opers", "notice", "oper", "wallops"]
 
 # Failed OPER attempts one address may make at once; then one more per OPER_RETRY_SECONDS.
 OPER_FAILURES = 3
@@ -61,8 +61,11 @@ OPER_RETRY_SECONDS = 60.0
 MAX_TRACKED_ADDRESSES = 4096
 
 # Checked for an unknown name, so it costs what a wrong password costs (the key is no
-# scrypt output of anything: nothing matches it).
+# scrypt output of anything: nothing matches it).  Operators.unknown copies the cost of
+# the file's first entry, so the timing matches that of the entries.
 _UNKNOWN = ScryptHash(*DEFAULT_COST, b"twistchat-no-such-oper", b"\0" * KEY_BYTES)
+# The most of a tried login name a server notice repeats.
+NOTICE_NAME_CHARS = 32
 
 
 def load_opers(text: str) -> dict[str, ScryptHash]:
@@ -93,10 +96,13 @@ def load_opers(text: str) -> dict[str, ScryptHash]:
 class Operators:
     """The operator entries, who is opered up, and the OPER failures per address."""
 
-    __slots__ = ("entries", "_online", "_failures")
+    __slots__ = ("entries", "unknown", "_online", "_failures")
 
     def __init__(self, entries: Mapping[str, ScryptHash] | None = None) -> None:
         self.entries = dict(entries or {})
+        first = next(iter(self.entries.values()), _UNKNOWN)
+        self.unknown = ScryptHash(first.n, first.r, first.p, _UNKNOWN.salt,
+                                  b"\0" * len(first.key))
         self._online: dict[User, None] = {}  # may hold users since gone: see online()
         self._failures: dict[str, TokenBucket] = {}  # address -> failures left
 
@@ -150,13 +156,13 @@ def oper(registry: Registry, user: User, name: str, password: str) -> list[Deliv
         # Over the limit: refused without checking (the password is not even hashed).
         return [registry.reply(user, "464", "Password incorrect")]
     entry = ops.entries.get(name)
-    ok = verify_password(password, entry if entry is not None else _UNKNOWN) \
+    ok = verify_password(password, entry if entry is not None else ops.unknown) \
         and entry is not None
     ops.settle(user.address, bucket, ok, now)
     if not ok:
         return [registry.reply(user, "464", "Password incorrect")] + notice(
             registry, f"OPER: Failed OPER attempt by {user.nick} ({user.source}) "
-                      f"using login {name!r}")
+                      f"using login {name[:NOTICE_NAME_CHARS]!r}")
     newly = not user.oper
     ops.add(user, name)
     out = [registry.reply(user, "381", "You are now an IRC operator")]

@@ -221,13 +221,14 @@ def ison(registry: Registry, user: User, nicks: Iterable[str]) -> list:
 
 
 def userhost(registry: Registry, user: User, nicks: Iterable[str]) -> list:
-    """USERHOST: up to five ``nick=+user@host`` entries (``-`` when away)."""
+    """USERHOST: up to five ``nick=+user@host`` entries (``-`` when away, ``nick*`` an oper)."""
     entries = []
     for nick in list(nicks)[:5]:
         found = registry.find_user(nick)
         if found is not None:
             here = "-" if found.away is not None else "+"
-            entries.append(f"{found.nick}={here}{found.user}@{found.host}")
+            oper = "*" if found.oper else ""  # RFC 2812 RPL_USERHOST: '*' for an operator
+            entries.append(f"{found.nick}{oper}={here}{found.user}@{found.host}")
     return [registry.reply(user, "302", " ".join(entries))]
 
 
