@@ -212,6 +212,14 @@ def test_secret_room_hides_its_members_from_outsiders():
     assert codes(registry.topic(carol, "#r")) == ["442"]
 
 
+def test_names_of_a_secret_room_echoes_the_name_as_asked():
+    """An outsider's NAMES #R of a +s room #r ends with 366 #R, as for a room that is not."""
+    registry, _, users = room_with("+s")
+    (end,) = registry.names(users["carol"], "#R")
+    assert params(end)[1] == "#R"
+    assert params(registry.names(users["bob"], "#R")[-1])[1] == "#r"
+
+
 def test_names_shows_a_secret_room_with_the_at_symbol():
     """RPL_NAMREPLY: ``@`` for a +s room, ``=`` for any other (+i included)."""
     registry, _, users = room_with("+s")

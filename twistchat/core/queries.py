@@ -104,7 +104,8 @@ def names(registry: Registry, user: User, name: str, multi_prefix: bool = False,
     """
     channel = registry.find_channel(name)
     out = []
-    if channel is not None and registry.can_see(user, channel):
+    seen = channel is not None and registry.can_see(user, channel)
+    if channel is not None and seen:
         names = [channel.prefix(m, multi_prefix) + (m.source if userhost else m.nick)
                  for m in channel.members]
         symbol = "@" if channel.secret else "="
@@ -120,7 +121,7 @@ def names(registry: Registry, user: User, name: str, multi_prefix: bool = False,
             size += len(entry) + 1
         if line:
             out.append(registry.reply(user, "353", symbol, channel.name, " ".join(line)))
-    shown = channel.name if channel is not None else name
+    shown = channel.name if channel is not None and seen else name  # +s: not even its spelling
     out.append(registry.reply(user, "366", shown, "End of /NAMES list"))
     return out
 
