@@ -1,7 +1,7 @@
 """
 Room and user modes: what each mode letter does.
 
-test-case-name: tests.test_registry
+test-case-name: tests.test_registry, tests.test_chanmodes
 
 Who may change a room's modes is the registry's rule (:meth:`Registry.mode`:
 operators only); this module applies a MODE line letter by letter, one small
