@@ -201,8 +201,52 @@ def _mode_t(server):
     assert "TOPIC" in codes(other.ask(f"TOPIC {room} :mine"))
 
 
+def _mode_e(server):
+    """A ban exception lets a banned user in, and only operators see the list (348/349)."""
+    op, other, room = _room_with_op(server)
+    op.ask(f"MODE {room} +b {other.nick}!*@*")
+    assert "474" in codes(other.join(room))
+    op.ask(f"MODE {room} +e {other.nick}")
+    assert "JOIN" in codes(other.join(room))
+    op.ask()  # the JOIN
+    assert codes(op.ask(f"MODE {room} e")) == ["348", "349"]
+    assert codes(other.ask(f"MODE {room} e")) == ["482"]
+
+
+def _mode_i_exception(server):
+    """An invite exception lets a matching user into a +i room uninvited (346/347)."""
+    op, other, room = _room_with_op(server)
+    op.ask(f"MODE {room} +i")
+    assert "473" in codes(other.join(room))
+    op.ask(f"MODE {room} +I *!{other.nick}@*")
+    assert "JOIN" in codes(other.join(room))
+    op.ask()  # the JOIN
+    assert codes(op.ask(f"MODE {room} I")) == ["346", "347"]
+
+
+def _mode_s(server):
+    """A secret room: not in LIST or WHOIS for outsiders, NAMES shows it with ``@``."""
+    op, other, room = _room_with_op(server)
+    op.ask(f"MODE {room} +s")
+    assert room not in [m.params[1] for m in other.ask("LIST") if m.command == "322"]
+    assert codes(other.ask(f"NAMES {room}")) == ["366"]
+    assert "319" not in codes(other.ask(f"WHOIS {op.nick}"))
+    assert one(op.ask(f"NAMES {room}"), "353").params[1:3] == ("@", room)
+
+
+def _mode_c(server):
+    """+C: a CTCP to the room is refused (404), an ACTION is not."""
+    op, other, room = _room_with_op(server)
+    other.join(room)
+    op.ask(f"MODE {room} +C")
+    assert "404" in codes(other.ask(f"PRIVMSG {room} :\x01VERSION\x01"))
+    assert "404" not in codes(other.ask(f"PRIVMSG {room} :\x01ACTION waves\x01"))
+    assert "\x01ACTION waves\x01" in [m.params[-1] for m in op.ask() if m.command == "PRIVMSG"]
+
+
 CHANNEL_MODES = {"b": _mode_b, "k": _mode_k, "l": _mode_l, "i": _mode_i, "m": _mode_m,
-                 "n": _mode_n, "t": _mode_t}
+                 "n": _mode_n, "t": _mode_t, "e": _mode_e, "I": _mode_i_exception,
+                 "s": _mode_s, "C": _mode_c}
 
 
 def check_chanmodes(server, value):
@@ -270,14 +314,27 @@ def check_modes(server, value):
 
 
 def check_maxlist(server, value):
-    op, _, room = _room_with_op(server)
+    """The letters of one MAXLIST entry share its count: past it, 478 names the letter."""
     for entry in value.split(","):
         letters, count = entry.split(":")
+        op, _, room = _room_with_op(server)
+        # Fill the shared limit, the letters taking turns.
+        replies = op.ask(*(f"MODE {room} +{letters[n % len(letters)]} m{n}!*@*"
+                           for n in range(int(count))))
+        assert codes(replies).count("MODE") == int(count)
         for letter in letters:
-            masks = [f"m{n}!*@*" for n in range(int(count) + 1)]
-            replies = op.ask(*(f"MODE {room} +{letter} {mask}" for mask in masks))
-            assert codes(replies).count("MODE") == int(count)
-            assert "478" in codes(replies)
+            full = one(op.ask(f"MODE {room} +{letter} one-more!*@*"), "478")
+            assert full.params[1:3] == (room, letter)
+
+
+def check_excepts(server, value):
+    assert value == "e"
+    _mode_e(server)
+
+
+def check_invex(server, value):
+    assert value == "I"
+    _mode_i_exception(server)
 
 
 def check_targmax(server, value):
@@ -398,6 +455,7 @@ TOKENS = {
     "STATUSMSG": check_statusmsg, "CHATHISTORY": check_chathistory,
     "MSGREFTYPES": check_msgreftypes, "BOT": check_bot, "MONITOR": check_monitor,
     "NAMELEN": check_namelen, "UTF8ONLY": check_utf8only,
+    "EXCEPTS": check_excepts, "INVEX": check_invex,
 }
 
 

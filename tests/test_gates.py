@@ -61,6 +61,7 @@ CORE_INSIDES = frozenset({
     # Channel
     "members", "direct", "invite_only", "moderated", "no_external", "topic_lock", "invited",
     "topic_by", "topic_time",
+    "bans", "excepts", "invex", "secret", "no_ctcp",  # the mask lists and +s +C (issue #13)
     # User, beyond its identity
     "pending_nick", "pending_user", "password_ok", "cap_hold", "by_broadcast",
     # The room log's and the store's insides

@@ -309,7 +309,9 @@ CAN_SEE = [
     ("-i non-member", (), "carol", True),
     ("+i member", ("+i",), "bob", True),
     ("+i operator", ("+i",), "alice", True),
-    ("+i non-member", ("+i",), "carol", False),
+    ("+i non-member", ("+i",), "carol", True),  # +i keeps out, it does not hide
+    ("+s member", ("+s",), "bob", True),
+    ("+s non-member", ("+s",), "carol", False),
     ("+k non-member", ("+k", "sesame"), "carol", True),
 ]
 
@@ -317,7 +319,7 @@ CAN_SEE = [
 @pytest.mark.parametrize(("modes", "who", "expected"),
                          [case[1:] for case in CAN_SEE], ids=[case[0] for case in CAN_SEE])
 def test_can_see(modes, who, expected):
-    """can_see: everyone sees an open room's members and topic; a +i room's only its members."""
+    """can_see: everyone sees a room's members and topic; a +s room's only its members."""
     registry, channel, users = room_with(*modes)
     assert registry.can_see(users[who], channel) is expected
 
@@ -479,11 +481,13 @@ def test_mode_by_non_member_is_442():
 
 
 def test_mode_query_shows_the_modes_to_anyone():
-    """MODE #r with no changes: 324 with the modes (key included) and 329."""
+    """MODE #r with no changes: 324 and 329; the key itself only to members (InspIRCd)."""
     registry, _, users = room_with("+kl", "sesame", "9")
     out = registry.mode(users["carol"], "#r")
     assert codes(out) == ["324", "329"]
-    assert out[0].payload.params[1:] == ("#r", "+ntkl", "sesame", "9")
+    assert out[0].payload.params[1:] == ("#r", "+ntkl", "<key>", "9")
+    inside = registry.mode(users["bob"], "#r")
+    assert inside[0].payload.params[1:] == ("#r", "+ntkl", "sesame", "9")
 
 
 def test_mode_changes_are_one_numbered_event():
@@ -883,14 +887,16 @@ def test_banned_member_may_not_speak_unless_voiced():
 
 
 def test_ban_list_is_bounded():
-    """Past MAXLIST=b:100 a +b is refused with 478; the list keeps its hundred."""
-    from twistchat.core.modes import MAX_BANS
+    """Past MAXLIST=beI:100 a +b is refused with 478 naming b; the list keeps its hundred."""
+    from twistchat.core.lists import MAX_LIST
 
     registry, channel, users = room_with()
-    for i in range(MAX_BANS):
+    for i in range(MAX_LIST):
         registry.mode(users["alice"], "#r", "+b", [f"n{i}"])
-    assert codes(registry.mode(users["alice"], "#r", "+b", ["one-more"])) == ["478"]
-    assert len(channel.bans) == MAX_BANS
+    (full,) = registry.mode(users["alice"], "#r", "+b", ["one-more"])
+    assert full.payload.command == "478"
+    assert full.payload.params[1:] == ("#r", "b", "Channel list is full")
+    assert len(channel.bans) == MAX_LIST
 
 
 # ------------------------------------------------------------ STATUSMSG (issue #13)

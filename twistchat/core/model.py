@@ -14,18 +14,25 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-__all__ = ["CHANMODES", "FLAG_MODES", "PREFIX_MODES", "PREFIX_SYMBOLS", "VERSION", "Channel",
-           "Limits", "User"]
+__all__ = ["CHANMODES", "FLAG_MODES", "MYINFO_CHANMODES", "MYINFO_PARAM_CHANMODES",
+           "PREFIX_MODES", "PREFIX_SYMBOLS", "VERSION", "Channel", "Limits", "User"]
 
 VERSION = "twistchat-0.1"
 
 # Channel modes we know, by kind (ISUPPORT CHANMODES=A,B,C,D):
-# A (list, always a param): b; B (always a param): k; C (param when set): l; D (flag): imnt.
-CHANMODES = "b,k,l,imnt"
+# A (list, always a param): beI (core/lists.py); B (always a param): k; C (param when
+# set): l; D (flag): Cimnst.
+CHANMODES = "beI,k,l,Cimnst"
 PREFIX_MODES = "ov"
 PREFIX_SYMBOLS = "@+"
-# Room flags (CHANMODES kind D) and the Channel attribute each one sets.
-FLAG_MODES = {"i": "invite_only", "m": "moderated", "n": "no_external", "t": "topic_lock"}
+# Room flags (CHANMODES kind D) and the Channel attribute each one sets, in CHANMODES
+# order (the order RPL_CHANNELMODEIS shows them in).  +C and +s as InspIRCd and Ergo:
+# +C refuses CTCPs but ACTION, +s hides the room from those outside it.
+FLAG_MODES = {"C": "no_ctcp", "i": "invite_only", "m": "moderated", "n": "no_external",
+              "s": "secret", "t": "topic_lock"}
+# RPL_MYINFO (004): every channel mode letter, and those that take a parameter.
+MYINFO_CHANMODES = "".join(sorted(set(CHANMODES.replace(",", "") + PREFIX_MODES)))
+MYINFO_PARAM_CHANMODES = "".join(sorted(set("".join(CHANMODES.split(",")[:3]) + PREFIX_MODES)))
 
 
 @dataclass(frozen=True)
@@ -112,7 +119,7 @@ class Channel:
     __slots__ = (
         "name", "key", "members", "direct", "topic", "topic_by", "topic_time", "created",
         "moderated", "no_external", "topic_lock", "invite_only", "password",
-        "limit", "bans",
+        "limit", "bans", "excepts", "invex", "secret", "no_ctcp",
     )
 
     def __init__(self, name: str, key: str, now: float) -> None:
@@ -132,18 +139,28 @@ class Channel:
         self.no_external = True
         self.topic_lock = True
         self.invite_only = False
+        self.secret = False  # +s
+        self.no_ctcp = False  # +C
         self.password: str | None = None
         self.limit: int | None = None
-        # +b: mask -> (set by, when); masks as set (nick!user@host with * and ?).
+        # +b, +e, +I (core/lists.py): mask -> (set by, when); masks as set
+        # (nick!user@host with * and ?).
         self.bans: dict[str, tuple[str, int]] = {}
+        self.excepts: dict[str, tuple[str, int]] = {}
+        self.invex: dict[str, tuple[str, int]] = {}
 
-    def mode_string(self) -> tuple[str, ...]:
-        """The ``+ntk key`` style mode string and its params (RPL_CHANNELMODEIS)."""
+    def mode_string(self, show_key: bool = True) -> tuple[str, ...]:
+        """
+        The ``+ntk key`` style mode string and its params (RPL_CHANNELMODEIS).
+
+        Without ``show_key`` (asked by one outside the room) the key reads ``<key>``,
+        as InspIRCd shows it: the room says it has one, not what it is.
+        """
         flags = "".join(c for c, attr in FLAG_MODES.items() if getattr(self, attr))
         params = []
         if self.password is not None:
             flags += "k"
-            params.append(self.password)
+            params.append(self.password if show_key else "<key>")
         if self.limit is not None:
             flags += "l"
             params.append(str(self.limit))

@@ -1,12 +1,13 @@
 """
 Room and user modes: what each mode letter does.
 
-test-case-name: tests.test_registry
+test-case-name: tests.test_registry, tests.test_chanmodes
 
 Who may change a room's modes is the registry's rule (:meth:`Registry.mode`:
 operators only); this module applies a MODE line letter by letter, one small
-handler per kind of mode (ISUPPORT ``CHANMODES=b,k,l,imnt``, ``PREFIX=(ov)@+``),
-and says what changed.
+handler per kind of mode (ISUPPORT ``CHANMODES=beI,k,l,Cimnst``, ``PREFIX=(ov)@+``),
+and says what changed.  The mask lists (b, e, I) are kept as
+:mod:`twistchat.core.lists` says.
 """
 
 from __future__ import annotations
@@ -14,7 +15,9 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
+from twistchat.core import lists
 from twistchat.core.events import Delivery
+from twistchat.core.masks import normal_mask
 from twistchat.core.model import FLAG_MODES, PREFIX_MODES, Channel, User
 from twistchat.wire import Message, casefold, is_decimal
 
@@ -125,7 +128,7 @@ class _ModeChange:
 
 
 def _mode_flag(change: _ModeChange, on: bool, letter: str) -> None:
-    """+i +m +n +t: a flag of the room."""
+    """+C +i +m +n +s +t: a flag of the room."""
     attribute = FLAG_MODES[letter]
     if getattr(change.channel, attribute) != on:
         setattr(change.channel, attribute, on)
@@ -193,56 +196,46 @@ def _mode_limit(change: _ModeChange, on: bool, letter: str) -> None:
     change.applied.append(("+", "l", raw))
 
 
-def _mode_ban(change: _ModeChange, on: bool, letter: str) -> None:
-    """+b mask / -b mask: the room's ban list (without a mask: the list, 367 and 368)."""
+def _mode_list(change: _ModeChange, on: bool, letter: str) -> None:
+    """
+    +b/+e/+I mask, -b/-e/-I mask: one of the room's mask lists (:mod:`twistchat.core.lists`).
+
+    Without a mask, the list itself (367/368, 348/349, 346/347).  A mask is kept
+    as ``nick!user@host``; adding one already there (any case), or removing one
+    that is not, changes nothing.  The three lists share ISUPPORT MAXLIST.
+    """
     channel = change.channel
     if not change.args:
-        change.out += ban_list(change.registry, change.user, channel)
+        change.out += lists.listing(change.registry, change.user, channel, letter)
         return
-    mask = normal_mask(change.args.pop(0))
+    raw = change.args.pop(0)
+    if not raw or " " in raw or raw.startswith(":"):
+        # It could not be a middle parameter of the 367-style entry (nor a mask).
+        change.error("696", channel.name, letter, raw or "*", "Invalid mask")
+        return
+    mask = normal_mask(raw)
+    held = lists.entries(channel, letter)
+    found = lists.find(held, mask)
     if on:
-        if mask in channel.bans:
+        if found is not None:
             return
-        if len(channel.bans) >= MAX_BANS:
-            change.error("478", channel.name, mask, f"Channel ban list is full ({MAX_BANS})")
+        if lists.total(channel) >= lists.MAX_LIST:
+            change.error("478", channel.name, letter, "Channel list is full")
             return
-        channel.bans[mask] = (change.user.source, int(change.registry.clock()))
+        held[mask] = (change.user.source, int(change.registry.clock()))
     else:
-        found = next((m for m in channel.bans if casefold(m) == casefold(mask)), None)
         if found is None:
             return
-        del channel.bans[found]
+        del held[found]
         mask = found
-    change.applied.append(("+" if on else "-", "b", mask))
+    change.applied.append(("+" if on else "-", letter, mask))
 
 
 # ISUPPORT MODES=4: the most modes with a parameter one MODE line applies.
 MODES_PER_LINE = 4
 # The letters that take a parameter, set and unset (the rest of CHANMODES take none, or
 # only when set: +l).
-_TAKES_PARAM = {"+": frozenset("bklov"), "-": frozenset("bkov")}
-
-# ISUPPORT MAXLIST=b:100: the most bans one room keeps.
-MAX_BANS = 100
-
-
-def normal_mask(mask: str) -> str:
-    """A ban mask as nick!user@host: ``bob`` is ``bob!*@*``, ``*@10.0.0.7`` is ``*!*@10.0.0.7``."""
-    if "!" not in mask and "@" not in mask:
-        return f"{mask}!*@*"
-    if "!" not in mask:
-        return f"*!{mask}"
-    if "@" not in mask:
-        return f"{mask}@*"
-    return mask
-
-
-def ban_list(registry: Registry, user: User, channel: Channel) -> list[Delivery]:
-    """RPL_BANLIST (367) per ban, then RPL_ENDOFBANLIST (368)."""
-    out = [registry.reply(user, "367", channel.name, mask, by, str(when))
-           for mask, (by, when) in channel.bans.items()]
-    out.append(registry.reply(user, "368", channel.name, "End of channel ban list"))
-    return out
+_TAKES_PARAM = {"+": frozenset("beIklov"), "-": frozenset("beIkov")}
 
 
 _MODE_HANDLERS: dict[str, Callable[[_ModeChange, bool, str], None]] = {
@@ -250,5 +243,5 @@ _MODE_HANDLERS: dict[str, Callable[[_ModeChange, bool, str], None]] = {
     **{letter: _mode_prefix for letter in PREFIX_MODES},
     "k": _mode_key,
     "l": _mode_limit,
-    "b": _mode_ban,
+    **{letter: _mode_list for letter in lists.LIST_MODES},
 }

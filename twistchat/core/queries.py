@@ -11,16 +11,16 @@ Numerics follow RFC 2812 section 5 and https://modern.ircdocs.horse/.
 
 from __future__ import annotations
 
-import re
 import time as _time
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from twistchat.core import modes
+from twistchat.core import lists, modes
 from twistchat.core.events import Delivery
+from twistchat.core.masks import mask_matcher
 from twistchat.core.model import CHANMODES, PREFIX_MODES, PREFIX_SYMBOLS, VERSION, Channel, User
-from twistchat.wire import CHANTYPES, casefold
+from twistchat.wire import CHANTYPES
 
 if TYPE_CHECKING:
     from twistchat.core.registry import Registry
@@ -36,7 +36,7 @@ def isupport(registry: Registry) -> list[str]:
         f"TOPICLEN={lim.topiclen}", f"AWAYLEN={lim.awaylen}", f"KICKLEN={lim.kicklen}",
         f"NAMELEN={lim.namelen}", f"MONITOR={lim.monitor}", "BOT=B", "UTF8ONLY",
         f"CHANLIMIT={CHANTYPES}:{lim.max_channels}", f"MODES={modes.MODES_PER_LINE}",
-        "MAXLIST=b:100",
+        f"MAXLIST={''.join(lists.LIST_MODES)}:{lists.MAX_LIST}", "EXCEPTS=e", "INVEX=I",
         f"TARGMAX=PRIVMSG:{lim.max_targets},NOTICE:{lim.max_targets}",
         f"NETWORK={registry.network}", "LINELEN=512", "STATUSMSG=@+",
     ] + registry.extra_isupport
@@ -97,25 +97,32 @@ PLAIN_NAMES = NamesView()
 
 def names(registry: Registry, user: User, name: str, multi_prefix: bool = False,
           userhost: bool = False) -> list:
-    """NAMES for one room: 353 lines that fit 512 bytes, then 366."""
+    """
+    NAMES for one room: 353 lines that fit 512 bytes, then 366.
+
+    RPL_NAMREPLY's symbol is ``@`` for a secret (+s) room, ``=`` for any other
+    (modern.ircdocs.horse; ``*``, private, is +p, which we do not have).
+    """
     channel = registry.find_channel(name)
     out = []
-    if channel is not None and registry.can_see(user, channel):
+    seen = channel is not None and registry.can_see(user, channel)
+    if channel is not None and seen:
         names = [channel.prefix(m, multi_prefix) + (m.source if userhost else m.nick)
                  for m in channel.members]
-        head = f":{registry.server_name} 353 {user.nick} = {channel.name} :"
+        symbol = "@" if channel.secret else "="
+        head = f":{registry.server_name} 353 {user.nick} {symbol} {channel.name} :"
         room = 510 - len(head.encode("utf-8"))
         line: list = []
         size = 0
         for entry in names:
             if line and size + len(entry) + 1 > room:
-                out.append(registry.reply(user, "353", "=", channel.name, " ".join(line)))
+                out.append(registry.reply(user, "353", symbol, channel.name, " ".join(line)))
                 line, size = [], 0
             line.append(entry)
             size += len(entry) + 1
         if line:
-            out.append(registry.reply(user, "353", "=", channel.name, " ".join(line)))
-    shown = channel.name if channel is not None else name
+            out.append(registry.reply(user, "353", symbol, channel.name, " ".join(line)))
+    shown = channel.name if channel is not None and seen else name  # +s: not even its spelling
     out.append(registry.reply(user, "366", shown, "End of /NAMES list"))
     return out
 
@@ -128,6 +135,8 @@ def list_channels(registry: Registry, user: User, names: list | None = None) -> 
     else:
         channels = [c for c in (registry.find_channel(n) for n in names) if c is not None]
     for channel in channels:
+        if not registry.can_see(user, channel):
+            continue  # +s: not listed to those outside it, named or not
         out.append(registry.reply(user, "322", channel.name, str(len(channel.members)),
                                channel.topic))
     out.append(registry.reply(user, "323", "End of /LIST"))
@@ -160,14 +169,6 @@ def who(registry: Registry, user: User, mask: str, multi_prefix: bool = False) -
                 out.append(_who_line(registry, user, found, None, multi_prefix))
     out.append(registry.reply(user, "315", mask, "End of WHO list"))
     return out
-
-
-def mask_matcher(mask: str) -> Callable[[str], bool]:
-    """A test of a name against an IRC mask (``*``, ``?``), case folded (rfc1459)."""
-    pattern = re.compile("".join(
-        ".*" if c == "*" else "." if c == "?" else re.escape(c) for c in casefold(mask)),
-        re.DOTALL)
-    return lambda name: pattern.fullmatch(casefold(name)) is not None
 
 
 def _share_a_room(one: User, other: User) -> bool:

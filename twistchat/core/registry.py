@@ -34,10 +34,13 @@ import time
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from typing import Any
 
-from twistchat.core import identity, modes, queries
+from twistchat.core import identity, lists, modes, queries
 from twistchat.core.events import Delivery, Disconnect, Event, Gated
+from twistchat.core.masks import matches_any
 from twistchat.core.model import (
     CHANMODES,
+    MYINFO_CHANMODES,
+    MYINFO_PARAM_CHANMODES,
     PREFIX_MODES,
     PREFIX_SYMBOLS,
     VERSION,
@@ -196,11 +199,18 @@ class Registry:
     # ------------------------------------------------------------- permissions
 
     def can_join(self, user: User, channel: Channel, password: str | None) -> Delivery | None:
-        """The error that keeps ``user`` out of an existing ``channel``, or None (+b +i +k +l)."""
+        """
+        The error that keeps ``user`` out of an existing ``channel``, or None (+b +i +k +l).
+
+        An INVITE lets one past +b, +i and +k; a matching invite exception (+I)
+        past +i only (as Ergo and InspIRCd); a ban exception (+e) unbans
+        (:meth:`is_banned`).
+        """
         invited = user.invited_to is not None and channel in user.invited_to
         if self.is_banned(user, channel) and not invited:
             return self.reply(user, "474", channel.name, "Cannot join channel (+b)")
-        if channel.invite_only and not invited:
+        if channel.invite_only and not invited \
+                and not matches_any(channel.invex, user.source):
             return self.reply(user, "473", channel.name, "Cannot join channel (+i)")
         if channel.password is not None and password != channel.password and not invited:
             return self.reply(user, "475", channel.name, "Cannot join channel (+k)")
@@ -208,8 +218,15 @@ class Registry:
             return self.reply(user, "471", channel.name, "Cannot join channel (+l)")
         return None
 
-    def can_speak(self, user: User, channel: Channel) -> Delivery | None:
-        """The error that keeps ``user`` from speaking in ``channel``, or None (+n, +m)."""
+    def can_speak(self, user: User, channel: Channel, text: str = "") -> Delivery | None:
+        """
+        The error that keeps ``user`` from saying ``text`` in ``channel``, or None.
+
+        +n, +m, +b (unless +e), and +C: a CTCP other than ACTION (``\\x01VERSION\\x01``)
+        to a +C room is refused, from anyone (as InspIRCd's noctcp, ops included).
+        """
+        if channel.no_ctcp and _is_ctcp(text):
+            return self.reply(user, "404", channel.name, "Cannot send CTCP to channel (+C)")
         modes = channel.members.get(user)
         if modes is None and channel.no_external:
             return self.reply(user, "404", channel.name, "Cannot send to channel (+n)")
@@ -221,11 +238,15 @@ class Registry:
         return None
 
     def is_banned(self, user: User, channel: Channel) -> bool:
-        """Does a ban of ``channel`` match ``user``'s nick!user@host (rfc1459 folding)?"""
+        """
+        Does a ban of ``channel`` match ``user``'s nick!user@host (rfc1459 folding)?
+
+        Not if a ban exception (+e) matches too: an exception outweighs every ban.
+        """
         if not channel.bans:
             return False
         source = user.source
-        return any(queries.mask_matcher(mask)(source) for mask in channel.bans)
+        return matches_any(channel.bans, source) and not matches_any(channel.excepts, source)
 
     def can_read(self, user: User, target: str) -> bool:
         """
@@ -241,8 +262,13 @@ class Registry:
         return parties is not None and user.registered and user.key in parties
 
     def can_see(self, user: User, channel: Channel) -> bool:
-        """May ``user`` see who is in ``channel`` and its topic (NAMES, WHO, WHOIS)?"""
-        return user in channel.members or not channel.invite_only
+        """
+        May ``user`` see ``channel``, who is in it and its topic (LIST, NAMES, WHO, WHOIS)?
+
+        Its members always; others unless it is secret (+s).  +i hides nothing:
+        it keeps people out, it does not hide who is in (modern.ircdocs.horse).
+        """
+        return not channel.secret or user in channel.members
 
     def is_operator(self, user: User, channel: Channel) -> bool:
         """Is ``user`` an operator (``@``) of ``channel``?"""
@@ -425,7 +451,7 @@ class Registry:
             self.reply(user, "003", "This server was created " + time.strftime(
                 "%Y-%m-%d %H:%M:%S UTC", time.gmtime(self.created))),
             self.reply(user, "004", self.server_name, VERSION, "".join(modes.USER_MODES),
-                       "biklmnotv", "bklov"),
+                       MYINFO_CHANMODES, MYINFO_PARAM_CHANMODES),
         ]
         out += self.isupport_replies(user)
         out += self.lusers(user)
@@ -633,7 +659,7 @@ class Registry:
                 if channel is None:
                     error("403", name, "No such channel")
                     continue
-                refused = self.can_speak(user, channel)
+                refused = self.can_speak(user, channel, text)
                 if refused is not None:
                     if not notice:
                         out.append(refused)
@@ -669,7 +695,7 @@ class Registry:
         channel = self.find_channel(name)
         if channel is None:
             return [] if notice else [self.reply(user, "403", name, "No such channel")]
-        refused = self.can_speak(user, channel)
+        refused = self.can_speak(user, channel, text)
         if refused is not None:
             return [] if notice else [refused]
         wanted = PREFIX_MODES[:PREFIX_SYMBOLS.index(symbol) + 1]  # "@": o; "+": o or v
@@ -780,23 +806,20 @@ class Registry:
 
     def mode(self, user: User, target: str, changes: str | None = None,
              args: Iterable[str] = ()) -> list:
-        """MODE on a room (query, or +o/+v/+t/+n/+m/+i/+k/+l) or on oneself (+i)."""
+        """MODE on a room (query, or a change of CHANMODES/PREFIX letters) or on oneself."""
         if target[:1] not in CHANTYPES:
             return modes.user_mode(self, user, target, changes)
         channel = self.find_channel(target)
         if channel is None:
             return [self.reply(user, "403", target, "No such channel")]
         if changes is None:
-            return [self.reply(user, "324", channel.name, *channel.mode_string()),
+            shown = channel.mode_string(show_key=user in channel.members)
+            return [self.reply(user, "324", channel.name, *shown),
                     self.reply(user, "329", channel.name, str(channel.created))]
-        if changes.strip("+-") == "b" and not args:
-            # The ban list: anyone may see it (clients ask on join), as most servers allow.
-            return modes.ban_list(self, user, channel)
-        if changes.strip("+-") in ("e", "I") and not args:
-            # Exception and invite lists: we keep none.
-            end = {"e": ("349", "End of channel exception list"),
-                   "I": ("347", "End of channel invite list")}[changes.strip("+-")]
-            return [self.reply(user, end[0], channel.name, end[1])]
+        if changes.strip("+-") in lists.LIST_MODES and not args:
+            # A list, asked by anyone (clients ask for +b on join): lists.listing says
+            # who may see which.
+            return lists.listing(self, user, channel, changes.strip("+-"))
         if user not in channel.members:
             return [self.reply(user, "442", channel.name, "You're not on that channel")]
         if not self.is_operator(user, channel):
@@ -849,6 +872,19 @@ def bot_tags(user: User, client_tags: Mapping[str, str] | None) -> Mapping[str, 
     if not user.bot:
         return client_tags
     return {**(client_tags or {}), "bot": ""}
+
+
+def _is_ctcp(text: str) -> bool:
+    """
+    Is ``text`` a CTCP other than ACTION (what +C refuses)?
+
+    A CTCP is a message that starts with ``\\x01`` (the CTCP spec, ircdocs
+    ctcp.html); ``\\x01ACTION ...`` is ``/me``, ordinary talk.
+    """
+    if not text.startswith("\x01"):
+        return False
+    verb = text[1:].split(" ", 1)[0].rstrip("\x01")
+    return verb.upper() != "ACTION"
 
 
 def _truncate(text: str, limit: int) -> str:
