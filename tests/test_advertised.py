@@ -389,6 +389,22 @@ def check_utf8only(server, value):
     assert one(probe.ask(), "FAIL").params[1] == "INVALID_UTF8"
 
 
+def check_whox(server, value):
+    """WHO <room> %fields,token: 354 with exactly those fields in order; ':' before r only."""
+    assert value == ""
+    asker, other = Probe(server), Probe(server)
+    room = next(_rooms)
+    other.join(room)
+    other.ask("SETNAME :Solo")
+    got = asker.ask(f"WHO {room} %rnft,42")
+    assert codes(got) == ["354", "315"]
+    assert one(got, "354").params == (asker.nick, "42", other.nick, "H@", "Solo")
+    assert asker.client.seen[-3].endswith(f" 354 {asker.nick} 42 {other.nick} H@ :Solo")
+    asker.ask(f"WHO {room} %n")
+    assert asker.client.seen[-3].endswith(f" 354 {asker.nick} {other.nick}")
+    assert codes(asker.ask(f"WHO {room} %tn,1000")) == ["400", "315"]
+
+
 TOKENS = {
     "CASEMAPPING": check_casemapping, "CHANTYPES": check_chantypes, "PREFIX": check_prefix,
     "CHANMODES": check_chanmodes, "NICKLEN": check_nicklen, "CHANNELLEN": check_channellen,
@@ -398,6 +414,7 @@ TOKENS = {
     "STATUSMSG": check_statusmsg, "CHATHISTORY": check_chathistory,
     "MSGREFTYPES": check_msgreftypes, "BOT": check_bot, "MONITOR": check_monitor,
     "NAMELEN": check_namelen, "UTF8ONLY": check_utf8only,
+    "WHOX": check_whox,
 }
 
 

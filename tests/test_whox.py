@@ -2,6 +2,11 @@
 WHOX (WHO's fields, 354) without I/O; and how 354 is written.
 """
 
+import pytest
+
+from tests.test_registry import codes, joined, make
+from twistchat.core import whox
+from twistchat.core.commands import PLAIN, Context, dispatch
 from twistchat.frontends.ircv3 import NO_CAPS
 from twistchat.wire import Message, encode, parse
 
@@ -32,3 +37,154 @@ def test_a_client_view_that_strips_tags_keeps_trailing():
     """The IRC front-end's View.format rebuilds a tagged Message; the ':' survives."""
     tagged = Message("354", ("me", "Bob"), "srv", {"x": "y"}, trailing=True)
     assert NO_CAPS.format(tagged, 0) == b":srv 354 me :Bob\r\n"
+
+
+# ---------------------------------------------------------------- WHOX requests
+
+
+@pytest.mark.parametrize("arg, fields, token", [
+    ("%n", "n", ""),
+    ("%rnxyzt,5", "tnr", "5"),  # the fixed order; unknown letters ignored
+    ("%tcuihsnfdlaor,999", "tcuihsnfdlaor", "999"),  # TOKEN_DIGITS digits: the edge
+    ("%nn", "n", ""),
+    ("o%n", "n", ""),  # flags before '%' are ignored
+    ("%", "", ""),
+    ("%n,007", "n", "007"),  # a token without t is allowed, and not written
+])
+def test_parse_query(arg, fields, token):
+    """The fields asked for, in FIELD_ORDER, and the token."""
+    assert whox.parse_query(arg) == whox.Query(fields, token)
+
+
+@pytest.mark.parametrize("arg", ["", "o", "n"])
+def test_no_percent_is_no_whox_query(arg):
+    """WHO's second parameter without '%' is a plain WHO (352)."""
+    assert whox.parse_query(arg) is None
+
+
+@pytest.mark.parametrize("arg", ["%t,1000", "%t,", "%t,4a", "%t,²", "%n,-1", "%t"])
+def test_bad_tokens_are_refused(arg):
+    """A token of more than TOKEN_DIGITS or non-ASCII digits, or t without a token."""
+    assert whox.TOKEN_DIGITS == 3
+    with pytest.raises(whox.BadQuery):
+        whox.parse_query(arg)
+
+
+def _room():
+    """#r with alice (op, voiced) and bob (away); carol outside; the clock at 1.8e9."""
+    registry, clock = make()
+    alice, _ = joined(registry, "alice", "#r")
+    bob, _ = joined(registry, "bob", "#r")
+    carol, _ = joined(registry, "carol")
+    registry.mode(alice, "#r", "+v", ["alice"])
+    registry.set_away(bob, "lunch")
+    registry.set_realname(bob, "Bob B. Bobson")
+    return registry, clock, {"alice": alice, "bob": bob, "carol": carol}
+
+
+def lines(out, code="354"):
+    """The params of the ``code`` lines (without the asker's nick); the answer ends with 315."""
+    assert codes(out)[-1] == "315"
+    return [d.payload.params[1:] for d in out if d.payload.command == code]
+
+
+def test_every_field_in_the_fixed_order():
+    """%tcuihsnfdlaor,42: token room user IP host server nick flags 0 idle 0 n/a realname."""
+    registry, clock, users = _room()
+    clock.now += 42
+    bob = users["bob"]
+    got = lines(registry.who(users["alice"], "#r", False, "%tcuihsnfdlaor,42"))
+    assert got == [
+        ("42", "#r", "alice", users["alice"].address, users["alice"].host, "srv", "alice", "H@",
+         "0", "42", "0", "n/a", "alice"),
+        ("42", "#r", "bob", bob.address, bob.host, "srv", "bob", "G", "0", "42", "0", "n/a",
+         "Bob B. Bobson"),
+    ]
+
+
+def test_the_realname_line_is_written_with_its_colon_and_other_lines_without():
+    """r last: trailing; any other last field: a value."""
+    registry, _, users = _room()
+    with_r = [d.payload for d in registry.who(users["carol"], "#r", False, "%nr")][0]
+    without = [d.payload for d in registry.who(users["carol"], "#r", False, "%rn")][0]
+    assert with_r.trailing and encode(with_r) == b":srv 354 carol alice :alice\r\n"
+    assert encode(without) == b":srv 354 carol alice :alice\r\n"  # %rn is %nr: r is last
+    nick_only = [d.payload for d in registry.who(users["carol"], "#r", False, "%n")][0]
+    assert not nick_only.trailing and encode(nick_only) == b":srv 354 carol alice\r\n"
+
+
+def test_flags_follow_multi_prefix_as_352_does():
+    """f is H@ plainly and H@+ with multi-prefix."""
+    registry, _, users = _room()
+    assert lines(registry.who(users["bob"], "#r", False, "%nf"))[0] == ("alice", "H@")
+    assert lines(registry.who(users["bob"], "#r", True, "%nf"))[0] == ("alice", "H@+")
+
+
+def test_a_mask_who_has_no_channel_and_the_same_users():
+    """WHO al* %cn: the channel placeholder '*'; +i users hidden from strangers as for 352."""
+    registry, _, users = _room()
+    assert lines(registry.who(users["carol"], "al*", False, "%cn")) == [("*", "alice")]
+    registry.mode(users["alice"], "alice", "+i")
+    assert lines(registry.who(users["carol"], "al*", False, "%cn")) == []
+    assert lines(registry.who(users["bob"], "al*", False, "%cn")) == [("*", "alice")]
+
+
+def test_the_ip_is_hidden_behind_a_vhost_except_from_its_owner():
+    """i: the address while the host shows it anyway; 255.255.255.255 once a vhost hides it."""
+    registry, _, users = _room()
+    alice = users["alice"]
+    assert lines(registry.who(users["carol"], "alice", False, "%i")) == [(alice.address,)]
+    registry.change_host(alice, "alice", "cloak.example")
+    assert lines(registry.who(users["carol"], "alice", False, "%ih")) == [
+        (whox.HIDDEN_IP, "cloak.example")]
+    assert lines(registry.who(alice, "alice", False, "%i")) == [(alice.address,)]
+
+
+def test_idle_is_seconds_since_the_last_activity():
+    """l counts from the user's last line, as WHOIS 317 does."""
+    registry, clock, users = _room()
+    clock.now += 100
+    dispatch(registry, users["bob"], Message("PRIVMSG", ("#r", "hi")))
+    clock.now += 7
+    idle = dict(lines(registry.who(users["carol"], "#r", False, "%nl")))
+    assert idle == {"alice": "107", "bob": "7"}
+
+
+def test_no_fields_is_354_with_the_asker_alone():
+    """'%' and no known field: exactly the fields asked for, none (no 352: "MUST NOT")."""
+    registry, _, users = _room()
+    out = registry.who(users["carol"], "#r", False, "%xyz")
+    assert codes(out) == ["354", "354", "315"]
+    assert [d.payload.params for d in out][0] == ("carol",)
+
+
+def test_a_bad_token_is_answered_400_then_315():
+    """ERR_UNKNOWNERROR names WHO and says why; the WHO still ends with 315, nothing listed."""
+    registry, _, users = _room()
+    out = registry.who(users["carol"], "#r", False, "%tn,1234")
+    assert codes(out) == ["400", "315"]
+    assert out[0].payload.params[:2] == ("carol", "WHO")
+    assert "1 to 3 digits" in out[0].payload.params[-1]
+    assert out[1].payload.params[1] == "#r"
+
+
+def test_without_percent_who_answers_352_as_before():
+    """WHO #r o (a flag, no '%') is the plain WHO."""
+    registry, _, users = _room()
+    assert codes(registry.who(users["carol"], "#r", False, "o")) == ["352", "352", "315"]
+
+
+def test_dispatch_passes_whox_through():
+    """WHO #r %tn,7 through the command table; multi-prefix from the connection's context."""
+    registry, _, users = _room()
+    out = dispatch(registry, users["carol"], Message("WHO", ("#r", "%tnf,7")),
+                   Context(multi_prefix=True))
+    assert lines(out) == [("7", "alice", "H@+"), ("7", "bob", "G")]
+    assert codes(dispatch(registry, users["carol"], Message("WHO", ("#r",)), PLAIN)) == \
+        ["352", "352", "315"]
+
+
+def test_whox_is_advertised():
+    """ISUPPORT has WHOX, without a value."""
+    registry, _ = make()
+    assert "WHOX" in registry.isupport()

@@ -290,9 +290,10 @@ class Registry:
         """LIST: 321, one 322 per room (all, or the ones named), 323."""
         return queries.list_channels(self, user, names)
 
-    def who(self, user: User, mask: str, multi_prefix: bool = False) -> list[Delivery]:
-        """WHO for a room or a mask: 352 per match, then 315."""
-        return queries.who(self, user, mask, multi_prefix)
+    def who(self, user: User, mask: str, multi_prefix: bool = False,
+            options: str = "") -> list[Delivery]:
+        """WHO for a room or a mask: 352 (or WHOX's 354) per match, then 315."""
+        return queries.who(self, user, mask, multi_prefix, options)
 
     def whois(self, user: User, nick: str) -> list[Delivery]:
         """WHOIS: 311, 319, 312, 301, 317, 318 (or 401 + 318)."""
