@@ -1,11 +1,13 @@
 """
-WHOX (WHO's fields, 354) without I/O; and how 354 is written.
+WHOX (WHO's fields, 354) and LIST's ELIST conditions, without I/O; and how 354 is written.
+
+The real server is checked in tests/test_advertised.py (check_whox, check_elist).
 """
 
 import pytest
 
 from tests.test_registry import codes, joined, make
-from twistchat.core import whox
+from twistchat.core import elist, whox
 from twistchat.core.commands import PLAIN, Context, dispatch
 from twistchat.frontends.ircv3 import NO_CAPS
 from twistchat.wire import Message, encode, parse
@@ -184,7 +186,121 @@ def test_dispatch_passes_whox_through():
         ["352", "352", "315"]
 
 
-def test_whox_is_advertised():
-    """ISUPPORT has WHOX, without a value."""
+def test_whox_and_elist_are_advertised():
+    """ISUPPORT has WHOX (no value) and ELIST with every letter LIST serves."""
     registry, _ = make()
-    assert "WHOX" in registry.isupport()
+    tokens = registry.isupport()
+    assert "WHOX" in tokens and "ELIST=CMNTU" in tokens
+
+
+# ---------------------------------------------------------------- LIST and ELIST
+
+
+@pytest.mark.parametrize("params, query", [
+    ((), elist.ListQuery()),
+    (("#a,#b",), elist.ListQuery(names=("#a", "#b"))),
+    (("#a*,!#ab*,>2,<10",), elist.ListQuery(
+        masks=("#a*",), excluded=("#ab*",),
+        conditions=(elist.Condition("U", ">", 2), elist.Condition("U", "<", 10)))),
+    (("#a?", "C<5,t>3,U>1"), elist.ListQuery(
+        masks=("#a?",), conditions=(elist.Condition("C", "<", 5), elist.Condition("T", ">", 3),
+                                    elist.Condition("U", ">", 1)))),
+    (("Cat*",), elist.ListQuery(masks=("Cat*",))),  # C then no < or >: a mask
+    ((",,#a,",), elist.ListQuery(names=("#a",))),
+])
+def test_parse_list(params, query):
+    """Names, M masks, N masks, U/C/T conditions; in one parameter or two; empty items skipped."""
+    assert elist.parse_list(params) == query
+
+
+@pytest.mark.parametrize("item", [">", "<x", ">-1", "C<", "T>1x", "c>²", "!", "U<"])
+def test_bad_conditions_are_refused(item):
+    """Looks like a condition, is not one."""
+    with pytest.raises(elist.BadCondition):
+        elist.parse_list([item])
+
+
+def _rooms():
+    """#alpha (3 members, topic), #abc (2), #beta (1); the asker is in none."""
+    registry, clock = make()
+    asker, _ = joined(registry, "asker")
+    for n, room in enumerate(("#alpha", "#abc", "#beta")):
+        for m in range(3 - n):
+            joined(registry, f"u{n}x{m}", room)
+    op = registry.find_channel("#alpha").members
+    registry.topic(next(iter(op)), "#alpha", "Alpha's topic")
+    return registry, clock, asker
+
+
+def listed(out):
+    """The rooms of the 322 lines; the answer is 321 ... 323."""
+    assert codes(out)[0] == "321" and codes(out)[-1] == "323"
+    return [d.payload.params[1] for d in out if d.payload.command == "322"]
+
+
+@pytest.mark.parametrize("params, rooms", [
+    ((), ["#alpha", "#abc", "#beta"]),
+    ((">1",), ["#alpha", "#abc"]),
+    ((">2",), ["#alpha"]),  # more than: strictly
+    ((">3",), []),
+    (("<3",), ["#abc", "#beta"]),
+    (("<1",), []),
+    (("#a*",), ["#alpha", "#abc"]),
+    (("#A?C",), ["#abc"]),  # case folded, ? is one character
+    (("!#a*",), ["#beta"]),
+    (("!#beta",), ["#alpha", "#abc"]),
+    (("#a*,>2",), ["#alpha"]),  # several conditions: all of them
+    (("#a*", "<3"), ["#abc"]),  # in two parameters
+    (("#beta,#abc",), ["#beta", "#abc"]),  # named rooms: in the order asked
+    (("#beta,#BETA,#nope",), ["#beta"]),  # once each; rooms that do not exist are skipped
+    (("#beta,#al*",), ["#alpha", "#beta"]),  # names or masks
+])
+def test_list_filters(params, rooms):
+    """LIST with names, M/N masks and U conditions lists the rooms asked for."""
+    registry, _, asker = _rooms()
+    assert listed(registry.list_channels(asker, params)) == rooms
+
+
+def test_list_by_creation_time_in_minutes():
+    """C<n: created less than n minutes ago; C>n: more than n minutes ago (strictly)."""
+    registry, clock, asker = _rooms()
+    clock.now += 300
+    joined(registry, "late", "#late")
+    assert listed(registry.list_channels(asker, ["C<1"])) == ["#late"]
+    assert listed(registry.list_channels(asker, ["C>4"])) == ["#alpha", "#abc", "#beta"]
+    assert listed(registry.list_channels(asker, ["C>5"])) == []  # 300 s is not more than 5 min
+    assert listed(registry.list_channels(asker, ["C<5"])) == ["#late"]
+    assert listed(registry.list_channels(asker, ["C<0"])) == []
+
+
+def test_list_by_topic_time_skips_rooms_without_a_topic():
+    """T<n / T>n as C, on the topic's time; a room with no topic has none and never matches."""
+    registry, clock, asker = _rooms()
+    clock.now += 600
+    assert listed(registry.list_channels(asker, ["T>9"])) == ["#alpha"]
+    assert listed(registry.list_channels(asker, ["T<10"])) == []
+    assert listed(registry.list_channels(asker, ["T<11"])) == ["#alpha"]
+
+
+def test_list_shows_members_and_topic():
+    """322: room, member count, topic."""
+    registry, _, asker = _rooms()
+    out = registry.list_channels(asker, ["#alpha"])
+    assert [d.payload.params for d in out if d.payload.command == "322"] == [
+        ("asker", "#alpha", "3", "Alpha's topic")]
+
+
+def test_a_bad_condition_is_answered_400_then_323():
+    """ERR_UNKNOWNERROR quotes the item and what is served; the LIST ends with 323."""
+    registry, _, asker = _rooms()
+    out = registry.list_channels(asker, ["#a*,>x"])
+    assert codes(out) == ["400", "323"]
+    assert out[0].payload.params == (
+        "asker", "LIST", 'Unknown LIST condition ">x" (ELIST=CMNTU: <n >n C<n C>n T<n T>n !mask)')
+
+
+def test_dispatch_passes_every_list_parameter():
+    """LIST #a* >2 through the command table."""
+    registry, _, asker = _rooms()
+    assert listed(dispatch(registry, asker, Message("LIST", ("#a*", ">2")))) == ["#alpha"]
+    assert listed(dispatch(registry, asker, Message("LIST", ()))) == ["#alpha", "#abc", "#beta"]

@@ -166,7 +166,7 @@ def _names(reg: Registry, user: User, p: Params, ctx: Context) -> list[Delivery]
 
 
 def _list(reg: Registry, user: User, p: Params, ctx: Context) -> list[Delivery]:
-    return reg.list_channels(user, p[0].split(",") if p else None)
+    return reg.list_channels(user, p)
 
 
 def _who(reg: Registry, user: User, p: Params, ctx: Context) -> list[Delivery]:

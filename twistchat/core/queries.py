@@ -13,11 +13,11 @@ from __future__ import annotations
 
 import re
 import time as _time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from twistchat.core import modes, whox
+from twistchat.core import elist, modes, whox
 from twistchat.core.events import Delivery
 from twistchat.core.model import CHANMODES, PREFIX_MODES, PREFIX_SYMBOLS, VERSION, Channel, User
 from twistchat.wire import CHANTYPES, casefold
@@ -38,6 +38,7 @@ def isupport(registry: Registry) -> list[str]:
         f"CHANLIMIT={CHANTYPES}:{lim.max_channels}", f"MODES={modes.MODES_PER_LINE}",
         "MAXLIST=b:100",
         "WHOX",  # WHO's fields (core/whox.py)
+        f"ELIST={elist.ELIST}",  # LIST's search extensions (core/elist.py)
         f"TARGMAX=PRIVMSG:{lim.max_targets},NOTICE:{lim.max_targets}",
         f"NETWORK={registry.network}", "LINELEN=512", "STATUSMSG=@+",
     ] + registry.extra_isupport
@@ -120,16 +121,34 @@ def names(registry: Registry, user: User, name: str, multi_prefix: bool = False,
     return out
 
 
-def list_channels(registry: Registry, user: User, names: list | None = None) -> list:
-    """LIST: 321, one 322 per room (all, or the ones named), 323."""
-    out = [registry.reply(user, "321", "Channel", "Users  Name")]
-    if names is None:
-        channels = registry.rooms()
+def list_channels(registry: Registry, user: User, params: Sequence[str] = ()) -> list:
+    """
+    LIST: 321, one 322 per room asked for, 323.
+
+    ``params`` are LIST's as sent: room names, masks and the ELIST conditions
+    of :mod:`twistchat.core.elist`, comma-separated, in one parameter or two.
+    Named rooms alone are listed in the order named; otherwise every room is
+    searched.  A bad condition gets ERR_UNKNOWNERROR (400), then 323, nothing listed.
+    """
+    try:
+        query = elist.parse_list(params)
+    except elist.BadCondition as bad:
+        return [registry.reply(user, "400", "LIST", f'Unknown LIST condition "{bad}" '
+                               f"(ELIST={elist.ELIST}: <n >n C<n C>n T<n T>n !mask)"),
+                registry.reply(user, "323", "End of /LIST")]
+    if query.only_names:
+        found = (registry.find_channel(n) for n in query.names)
+        channels = list(dict.fromkeys(c for c in found if c is not None))  # once each
     else:
-        channels = [c for c in (registry.find_channel(n) for n in names) if c is not None]
+        channels = registry.rooms()
+    matches = query.matcher()
+    now = registry.clock()
+    out = [registry.reply(user, "321", "Channel", "Users  Name")]
     for channel in channels:
+        if not matches(channel, now):
+            continue
         out.append(registry.reply(user, "322", channel.name, str(len(channel.members)),
-                               channel.topic))
+                                  channel.topic))
     out.append(registry.reply(user, "323", "End of /LIST"))
     return out
 
