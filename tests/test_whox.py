@@ -7,6 +7,7 @@ The real server is checked in tests/test_advertised.py (check_whox, check_elist)
 import pytest
 
 from tests.test_registry import codes, joined, make
+from tests.udpnet import Raw
 from twistchat.core import elist, whox
 from twistchat.core.commands import PLAIN, Context, dispatch
 from twistchat.frontends.ircv3 import NO_CAPS
@@ -39,6 +40,17 @@ def test_a_client_view_that_strips_tags_keeps_trailing():
     """The IRC front-end's View.format rebuilds a tagged Message; the ':' survives."""
     tagged = Message("354", ("me", "Bob"), "srv", {"x": "y"}, trailing=True)
     assert NO_CAPS.format(tagged, 0) == b":srv 354 me :Bob\r\n"
+
+
+def test_the_udp_front_end_keeps_trailing_when_it_numbers_a_line(world):
+    """UDP adds useq to every line it sends to a session; the realname keeps its ':'."""
+    client = Raw(world)
+    client.register("alice")
+    client.command("JOIN #r")
+    client.command("SETNAME Solo")
+    client.cseq += 1
+    client.send(f"@token={client.token};cseq={client.cseq} WHO #r %nr".encode())
+    assert any(d.endswith(b" 354 alice alice :Solo\r\n") for d in client.got), client.got
 
 
 # ---------------------------------------------------------------- WHOX requests
