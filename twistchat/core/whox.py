@@ -76,34 +76,15 @@ def parse_query(arg: str) -> Query | None:
 def reply_line(registry: Registry, asker: User, member: User, channel: Channel | None,
                flags: str, query: Query) -> Delivery:
     """One RPL_WHOSPCRPL line: ``354 <asker> [token] [channel] ... [:realname]``."""
-    values = []
-    for field in query.fields:
-        if field == "t":
-            values.append(query.token)
-        elif field == "c":
-            values.append(channel.name if channel is not None else "*")
-        elif field == "u":
-            values.append(member.user)
-        elif field == "i":
-            values.append(_ip(asker, member))
-        elif field == "h":
-            values.append(member.host)
-        elif field == "s":
-            values.append(registry.server_name)
-        elif field == "n":
-            values.append(member.nick)
-        elif field == "f":
-            values.append(flags)
-        elif field == "d":
-            values.append("0")  # one server: every user is here
-        elif field == "l":
-            values.append(str(max(int(registry.clock() - member.last_active), 0)))
-        elif field == "a":
-            values.append(NO_ACCOUNT)
-        elif field == "o":
-            values.append(NO_OPLEVEL)
-        else:  # "r", last
-            values.append(member.realname)
+    idle = max(int(registry.clock() - member.last_active), 0)
+    known = {
+        "t": query.token, "c": channel.name if channel is not None else "*",
+        "u": member.user, "i": _ip(asker, member), "h": member.host,
+        "s": registry.server_name, "n": member.nick, "f": flags,
+        "d": "0",  # hop count: one server, every user is here
+        "l": str(idle), "a": NO_ACCOUNT, "o": NO_OPLEVEL, "r": member.realname,
+    }
+    values = [known[field] for field in query.fields]
     realname_last = query.fields.endswith("r")
     middle = [safe_middle(v) for v in (values[:-1] if realname_last else values)]
     params = (asker.nick, *middle, *values[len(middle):])
