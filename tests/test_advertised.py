@@ -446,6 +446,46 @@ def check_utf8only(server, value):
     assert one(probe.ask(), "FAIL").params[1] == "INVALID_UTF8"
 
 
+def check_whox(server, value):
+    """WHO <room> %fields,token: 354 with exactly those fields in order; ':' before r only."""
+    assert value == ""
+    asker, other = Probe(server), Probe(server)
+    room = next(_rooms)
+    other.join(room)
+    other.ask("SETNAME :Solo")
+    got = asker.ask(f"WHO {room} %rnft,42")
+    assert codes(got) == ["354", "315"]
+    assert one(got, "354").params == (asker.nick, "42", other.nick, "H@", "Solo")
+    assert asker.client.seen[-3].endswith(f" 354 {asker.nick} 42 {other.nick} H@ :Solo")
+    asker.ask(f"WHO {room} %n")
+    assert asker.client.seen[-3].endswith(f" 354 {asker.nick} {other.nick}")
+    assert codes(asker.ask(f"WHO {room} %tn,1000")) == ["400", "315"]
+
+
+def check_elist(server, value):
+    """LIST's conditions: M and N masks, U member counts, C creation and T topic times."""
+    assert set(value) == set("CMNTU")
+    first, second, alone, asker = (Probe(server) for _ in range(4))
+    base = next(_rooms)
+    big, small = f"{base}big", f"{base}small"
+    first.join(big)
+    second.join(big)
+    alone.join(small)
+    first.ask(f"TOPIC {big} :about")
+
+    def listed(*params):
+        return [m.params[1] for m in asker.ask("LIST " + " ".join(params))
+                if m.command == "322" and m.params[1].startswith(base)]
+
+    assert listed(f"{base}*") == [big, small]
+    assert listed(f"{base}*,>1") == [big]
+    assert listed(f"{base}*", "<2") == [small]
+    assert listed(f"!{big}") == [small]
+    assert listed(f"{base}*,C<10") == [big, small] and listed(f"{base}*,C>10") == []
+    assert listed(f"{base}*,T<10") == [big] and listed(f"{base}*,T>10") == []
+    assert codes(asker.ask("LIST >x")) == ["400", "323"]
+
+
 TOKENS = {
     "CASEMAPPING": check_casemapping, "CHANTYPES": check_chantypes, "PREFIX": check_prefix,
     "CHANMODES": check_chanmodes, "NICKLEN": check_nicklen, "CHANNELLEN": check_channellen,
@@ -456,6 +496,7 @@ TOKENS = {
     "MSGREFTYPES": check_msgreftypes, "BOT": check_bot, "MONITOR": check_monitor,
     "NAMELEN": check_namelen, "UTF8ONLY": check_utf8only,
     "EXCEPTS": check_excepts, "INVEX": check_invex,
+    "WHOX": check_whox, "ELIST": check_elist,
 }
 
 

@@ -166,12 +166,19 @@ class Message:
     a value (message-tags: "Implementations MUST interpret empty tag values
     (e.g. foo=) as equivalent to missing tag values"); treat it as read-only.
     It takes no part in the hash.
+
+    ``trailing`` asks for the last parameter after ``:`` even where
+    :func:`text_param` does not know it as free text: free text whose place
+    depends on the request (WHOX's realname, last only when asked for).  It
+    says how to write the line, not what it means, so it takes no part in
+    equality either; :func:`parse` leaves it False.
     """
 
     command: str
     params: tuple[str, ...] = ()
     source: str | None = None
     tags: Mapping[str, str] = field(default_factory=dict, hash=False)
+    trailing: bool = field(default=False, compare=False)
 
     def __post_init__(self) -> None:
         # A list here would make the message unhashable and unequal to the
@@ -459,8 +466,11 @@ _TEXT_PARAM = {
 }
 # Numerics whose last parameter is a value, not text (RPL_MYINFO, RPL_UMODEIS,
 # RPL_CHANNELMODEIS, RPL_CREATIONTIME, RPL_TOPICWHOTIME, RPL_INVITING, the list entries
-# of +b +I +e): written with ':' only where needed.
-_VALUE_NUMERICS = frozenset({"004", "221", "324", "329", "333", "341", "346", "348", "367"})
+# of +b +I +e): written with ':' only where needed.  RPL_WHOSPCRPL (354) ends with the
+# last WHOX field asked for, a value but for the realname (``r``, always last): its
+# lines carry Message.trailing when they end with it, as ircu writes them.
+_VALUE_NUMERICS = frozenset({"004", "221", "324", "329", "333", "341", "346", "348", "354",
+                             "367"})
 
 
 def text_param(command: str, index: int) -> bool:
@@ -501,7 +511,8 @@ def _format_body(msg: Message) -> str:
                 )
         # ':' where needed (msg-join.yaml lists the minimal form), and always on free
         # text (see text_param), as every widely deployed server writes it.
-        if not last or last[0] == ":" or " " in last or text_param(command, len(params) - 1):
+        if not last or last[0] == ":" or " " in last or msg.trailing \
+                or text_param(command, len(params) - 1):
             last = ":" + last
         line = " ".join((command, *middle, last)) if middle else f"{command} {last}"
     else:

@@ -167,11 +167,12 @@ def _names(reg: Registry, user: User, p: Params, ctx: Context) -> list[Delivery]
 
 
 def _list(reg: Registry, user: User, p: Params, ctx: Context) -> list[Delivery]:
-    return reg.list_channels(user, p[0].split(",") if p else None)
+    return reg.list_channels(user, p)
 
 
 def _who(reg: Registry, user: User, p: Params, ctx: Context) -> list[Delivery]:
-    return reg.who(user, p[0] if p else "*", ctx.multi_prefix)
+    # WHO <mask> [%<fields>[,<token>]]: the second parameter is WHOX's (core/whox.py).
+    return reg.who(user, p[0] if p else "*", ctx.multi_prefix, p[1] if len(p) > 1 else "")
 
 
 def _whois(reg: Registry, user: User, p: Params, ctx: Context) -> list[Delivery]:

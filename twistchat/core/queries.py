@@ -12,11 +12,11 @@ Numerics follow RFC 2812 section 5 and https://modern.ircdocs.horse/.
 from __future__ import annotations
 
 import time as _time
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from twistchat.core import lists, modes
+from twistchat.core import elist, lists, modes, whox
 from twistchat.core.events import Delivery
 from twistchat.core.masks import mask_matcher
 from twistchat.core.model import CHANMODES, PREFIX_MODES, PREFIX_SYMBOLS, VERSION, Channel, User
@@ -37,6 +37,8 @@ def isupport(registry: Registry) -> list[str]:
         f"NAMELEN={lim.namelen}", f"MONITOR={lim.monitor}", "BOT=B", "UTF8ONLY",
         f"CHANLIMIT={CHANTYPES}:{lim.max_channels}", f"MODES={modes.MODES_PER_LINE}",
         f"MAXLIST={''.join(lists.LIST_MODES)}:{lists.MAX_LIST}", "EXCEPTS=e", "INVEX=I",
+        "WHOX",  # WHO's fields (core/whox.py)
+        f"ELIST={elist.ELIST}",  # LIST's search extensions (core/elist.py)
         f"TARGMAX=PRIVMSG:{lim.max_targets},NOTICE:{lim.max_targets}",
         f"NETWORK={registry.network}", "LINELEN=512", "STATUSMSG=@+",
     ] + registry.extra_isupport
@@ -127,56 +129,97 @@ def names(registry: Registry, user: User, name: str, multi_prefix: bool = False,
     return out
 
 
-def list_channels(registry: Registry, user: User, names: list | None = None) -> list:
-    """LIST: 321, one 322 per room (all, or the ones named), 323."""
-    out = [registry.reply(user, "321", "Channel", "Users  Name")]
-    if names is None:
-        channels = registry.rooms()
+def list_channels(registry: Registry, user: User, params: Sequence[str] = ()) -> list:
+    """
+    LIST: 321, one 322 per room asked for, 323.
+
+    ``params`` are LIST's as sent: room names, masks and the ELIST conditions
+    of :mod:`twistchat.core.elist`, comma-separated, in one parameter or two.
+    Named rooms alone are listed in the order named; otherwise every room is
+    searched.  A bad condition gets ERR_UNKNOWNERROR (400), then 323, nothing listed.
+    """
+    try:
+        query = elist.parse_list(params)
+    except elist.BadCondition as bad:
+        return [registry.reply(user, "400", "LIST", f'Unknown LIST condition "{bad}" '
+                               f"(ELIST={elist.ELIST}: <n >n C<n C>n T<n T>n !mask)"),
+                registry.reply(user, "323", "End of /LIST")]
+    if query.only_names:
+        found = (registry.find_channel(n) for n in query.names)
+        channels = list(dict.fromkeys(c for c in found if c is not None))  # once each
     else:
-        channels = [c for c in (registry.find_channel(n) for n in names) if c is not None]
+        channels = registry.rooms()
+    matches = query.matcher()
+    now = registry.clock()
+    out = [registry.reply(user, "321", "Channel", "Users  Name")]
     for channel in channels:
         if not registry.can_see(user, channel):
             continue  # +s: not listed to those outside it, named or not
+        if not matches(channel, now):
+            continue
         out.append(registry.reply(user, "322", channel.name, str(len(channel.members)),
-                               channel.topic))
+                                  channel.topic))
     out.append(registry.reply(user, "323", "End of /LIST"))
     return out
 
 
-def who(registry: Registry, user: User, mask: str, multi_prefix: bool = False) -> list:
+def who(registry: Registry, user: User, mask: str, multi_prefix: bool = False,
+        options: str = "") -> list:
     """
-    WHO for a room, or a mask of nicks: 352 per match, then 315.
+    WHO for a room, or a mask of nicks: 352 per match (354 for WHOX), then 315.
 
     A room lists its members (if the asker may see them).  Any other mask is
     matched, ``*`` and ``?`` as wildcards under the server's case mapping,
     against each user's nick, user name, host and real name; ``*`` and ``0``
     match everyone.  Users with ``+i`` are listed only to those who share a
     room with them (RFC 2812 3.6.1; as Ergo and InspIRCd do).
+
+    ``options`` is WHO's second parameter: with a ``%`` it is a WHOX request
+    (:mod:`twistchat.core.whox`) for other fields of the same users; one this
+    server cannot answer gets ERR_UNKNOWNERROR (400) before the 315.
     """
+    try:
+        query = whox.parse_query(options)
+    except whox.BadQuery as bad:
+        return [registry.reply(user, "400", "WHO", str(bad)),
+                registry.reply(user, "315", mask, "End of WHO list")]
     out = []
-    channel = registry.find_channel(mask) if mask[:1] in CHANTYPES else None
-    if channel is not None:
-        if registry.can_see(user, channel):
-            for member in channel.members:
-                out.append(_who_line(registry, user, member, channel, multi_prefix))
-    elif mask[:1] not in CHANTYPES:
-        matches = mask_matcher("*" if mask in ("", "0") else mask)
-        for found in registry.users():
-            if found.invisible and found is not user and not _share_a_room(user, found):
-                continue
-            if any(matches(field) for field in (found.nick, found.user, found.host,
-                                                   found.realname)):
-                out.append(_who_line(registry, user, found, None, multi_prefix))
+    for member, channel in _who_matches(registry, user, mask):
+        flags = _who_flags(member, channel, multi_prefix)
+        if query is not None:
+            out.append(whox.reply_line(registry, user, member, channel, flags, query))
+        else:
+            out.append(_who_line(registry, user, member, channel, flags))
     out.append(registry.reply(user, "315", mask, "End of WHO list"))
     return out
+
+
+def _who_matches(registry: Registry, user: User, mask: str) -> list[tuple[User, Channel | None]]:
+    """Who a WHO for ``mask`` lists, with the room it lists them in (None for a mask)."""
+    channel = registry.find_channel(mask) if mask[:1] in CHANTYPES else None
+    if channel is not None:
+        if not registry.can_see(user, channel):
+            return []
+        return [(member, channel) for member in channel.members]
+    if mask[:1] in CHANTYPES:
+        return []
+    matches = mask_matcher("*" if mask in ("", "0") else mask)
+    found: list[tuple[User, Channel | None]] = []
+    for other in registry.users():
+        if other.invisible and other is not user and not _share_a_room(user, other):
+            continue
+        if any(matches(field) for field in (other.nick, other.user, other.host,
+                                               other.realname)):
+            found.append((other, None))
+    return found
 
 
 def _share_a_room(one: User, other: User) -> bool:
     return not one.channels.keys().isdisjoint(other.channels.keys())
 
 
-def _who_line(registry: Registry, asker: User, member: User, channel: Channel | None,
-              multi_prefix: bool = False) -> Delivery:
+def _who_flags(member: User, channel: Channel | None, multi_prefix: bool = False) -> str:
+    """WHO's flags of ``member``: H or G (away), B for a bot, its prefix in ``channel``."""
     flags = "G" if member.away is not None else "H"
     if member.oper:
         flags += "*"  # an IRC operator (RFC 2812 RPL_WHOREPLY; modern.ircdocs.horse)
@@ -184,6 +227,11 @@ def _who_line(registry: Registry, asker: User, member: User, channel: Channel | 
         flags += "B"  # IRCv3 bot mode: the BOT=B letter among the WHO flags
     if channel is not None:
         flags += channel.prefix(member, multi_prefix)
+    return flags
+
+
+def _who_line(registry: Registry, asker: User, member: User, channel: Channel | None,
+              flags: str) -> Delivery:
     return registry.reply(asker, "352", channel.name if channel else "*", member.user,
                           member.host, registry.server_name, member.nick, flags,
                           f"0 {member.realname}")

@@ -31,7 +31,7 @@ RFC 2812 section 5 and https://modern.ircdocs.horse/.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from typing import Any
 
 from twistchat.core import identity, lists, modes, queries
@@ -317,13 +317,14 @@ class Registry:
         """NAMES for one room: 353 lines that fit 512 bytes, then 366 (userhost-in-names)."""
         return queries.names(self, user, name, multi_prefix, userhost)
 
-    def list_channels(self, user: User, names: list[str] | None = None) -> list[Delivery]:
-        """LIST: 321, one 322 per room (all, or the ones named), 323."""
-        return queries.list_channels(self, user, names)
+    def list_channels(self, user: User, params: Sequence[str] = ()) -> list[Delivery]:
+        """LIST (rooms named, ELIST conditions): 321, one 322 per room, 323."""
+        return queries.list_channels(self, user, params)
 
-    def who(self, user: User, mask: str, multi_prefix: bool = False) -> list[Delivery]:
-        """WHO for a room or a mask: 352 per match, then 315."""
-        return queries.who(self, user, mask, multi_prefix)
+    def who(self, user: User, mask: str, multi_prefix: bool = False,
+            options: str = "") -> list[Delivery]:
+        """WHO for a room or a mask: 352 (or WHOX's 354) per match, then 315."""
+        return queries.who(self, user, mask, multi_prefix, options)
 
     def whois(self, user: User, nick: str) -> list[Delivery]:
         """WHOIS: 311, 319, 312, 301, 317, 318 (or 401 + 318)."""

@@ -21,7 +21,7 @@ only what each connection is shown.
 from __future__ import annotations
 
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from twistchat.core import multiline
 from twistchat.core.commands import Context
@@ -120,7 +120,7 @@ class View:
             tags.setdefault("time", format_server_time(now_ms))
             message = Message(message.command, message.params, message.source, tags)
         elif message.tags and not self.tags & TAG_CLIENT:
-            message = Message(message.command, message.params, message.source)
+            message = replace(message, tags={})  # keeps Message.trailing
         return encode(message)
 
 

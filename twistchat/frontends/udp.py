@@ -34,6 +34,7 @@ Time comes from ``clock`` (the reactor, or ``task.Clock`` in tests).
 
 from __future__ import annotations
 
+import dataclasses
 import secrets
 from collections import deque
 from collections.abc import Iterable
@@ -200,7 +201,7 @@ class UDPSession:
             return
         self.useq += 1
         tags["useq"] = str(self.useq)
-        data = encode(Message(message.command, message.params, message.source, tags))
+        data = encode(dataclasses.replace(message, tags=tags))  # keeps Message.trailing
         self.kept.append((self.useq, data))
         self.front.send_unicast(self, data)
 
