@@ -224,6 +224,45 @@ def wait_until_online(client: LineClient, nick: str) -> None:
     raise AssertionError(f"{nick} never registered")
 
 
+@pytest.mark.skipif(shutil.which("weechat-headless") is None,
+                    reason="weechat-headless is not installed (Debian package weechat-headless)")
+def test_weechat_operator_bans_a_user(chat_server, tmp_path):
+    """WeeChat's ``/ban`` builds its mask from our WHO replies; the ban then holds."""
+    server = chat_server()
+    victim = LineClient(server.host, server.port).register("victim")
+    home = tmp_path / "weechat"
+    home.mkdir()
+    commands = ";".join([
+        "/set irc.server_default.nicks wop",
+        f"/server add t {server.host}/{server.port}",
+        "/set irc.server.t.autojoin #class",
+        "/connect t",
+        "/wait 6 /command -buffer irc.t.#class irc /ban victim",
+        "/wait 20 /quit",
+    ])
+    weechat = subprocess.Popen(["weechat-headless", "--dir", str(home), "-r", commands],
+                               stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                               stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.monotonic() + 20
+        while time.monotonic() < deadline:  # WeeChat first in: it is the room's operator
+            victim.send("NAMES #class")
+            if victim.wait_for(lambda line: " 353 " in line or " 366 " in line) \
+                    .endswith(":@wop"):
+                break
+            time.sleep(0.2)
+        victim.join("#class")
+        ban = victim.wait_for(lambda line: " MODE #class +b " in line, timeout=20)
+        assert ban.startswith(":wop!")
+        victim.send("PRIVMSG #class :may I still talk?")
+        assert "Cannot send to channel" in victim.wait_for(lambda line: " 404 " in line)
+        victim.send("PART #class", "JOIN #class")
+        assert "Cannot join channel (+b)" in victim.wait_for(lambda line: " 474 " in line)
+    finally:
+        weechat.terminate()
+        weechat.wait(10)
+
+
 @needs_irssi
 def test_irssi_talks_to_the_server(chat_server, tmp_path):
     """A real irssi in a tmux pane joins #lobby and exchanges a line with us."""
