@@ -291,7 +291,8 @@ def test_irssi_operator_bans_a_user(chat_server, tmp_path):
     """
     irssi's own ``/ban`` and ``/kick`` keep a user out: the mask irssi builds from
     our WHO replies matches, the banned user can no longer speak (404) nor come
-    back (474), and irssi shows the ban list it reads back (367/368).
+    back (474), irssi shows the ban list it reads back (367/368), and its
+    ``/unban`` lets the user back in.
     """
     server = chat_server()
     victim = LineClient(server.host, server.port).register("victim")
@@ -322,6 +323,11 @@ def test_irssi_operator_bans_a_user(chat_server, tmp_path):
         mask = ban.split(" +b ")[1]
         screen = irssi.wait_for_screen("End of channel ban list")
         assert f"#class: ban {mask} [by teacher!" in screen, screen
+        irssi.type("/unban *")  # and the unban lets the user back in
+        assert f"[-b {mask}] by teacher" in irssi.wait_for_screen(f"[-b {mask}]")
+        victim.send("JOIN #class")
+        assert victim.wait_for(lambda line: " JOIN " in line or " 474 " in line) \
+            .startswith(":victim!")
     finally:
         irssi.close()
 
