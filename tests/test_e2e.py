@@ -176,47 +176,160 @@ def test_weechat_talks_to_the_server(chat_server, tmp_path):
         weechat.wait(10)
 
 
-@pytest.mark.skipif(shutil.which("irssi") is None or shutil.which("tmux") is None,
-                    reason="irssi and tmux are needed (Debian packages irssi, tmux)")
+needs_irssi = pytest.mark.skipif(
+    shutil.which("irssi") is None or shutil.which("tmux") is None,
+    reason="irssi and tmux are needed (Debian packages irssi, tmux)")
+
+
+class IrssiPane:
+    """A real irssi in a detached tmux pane: keys in, the screen out."""
+
+    def __init__(self, server, home, nick: str) -> None:
+        home.mkdir()
+        self.session = f"irssi-{nick}-{server.port}"
+        self.tmux = ["tmux", "-S", str(home / "tmux.sock")]
+        subprocess.run(self.tmux + ["new-session", "-d", "-s", self.session, "-x", "120",
+                                    "-y", "30", f"irssi --home={home} -n {nick} "
+                                    f"-c {server.host} -p {server.port}"],
+                       check=True, timeout=20)
+
+    def type(self, text: str) -> None:
+        subprocess.run(self.tmux + ["send-keys", "-t", self.session, text, "Enter"],
+                       check=True, timeout=10)
+
+    def screen(self) -> str:
+        return subprocess.run(self.tmux + ["capture-pane", "-p", "-t", self.session],
+                              capture_output=True, text=True, timeout=10).stdout
+
+    def wait_for_screen(self, text: str, timeout: float = 15) -> str:
+        deadline = time.monotonic() + timeout
+        screen = self.screen()
+        while time.monotonic() < deadline and text not in screen:
+            time.sleep(0.2)
+            screen = self.screen()
+        return screen
+
+    def close(self) -> None:
+        subprocess.run(self.tmux + ["kill-server"], timeout=10)
+
+
+def wait_until_online(client: LineClient, nick: str) -> None:
+    """Poll ISON until ``nick`` has registered."""
+    deadline = time.monotonic() + 20
+    while time.monotonic() < deadline:
+        client.send(f"ISON {nick}")
+        if client.wait_for(lambda line: " 303 " in line).endswith(f":{nick}"):
+            return
+        time.sleep(0.2)
+    raise AssertionError(f"{nick} never registered")
+
+
+@pytest.mark.skipif(shutil.which("weechat-headless") is None,
+                    reason="weechat-headless is not installed (Debian package weechat-headless)")
+def test_weechat_operator_bans_a_user(chat_server, tmp_path):
+    """WeeChat's ``/ban`` builds its mask from our WHO replies; the ban then holds."""
+    server = chat_server()
+    victim = LineClient(server.host, server.port).register("victim")
+    home = tmp_path / "weechat"
+    home.mkdir()
+    commands = ";".join([
+        "/set irc.server_default.nicks wop",
+        f"/server add t {server.host}/{server.port}",
+        "/set irc.server.t.autojoin #class",
+        "/connect t",
+        "/wait 6 /command -buffer irc.t.#class irc /ban victim",
+        "/wait 20 /quit",
+    ])
+    weechat = subprocess.Popen(["weechat-headless", "--dir", str(home), "-r", commands],
+                               stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                               stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.monotonic() + 20
+        while time.monotonic() < deadline:  # WeeChat first in: it is the room's operator
+            victim.send("NAMES #class")
+            if victim.wait_for(lambda line: " 353 " in line or " 366 " in line) \
+                    .endswith(":@wop"):
+                break
+            time.sleep(0.2)
+        victim.join("#class")
+        ban = victim.wait_for(lambda line: " MODE #class +b " in line, timeout=20)
+        assert ban.startswith(":wop!")
+        victim.send("PRIVMSG #class :may I still talk?")
+        assert "Cannot send to channel" in victim.wait_for(lambda line: " 404 " in line)
+        victim.send("PART #class", "JOIN #class")
+        assert "Cannot join channel (+b)" in victim.wait_for(lambda line: " 474 " in line)
+    finally:
+        weechat.terminate()
+        weechat.wait(10)
+
+
+@needs_irssi
 def test_irssi_talks_to_the_server(chat_server, tmp_path):
     """A real irssi in a tmux pane joins #lobby and exchanges a line with us."""
     server = chat_server()
     observer = LineClient(server.host, server.port).register("observer")
     observer.join("#lobby")
-    home = tmp_path / "irssi"
-    home.mkdir()
-    session = f"irssi-test-{server.port}"
-    socket_path = str(tmp_path / "tmux.sock")
-    tmux = ["tmux", "-S", socket_path]
-    subprocess.run(tmux + ["new-session", "-d", "-s", session, "-x", "120", "-y", "30",
-                           f"irssi --home={home} -n ibot -c {server.host} -p {server.port}"],
-                   check=True, timeout=20)
+    irssi = IrssiPane(server, tmp_path / "irssi", "ibot")
     try:
-        deadline = time.monotonic() + 20
-        while time.monotonic() < deadline:  # until irssi has registered
-            observer.send("ISON ibot")
-            if observer.wait_for(lambda line: " 303 " in line).endswith(":ibot"):
-                break
-            time.sleep(0.2)
-        subprocess.run(tmux + ["send-keys", "-t", session, "/join #lobby", "Enter"],
-                       check=True, timeout=10)
+        wait_until_online(observer, "ibot")
+        irssi.type("/join #lobby")
         observer.wait_for(lambda line: line.startswith(":ibot!") and "JOIN #lobby" in line,
                           timeout=20)
-        subprocess.run(tmux + ["send-keys", "-t", session, "hello from irssi", "Enter"],
-                       check=True, timeout=10)
+        irssi.type("hello from irssi")
         line = observer.wait_for(lambda line: line.startswith(":ibot!") and "PRIVMSG" in line,
                                  timeout=20)
         assert line.endswith("PRIVMSG #lobby :hello from irssi")
         observer.send("PRIVMSG #lobby :hello irssi")
-        deadline = time.monotonic() + 15
-        screen = ""
-        while time.monotonic() < deadline and "hello irssi" not in screen:
-            time.sleep(0.2)
-            screen = subprocess.run(tmux + ["capture-pane", "-p", "-t", session],
-                                    capture_output=True, text=True, timeout=10).stdout
+        screen = irssi.wait_for_screen("hello irssi")
         assert "observer" in screen and "hello irssi" in screen, screen
     finally:
-        subprocess.run(tmux + ["kill-server"], timeout=10)
+        irssi.close()
+
+
+@needs_irssi
+def test_irssi_operator_bans_a_user(chat_server, tmp_path):
+    """
+    irssi's own ``/ban`` and ``/kick`` keep a user out: the mask irssi builds from
+    our WHO replies matches, the banned user can no longer speak (404) nor come
+    back (474), irssi shows the ban list it reads back (367/368), and its
+    ``/unban`` lets the user back in.
+    """
+    server = chat_server()
+    victim = LineClient(server.host, server.port).register("victim")
+    irssi = IrssiPane(server, tmp_path / "irssi", "teacher")
+    try:
+        wait_until_online(victim, "teacher")
+        irssi.type("/join #class")  # first in: irssi's user is the room's operator
+        deadline = time.monotonic() + 20
+        while time.monotonic() < deadline:
+            victim.send("NAMES #class")
+            if victim.wait_for(lambda line: " 353 " in line or " 366 " in line) \
+                    .endswith(":@teacher"):
+                break
+            time.sleep(0.2)
+        victim.join("#class")
+        irssi.wait_for_screen("victim")
+        irssi.type("/ban victim")
+        ban = victim.wait_for(lambda line: " MODE #class +b " in line, timeout=20)
+        assert ban.startswith(":teacher!")
+        victim.send("PRIVMSG #class :may I still talk?")
+        refused = victim.wait_for(lambda line: " 404 " in line)
+        assert "Cannot send to channel" in refused
+        irssi.type("/kick victim out")
+        victim.wait_for(lambda line: " KICK #class victim " in line, timeout=20)
+        victim.send("JOIN #class")
+        assert "Cannot join channel (+b)" in victim.wait_for(lambda line: " 474 " in line)
+        irssi.type("/ban")  # irssi lists the room's bans from 367/368
+        mask = ban.split(" +b ")[1]
+        screen = irssi.wait_for_screen("End of channel ban list")
+        assert f"#class: ban {mask} [by teacher!" in screen, screen
+        irssi.type("/unban *")  # and the unban lets the user back in
+        assert f"[-b {mask}] by teacher" in irssi.wait_for_screen(f"[-b {mask}]")
+        victim.send("JOIN #class")
+        assert victim.wait_for(lambda line: " JOIN " in line or " 474 " in line) \
+            .startswith(":victim!")
+    finally:
+        irssi.close()
 
 
 def test_wheel_installs_plugin_without_package_init(tmp_path):
