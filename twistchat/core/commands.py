@@ -26,6 +26,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Protocol
 
+from twistchat.core import whowas
 from twistchat.core.events import Delivery, Disconnect
 from twistchat.core.queries import NamesView
 from twistchat.core.registry import Registry, User
@@ -214,6 +215,10 @@ def _invite(reg: Registry, user: User, p: Params, ctx: Context) -> list[Delivery
     return reg.invite(user, p[0], p[1])
 
 
+def _whowas(reg: Registry, user: User, p: Params, ctx: Context) -> list[Delivery]:
+    return whowas.whowas(reg, user, p[0] if p else "", p[1] if len(p) > 1 else None)
+
+
 def _lusers(reg: Registry, user: User, p: Params, ctx: Context) -> list[Delivery]:
     return reg.lusers(user)
 
@@ -268,6 +273,7 @@ COMMANDS: dict[str, Command] = {
     "MOTD": Command(_motd),
     "VERSION": Command(_version),
     "TIME": Command(_time),
+    "WHOWAS": Command(_whowas),  # no nick: 431 (modern.ircdocs.horse), not 461
     # History (the front-end plans it with twistchat.history, asynchronously).
     "CHATHISTORY": Command(LOCAL),
     # UDP sequence repair (docs/udp-protocol.md); only the UDP front-end has a handler.

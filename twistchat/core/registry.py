@@ -49,6 +49,7 @@ from twistchat.core.monitor import Monitors, monitor
 from twistchat.core.ratelimit import TokenBucket
 from twistchat.core.roomlog import LocalRoomLog, RoomLog
 from twistchat.core.targets import dm_key, dm_parties, is_room_key
+from twistchat.core.whowas import NickHistory
 from twistchat.wire import (
     CHANTYPES,
     Message,
@@ -100,6 +101,7 @@ class Registry:
         self._peak_users = 0  # the most registered at once
         self._per_address: dict[str, int] = {}  # host -> connected users from it
         self.monitors = Monitors()  # MONITOR watch lists (core/monitor.py)
+        self.nick_history = NickHistory(limits.whowas, limits.whowas_per_nick)  # WHOWAS
 
     # ----------------------------------------------------------------- helpers
 
@@ -439,6 +441,7 @@ class Registry:
         del self._users[user.key]
         self._users[key] = user
         moved = key != user.key
+        self.nick_history.record(user, self.clock())  # WHOWAS: the old nick
         user.nick, user.key = nick, key
         out = self._to_peers(user, message)
         if moved:  # MONITOR: the old nick is free, the new one taken
@@ -471,6 +474,7 @@ class Registry:
         self.monitors.clear(user)
         if not user.registered:
             return []
+        self.nick_history.record(user, self.clock())  # WHOWAS
         out = self.monitors.offline(self, user.nick, user)
         if user.channels:
             out += self._to_peers(user, Message("QUIT", (f"Quit: {reason}",), user.source),

@@ -1,0 +1,187 @@
+"""
+Server commands without I/O: WHOWAS, INFO, LINKS, HELP/HELPOP, INVITE's list, KNOCK (#13).
+
+Through the command table (:func:`twistchat.core.commands.dispatch`), as a
+front-end calls them; numerics as https://modern.ircdocs.horse/ gives them.
+"""
+
+
+from tests.test_registry import Clock, Conn, codes, joined, make
+from tests.udpnet import Raw
+from twistchat.core.commands import dispatch
+from twistchat.core.events import deliver
+from twistchat.core.model import Limits
+from twistchat.core.registry import Registry
+from twistchat.core.whowas import NickHistory
+from twistchat.wire import Message, format_message
+
+
+def run(registry, user, verb, *params):
+    return dispatch(registry, user, Message(verb, params))
+
+
+def lines(out) -> list[str]:
+    """The formatted lines of ``out`` (replies are Messages)."""
+    return [format_message(d.payload) for d in out]
+
+
+def params(out, code) -> list[tuple]:
+    return [d.payload.params for d in out if d.payload.command == code]
+
+
+# ---------------------------------------------------------------------- WHOWAS
+
+
+def gone(registry, nick, realname=None):
+    """A user ``nick`` who registers and quits."""
+    someone, _ = joined(registry, nick)
+    if realname is not None:
+        someone.realname = realname
+    registry.quit(someone, "bye")
+    return someone
+
+
+def test_whowas_after_quit_is_314_312_369():
+    """A nick that quit: 314 nick user host * :realname, 312 nick server :when, then 369."""
+    registry, clock = make()
+    asker, _ = joined(registry, "asker")
+    bob = gone(registry, "Bob", realname="Bob Real")
+    out = run(registry, asker, "WHOWAS", "bob")
+    assert codes(out) == ["314", "312", "369"]
+    assert out[0].payload.params == ("asker", "Bob", "Bob", bob.host, "*", "Bob Real")
+    assert out[1].payload.params[:3] == ("asker", "Bob", "srv")
+    assert "2027" in out[1].payload.params[3]  # when it was let go (the clock's 1.8e9 s)
+    assert out[2].payload.params == ("asker", "bob", "End of WHOWAS")
+    assert lines(out)[0].endswith(" * :Bob Real")  # the real name is free text
+
+
+def test_whowas_unknown_nick_is_406_then_369():
+    """No history for the nick: 406 ERR_WASNOSUCHNICK, then 369."""
+    registry, _ = make()
+    asker, _ = joined(registry, "asker")
+    out = run(registry, asker, "WHOWAS", "nobody")
+    assert [d.payload.params for d in out] == [
+        ("asker", "nobody", "There was no such nickname"), ("asker", "nobody", "End of WHOWAS")]
+    assert codes(out) == ["406", "369"]
+
+
+def test_whowas_without_a_nick_is_431():
+    """WHOWAS with no nick: a single 431 ERR_NONICKNAMEGIVEN."""
+    registry, _ = make()
+    asker, _ = joined(registry, "asker")
+    assert codes(run(registry, asker, "WHOWAS")) == ["431"]
+    assert codes(run(registry, asker, "WHOWAS", "")) == ["431"]
+
+
+def test_whowas_records_the_old_nick_on_a_nick_change():
+    """NICK alice -> carol: WHOWAS alice shows who had it; carol has no history yet."""
+    registry, _ = make()
+    asker, _ = joined(registry, "asker")
+    alice, _ = joined(registry, "alice")
+    deliver(registry.change_nick(alice, "carol"))
+    assert params(run(registry, asker, "WHOWAS", "ALICE"), "314")[0][1] == "alice"
+    assert codes(run(registry, asker, "WHOWAS", "carol")) == ["406", "369"]
+
+
+def test_whowas_is_newest_first_and_count_limits_the_entries():
+    """Three users had the nick: newest first; count 2 gives two; 0 or junk gives all."""
+    registry, clock = make()
+    asker, _ = joined(registry, "asker")
+    for name in ("first", "second", "third"):
+        gone(registry, "dup", realname=name)
+        clock.now += 10
+
+    def real(*p):
+        return [m[-1] for m in params(run(registry, asker, "WHOWAS", *p), "314")]
+    assert real("dup") == ["third", "second", "first"]
+    assert real("dup", "2") == ["third", "second"]
+    assert real("dup", "1") == ["third"]
+    for full in ("0", "-1", "many"):
+        assert real("dup", full) == ["third", "second", "first"], full
+
+
+def test_whowas_keeps_whowas_per_nick_entries_per_nick():
+    """Limits.whowas_per_nick: at most that many entries of one nick, the oldest dropped."""
+    registry, _ = make(limits=Limits(whowas_per_nick=2))
+    asker, _ = joined(registry, "asker")
+    for name in ("first", "second", "third"):
+        gone(registry, "dup", realname=name)
+    assert [m[-1] for m in params(run(registry, asker, "WHOWAS", "dup"), "314")] == \
+        ["third", "second"]
+
+
+def test_whowas_keeps_whowas_entries_in_all():
+    """Limits.whowas: at most that many entries over all nicks, the oldest forgotten first."""
+    registry, _ = make(limits=Limits(whowas=3))
+    asker, _ = joined(registry, "asker")
+    for nick in ("n1", "n2", "n3"):
+        gone(registry, nick)
+    assert codes(run(registry, asker, "WHOWAS", "n1"))[0] == "314"  # exactly at the limit
+    gone(registry, "n4")
+    assert codes(run(registry, asker, "WHOWAS", "n1")) == ["406", "369"]
+    assert all(codes(run(registry, asker, "WHOWAS", n))[0] == "314" for n in ("n2", "n3", "n4"))
+    assert len(registry.nick_history) == 3
+
+
+def test_nick_history_stays_bounded_when_one_nick_churns():
+    """One nick recorded again and again: never more than ``total`` entries nor order slots."""
+    history = NickHistory(total=4, per_nick=2)
+    registry, _ = make()
+    user, _ = joined(registry, "churn")
+    for _ in range(100):
+        history.record(user, 1.0)
+    other, _ = joined(registry, "other")
+    history.record(other, 2.0)
+    assert len(history) == 3 and len(history._order) <= 4
+    assert [e.nick for e in history.lookup("churn")] == ["churn", "churn"]
+    assert [e.nick for e in history.lookup("other")] == ["other"]
+
+
+def test_whowas_zero_limit_keeps_nothing():
+    """Limits(whowas=0): no history at all (WHOWAS always 406)."""
+    registry, _ = make(limits=Limits(whowas=0))
+    asker, _ = joined(registry, "asker")
+    gone(registry, "bob")
+    assert codes(run(registry, asker, "WHOWAS", "bob")) == ["406", "369"]
+
+
+def test_unregistered_quit_is_not_recorded():
+    """A connection that never registered had no nick: nothing to remember."""
+    registry, _ = make()
+    user = registry.connect(Conn(), "127.0.0.5")
+    registry.offer_nick(user, "ghost")
+    registry.quit(user)
+    assert len(registry.nick_history) == 0
+
+
+def test_whowas_records_a_udp_sessions_quit():
+    """A by_broadcast (UDP) user's QUIT is recorded by the same core call."""
+    registry, _ = make()
+    asker, _ = joined(registry, "asker")
+    udp = registry.connect(Conn(), "127.0.0.77", by_broadcast=True)
+    deliver(registry.register(udp, "udpuser", "udpuser", "UDP Real"))
+    deliver(registry.join(udp, "#r"))
+    registry.quit(udp, "Session timed out")
+    assert params(run(registry, asker, "WHOWAS", "udpuser"), "314") == [
+        ("asker", "udpuser", "udpuser", "127.0.0.77", "*", "UDP Real")]
+
+
+def test_whowas_after_a_real_udp_sessions_quit(world):
+    """Over the UDP front-end (in memory): a session's QUIT is in WHOWAS for a TCP-less peer."""
+    alice = Raw(world)
+    alice.register("alice")
+    alice.command("JOIN #room")
+    alice.command("QUIT :bye")
+    assert world.registry.find_user("alice") is None
+    bob = Raw(world, "127.0.0.2")
+    bob.register("bob")
+    got = bob.command("WHOWAS alice")
+    whowas = [m for m in got if m.command in ("314", "312", "369", "406")]
+    assert [m.command for m in whowas] == ["314", "312", "369"]
+    assert whowas[0].params[1:5] == ("alice", "alice", "127.0.0.1", "*")
+
+
+def test_whowas_limits_by_default():
+    """Limits defaults: 1000 WHOWAS entries in all, 5 per nick."""
+    limits = Registry(clock=Clock()).limits
+    assert (limits.whowas, limits.whowas_per_nick) == (1000, 5)

@@ -1,0 +1,56 @@
+"""
+Server commands over real sockets: WHOWAS, INFO, LINKS, HELP/HELPOP, INVITE's list, KNOCK (#13).
+
+One real ``twistd -n chat`` for the module (tests.serverproc); each test reads
+the lines as the server writes them, ':' and all.
+"""
+
+from __future__ import annotations
+
+import pytest
+
+from tests.serverproc import ServerProcess
+from tests.test_advertised import Probe, codes, one
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory):
+    started = ServerProcess(tmp_path_factory.mktemp("servercmds"), "--db=:memory:",
+                            "--server-name=chat.test").start()
+    yield started
+    started.stop()
+
+
+@pytest.fixture(autouse=True)
+def _close_probes():
+    yield
+    while Probe.open:
+        Probe.open.pop().close()
+
+
+def raw(probe: Probe, code: str) -> list[str]:
+    """The lines of numeric ``code`` as ``probe`` read them off the socket."""
+    return [line for line in probe.client.seen if line.split()[1:2] == [code]]
+
+
+def test_whowas_shows_a_user_who_quit(server):
+    """QUIT, then WHOWAS: 314 (real name after ':'), 312, 369; unknown 406 + 369; none 431."""
+    gone = Probe(server, nick="leaver")
+    gone.client.send("QUIT :bye")
+    gone.client.wait_for(lambda line: line.startswith("ERROR"))
+    asker = Probe(server)
+    got = asker.ask("WHOWAS leaver")
+    assert codes(got) == ["314", "312", "369"]
+    assert raw(asker, "314") == [
+        f":chat.test 314 {asker.nick} leaver leaver 127.0.0.1 * :leaver Real"]
+    assert got[1].params[1:3] == ("leaver", "chat.test")
+    assert codes(asker.ask("WHOWAS nobody")) == ["406", "369"]
+    assert raw(asker, "406") == [f":chat.test 406 {asker.nick} nobody :There was no such nickname"]
+    assert codes(asker.ask("WHOWAS")) == ["431"]
+
+
+def test_whowas_shows_the_old_nick_after_a_nick_change(server):
+    """NICK old -> new: WHOWAS old answers with who had it."""
+    mover = Probe(server, nick="oldnick")
+    mover.ask("NICK newnick")
+    assert one(Probe(server).ask("WHOWAS oldnick 1"), "314").params[1] == "oldnick"
