@@ -5,6 +5,7 @@ Through the command table (:func:`twistchat.core.commands.dispatch`), as a
 front-end calls them; numerics as https://modern.ircdocs.horse/ gives them.
 """
 
+import pytest
 
 from tests.test_registry import Clock, Conn, codes, joined, make
 from tests.udpnet import Raw
@@ -185,3 +186,35 @@ def test_whowas_limits_by_default():
     """Limits defaults: 1000 WHOWAS entries in all, 5 per nick."""
     limits = Registry(clock=Clock()).limits
     assert (limits.whowas, limits.whowas_per_nick) == (1000, 5)
+
+
+# ------------------------------------------------------------------ INFO, LINKS
+
+
+def test_info_is_371_lines_then_374():
+    """INFO: 371 lines (the software and version first), then one 374."""
+    registry, _ = make()
+    asker, _ = joined(registry, "asker")
+    out = run(registry, asker, "INFO")
+    assert codes(out)[-1] == "374" and set(codes(out)[:-1]) == {"371"} and len(out) >= 2
+    assert "twistchat-0.1" in out[0].payload.params[-1]
+    assert lines(out)[-1] == ":srv 374 asker :End of INFO list"
+
+
+def test_links_lists_this_server_only():
+    """LINKS: one 364 (this server, linked to itself, 0 hops), then 365."""
+    registry, _ = make()
+    asker, _ = joined(registry, "asker")
+    out = run(registry, asker, "LINKS")
+    assert lines(out) == [":srv 364 asker srv srv :0 twistchat chat server",
+                          ":srv 365 asker * :End of /LINKS list"]
+
+
+@pytest.mark.parametrize("mask,listed", [("srv", True), ("S*", True), ("*.example", False)])
+def test_links_mask_matches_the_server_name(mask, listed):
+    """LINKS <mask>: the 364 only if the mask matches the name; 365 names the mask."""
+    registry, _ = make()
+    asker, _ = joined(registry, "asker")
+    out = run(registry, asker, "LINKS", mask)
+    assert codes(out) == (["364", "365"] if listed else ["365"])
+    assert out[-1].payload.params[1] == mask

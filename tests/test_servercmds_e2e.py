@@ -54,3 +54,22 @@ def test_whowas_shows_the_old_nick_after_a_nick_change(server):
     mover = Probe(server, nick="oldnick")
     mover.ask("NICK newnick")
     assert one(Probe(server).ask("WHOWAS oldnick 1"), "314").params[1] == "oldnick"
+
+
+def test_info_is_371_lines_then_374(server):
+    """INFO: 371 lines of text, then 374 End of INFO list."""
+    probe = Probe(server)
+    got = probe.ask("INFO")
+    assert codes(got)[-1] == "374" and set(codes(got)[:-1]) == {"371"}
+    assert raw(probe, "371")[0].startswith(f":chat.test 371 {probe.nick} :twistchat-")
+    assert raw(probe, "374") == [f":chat.test 374 {probe.nick} :End of INFO list"]
+
+
+def test_links_lists_this_one_server(server):
+    """LINKS: 364 chat.test chat.test :0 info, then 365; a mask that does not match: 365."""
+    probe = Probe(server)
+    assert codes(probe.ask("LINKS")) == ["364", "365"]
+    assert raw(probe, "364") == [f":chat.test 364 {probe.nick} chat.test chat.test "
+                                 ":0 twistchat chat server"]
+    assert raw(probe, "365") == [f":chat.test 365 {probe.nick} * :End of /LINKS list"]
+    assert codes(probe.ask("LINKS *.elsewhere")) == ["365"]

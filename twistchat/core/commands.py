@@ -26,7 +26,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Protocol
 
-from twistchat.core import whowas
+from twistchat.core import serverinfo, whowas
 from twistchat.core.events import Delivery, Disconnect
 from twistchat.core.queries import NamesView
 from twistchat.core.registry import Registry, User
@@ -219,6 +219,15 @@ def _whowas(reg: Registry, user: User, p: Params, ctx: Context) -> list[Delivery
     return whowas.whowas(reg, user, p[0] if p else "", p[1] if len(p) > 1 else None)
 
 
+def _info(reg: Registry, user: User, p: Params, ctx: Context) -> list[Delivery]:
+    return serverinfo.info(reg, user)
+
+
+def _links(reg: Registry, user: User, p: Params, ctx: Context) -> list[Delivery]:
+    # "LINKS [[<remote server>] <server mask>]" (RFC 2812 3.4.5): the mask comes last.
+    return serverinfo.links(reg, user, p[-1] if p else None)
+
+
 def _lusers(reg: Registry, user: User, p: Params, ctx: Context) -> list[Delivery]:
     return reg.lusers(user)
 
@@ -274,6 +283,8 @@ COMMANDS: dict[str, Command] = {
     "VERSION": Command(_version),
     "TIME": Command(_time),
     "WHOWAS": Command(_whowas),  # no nick: 431 (modern.ircdocs.horse), not 461
+    "INFO": Command(_info),
+    "LINKS": Command(_links),
     # History (the front-end plans it with twistchat.history, asynchronously).
     "CHATHISTORY": Command(LOCAL),
     # UDP sequence repair (docs/udp-protocol.md); only the UDP front-end has a handler.
