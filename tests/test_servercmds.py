@@ -218,3 +218,39 @@ def test_links_mask_matches_the_server_name(mask, listed):
     out = run(registry, asker, "LINKS", mask)
     assert codes(out) == (["364", "365"] if listed else ["365"])
     assert out[-1].payload.params[1] == mask
+
+
+# ------------------------------------------------------------------ INVITE list
+
+
+def test_invite_without_parameters_lists_the_invitations():
+    """INVITE alone: 336 per room the user is invited to (sorted), then 337."""
+    registry, _ = make()
+    alice, _ = joined(registry, "alice", "#b", "#a")
+    bob, _ = joined(registry, "bob")
+    assert codes(run(registry, bob, "INVITE")) == ["337"]
+    for room in ("#b", "#a"):
+        assert "341" in codes(run(registry, alice, "INVITE", "bob", room))
+    out = run(registry, bob, "INVITE")
+    assert lines(out) == [":srv 336 bob #a", ":srv 336 bob #b",
+                          ":srv 337 bob :End of /INVITE list"]
+
+
+def test_invite_list_forgets_used_and_vanished_invitations():
+    """A room joined (invitation used) or gone (all left) is no longer listed."""
+    registry, _ = make()
+    alice, _ = joined(registry, "alice", "#a", "#b")
+    bob, _ = joined(registry, "bob")
+    run(registry, alice, "INVITE", "bob", "#a")
+    run(registry, alice, "INVITE", "bob", "#b")
+    deliver(registry.join(bob, "#a"))
+    deliver(registry.part(alice, "#b"))
+    assert codes(run(registry, bob, "INVITE")) == ["337"]
+
+
+def test_invite_with_one_parameter_is_461():
+    """INVITE bob (no room): 461, as before the invite list."""
+    registry, _ = make()
+    alice, _ = joined(registry, "alice", "#a")
+    assert params(run(registry, alice, "INVITE", "bob"), "461") == [
+        ("alice", "INVITE", "Not enough parameters")]

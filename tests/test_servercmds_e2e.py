@@ -73,3 +73,17 @@ def test_links_lists_this_one_server(server):
                                  ":0 twistchat chat server"]
     assert raw(probe, "365") == [f":chat.test 365 {probe.nick} * :End of /LINKS list"]
     assert codes(probe.ask("LINKS *.elsewhere")) == ["365"]
+
+
+def test_invite_alone_lists_the_rooms_one_is_invited_to(server):
+    """INVITE with no parameter: 336 per invitation (the room as a value), then 337."""
+    op, guest = Probe(server), Probe(server)
+    op.join("#invlist")
+    op.ask("MODE #invlist +i")
+    assert codes(guest.ask("INVITE")) == ["337"]
+    op.ask(f"INVITE {guest.nick} #invlist")
+    assert codes(guest.ask()) == ["INVITE"]
+    assert codes(guest.ask("INVITE")) == ["336", "337"]
+    assert raw(guest, "336") == [f":chat.test 336 {guest.nick} #invlist"]
+    assert raw(guest, "337")[-1] == f":chat.test 337 {guest.nick} :End of /INVITE list"
+    assert codes(guest.ask(f"INVITE {op.nick}")) == ["461"]

@@ -26,7 +26,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Protocol
 
-from twistchat.core import serverinfo, whowas
+from twistchat.core import invitations, serverinfo, whowas
 from twistchat.core.events import Delivery, Disconnect
 from twistchat.core.queries import NamesView
 from twistchat.core.registry import Registry, User
@@ -212,6 +212,10 @@ def _monitor(reg: Registry, user: User, p: Params, ctx: Context) -> list[Deliver
 
 
 def _invite(reg: Registry, user: User, p: Params, ctx: Context) -> list[Delivery]:
+    if not p:  # the rooms the user is invited to (modern.ircdocs.horse, "Invite list")
+        return invitations.invite_list(reg, user)
+    if len(p) < 2:
+        return [reg.reply(user, "461", "INVITE", "Not enough parameters")]
     return reg.invite(user, p[0], p[1])
 
 
@@ -268,7 +272,7 @@ COMMANDS: dict[str, Command] = {
     "LIST": Command(_list),
     "MODE": Command(_mode, 1),
     "KICK": Command(_kick, 2),
-    "INVITE": Command(_invite, 2),
+    "INVITE": Command(_invite),  # no parameter: the invite list; one: 461 (see _invite)
     "AWAY": Command(_away),
     # IRCv3 setname; not gated by the capability, so a UDP session (no CAP) may use it too.
     "SETNAME": Command(_setname, 1),
