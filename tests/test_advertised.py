@@ -389,6 +389,17 @@ def check_utf8only(server, value):
     assert one(probe.ask(), "FAIL").params[1] == "INVALID_UTF8"
 
 
+def check_knock(server, value):
+    """KNOCK on a +i room reaches its operator (710); the knocker gets 711, then can be let in."""
+    op, other, room = _room_with_op(server)
+    op.ask(f"MODE {room} +i")
+    assert codes(other.ask(f"KNOCK {room} :let me in")) == ["711"]
+    knocked = one(op.ask(), "710")
+    assert knocked.params[1] == room and knocked.params[2].startswith(other.nick + "!")
+    op.ask(f"INVITE {other.nick} {room}")
+    assert "JOIN" in codes(other.join(room))
+
+
 TOKENS = {
     "CASEMAPPING": check_casemapping, "CHANTYPES": check_chantypes, "PREFIX": check_prefix,
     "CHANMODES": check_chanmodes, "NICKLEN": check_nicklen, "CHANNELLEN": check_channellen,
@@ -398,6 +409,7 @@ TOKENS = {
     "STATUSMSG": check_statusmsg, "CHATHISTORY": check_chathistory,
     "MSGREFTYPES": check_msgreftypes, "BOT": check_bot, "MONITOR": check_monitor,
     "NAMELEN": check_namelen, "UTF8ONLY": check_utf8only,
+    "KNOCK": check_knock,
 }
 
 

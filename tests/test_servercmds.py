@@ -7,14 +7,15 @@ front-end calls them; numerics as https://modern.ircdocs.horse/ gives them.
 
 import pytest
 
-from tests.test_registry import Clock, Conn, codes, joined, make
+from tests.test_registry import Clock, Conn, codes, joined, make, room_with
 from tests.udpnet import Raw
 from twistchat.core.commands import dispatch
 from twistchat.core.events import deliver
+from twistchat.core.invitations import KNOCK_TEXT
 from twistchat.core.model import Limits
 from twistchat.core.registry import Registry
 from twistchat.core.whowas import NickHistory
-from twistchat.wire import Message, format_message
+from twistchat.wire import Message, encode, format_message
 
 
 def run(registry, user, verb, *params):
@@ -254,3 +255,106 @@ def test_invite_with_one_parameter_is_461():
     alice, _ = joined(registry, "alice", "#a")
     assert params(run(registry, alice, "INVITE", "bob"), "461") == [
         ("alice", "INVITE", "Not enough parameters")]
+
+
+# ------------------------------------------------------------------------ KNOCK
+
+
+def closed_room(*changes):
+    """``#r`` (alice op, bob member) with ``changes`` set by alice; carol outside."""
+    return room_with(*changes)
+
+
+def test_knock_on_an_invite_only_room_tells_its_operators():
+    """KNOCK #r: 710 to each operator (not to plain members), 711 to the knocker."""
+    registry, channel, users = closed_room("+i")
+    alice, bob, carol = users["alice"], users["bob"], users["carol"]
+    out = run(registry, carol, "KNOCK", "#r")
+    assert [(d.to, d.payload.command) for d in out] == [((alice,), "710"), ((carol,), "711")]
+    assert lines(out) == [
+        f":srv 710 alice #r {carol.source} :has asked for an invite.",
+        ":srv 711 carol #r :Your KNOCK has been delivered."]
+    assert bob not in [u for d in out for u in d.to]
+
+
+def test_knock_passes_the_message_on_cut_to_knock_text():
+    """KNOCK #r :text: the text with the 710, cut at KNOCK_TEXT bytes."""
+    registry, _, users = closed_room("+i")
+    out = run(registry, users["carol"], "KNOCK", "#r", "please " + "x" * 300)
+    text = out[0].payload.params[-1]
+    assert text.startswith("has asked for an invite: please ")
+    assert len(text.split(": ", 1)[1].encode()) == KNOCK_TEXT
+    assert len(encode(out[0].payload)) <= 512
+
+
+@pytest.mark.parametrize("changes", [("+k", "sesame"), ("+l", "2")])
+def test_knock_on_a_keyed_or_full_room_is_delivered(changes):
+    """A room with a key, or full at its limit, is closed too: the knock goes through."""
+    registry, _, users = closed_room(*changes)
+    assert codes(run(registry, users["carol"], "KNOCK", "#r")) == ["710", "711"]
+
+
+def test_knock_on_an_open_room_is_713():
+    """A room anyone may join: 713 ERR_CHANOPEN (also +l not yet full)."""
+    registry, _, users = closed_room()
+    assert lines(run(registry, users["carol"], "KNOCK", "#r")) == [
+        ":srv 713 carol #r :Channel is open."]
+    registry, _, users = closed_room("+l", "3")
+    assert codes(run(registry, users["carol"], "KNOCK", "#r")) == ["713"]
+
+
+def test_knock_on_a_room_one_is_in_is_714():
+    """A member knocking: 714 ERR_KNOCKONCHAN."""
+    registry, _, users = closed_room("+i")
+    assert lines(run(registry, users["bob"], "KNOCK", "#r")) == [
+        ":srv 714 bob #r :You are already on that channel."]
+
+
+def test_knock_errors_for_no_room_no_param_and_a_ban():
+    """No such room: 403; no parameter: 461; banned from the room: 404."""
+    registry, _, users = closed_room("+i")
+    carol = users["carol"]
+    assert codes(run(registry, carol, "KNOCK", "#nowhere")) == ["403"]
+    assert codes(run(registry, carol, "KNOCK")) == ["461"]
+    deliver(registry.mode(users["alice"], "#r", "+b", ["carol!*@*"]))
+    assert codes(run(registry, carol, "KNOCK", "#r")) == ["404"]
+
+
+def test_knock_is_once_per_knock_interval_per_user_per_room():
+    """A second KNOCK within knock_interval: 712 naming the interval; after it, delivered."""
+    registry, clock = make(limits=Limits(knock_interval=60.0))
+    alice, _ = joined(registry, "alice", "#r", "#s")
+    deliver(registry.mode(alice, "#r", "+i"))
+    deliver(registry.mode(alice, "#s", "+i"))
+    carol, _ = joined(registry, "carol")
+    dave, _ = joined(registry, "dave")
+    assert codes(run(registry, carol, "KNOCK", "#r")) == ["710", "711"]
+    clock.now += 59.9
+    out = run(registry, carol, "KNOCK", "#r")
+    assert codes(out) == ["712"] and "60 seconds" in out[0].payload.params[-1]
+    assert codes(run(registry, carol, "KNOCK", "#s")) == ["710", "711"]  # another room
+    assert codes(run(registry, dave, "KNOCK", "#r")) == ["710", "711"]  # another user
+    clock.now += 0.1  # exactly knock_interval after the first
+    assert codes(run(registry, carol, "KNOCK", "#r")) == ["710", "711"]
+
+
+def test_knocks_remember_only_the_last_interval():
+    """Old knocks are dropped as new ones come: the memory stays small."""
+    registry, clock = make(limits=Limits(knock_interval=10.0))
+    alice, _ = joined(registry, "alice", "#r")
+    deliver(registry.mode(alice, "#r", "+i"))
+    for n in range(50):
+        knocker, _ = joined(registry, f"k{n}")
+        run(registry, knocker, "KNOCK", "#r")
+        clock.now += 5
+    assert len(registry.knocks._last) == 2
+
+
+def test_knock_text_is_free_text_on_the_wire():
+    """KNOCK's message and the 710/711 texts are written after ':' (wire.text_param)."""
+    assert format_message(Message("KNOCK", ("#r", "hi"))) == "KNOCK #r :hi"
+
+
+def test_knock_interval_by_default():
+    """Limits default: one KNOCK per user per room a minute."""
+    assert Registry(clock=Clock()).limits.knock_interval == 60.0

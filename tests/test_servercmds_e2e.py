@@ -87,3 +87,21 @@ def test_invite_alone_lists_the_rooms_one_is_invited_to(server):
     assert raw(guest, "336") == [f":chat.test 336 {guest.nick} #invlist"]
     assert raw(guest, "337")[-1] == f":chat.test 337 {guest.nick} :End of /INVITE list"
     assert codes(guest.ask(f"INVITE {op.nick}")) == ["461"]
+
+
+def test_knock_reaches_the_operators_once_a_minute(server):
+    """KNOCK a +i room: 710 to the op, 711 back; again at once: 712; open room 713; member 714."""
+    op, knocker = Probe(server), Probe(server)
+    op.join("#knock")
+    op.join("#open")
+    op.ask("MODE #knock +i")
+    assert codes(knocker.ask("KNOCK #knock :hello")) == ["711"]
+    assert codes(op.ask()) == ["710"]
+    assert raw(op, "710") == [f":chat.test 710 {op.nick} #knock {knocker.nick}!{knocker.nick}"
+                              "@127.0.0.1 :has asked for an invite: hello"]
+    again = knocker.ask("KNOCK #knock")
+    assert codes(again) == ["712"] and "60 seconds" in again[0].params[-1]
+    assert codes(op.ask()) == []
+    assert codes(knocker.ask("KNOCK #open")) == ["713"]
+    assert codes(op.ask("KNOCK #knock")) == ["714"]
+    assert codes(knocker.ask("KNOCK #nowhere")) == ["403"]

@@ -219,6 +219,10 @@ def _invite(reg: Registry, user: User, p: Params, ctx: Context) -> list[Delivery
     return reg.invite(user, p[0], p[1])
 
 
+def _knock(reg: Registry, user: User, p: Params, ctx: Context) -> list[Delivery]:
+    return invitations.knock(reg, user, p[0], p[1] if len(p) > 1 else "")
+
+
 def _whowas(reg: Registry, user: User, p: Params, ctx: Context) -> list[Delivery]:
     return whowas.whowas(reg, user, p[0] if p else "", p[1] if len(p) > 1 else None)
 
@@ -273,6 +277,7 @@ COMMANDS: dict[str, Command] = {
     "MODE": Command(_mode, 1),
     "KICK": Command(_kick, 2),
     "INVITE": Command(_invite),  # no parameter: the invite list; one: 461 (see _invite)
+    "KNOCK": Command(_knock, 1),
     "AWAY": Command(_away),
     # IRCv3 setname; not gated by the capability, so a UDP session (no CAP) may use it too.
     "SETNAME": Command(_setname, 1),

@@ -49,6 +49,7 @@ class Limits:
     # WHOWAS (core/whowas.py): nicks let go (quit, nick change) kept in all, and per nick.
     whowas: int = 1000
     whowas_per_nick: int = 5
+    knock_interval: float = 60.0  # seconds between two KNOCKs of one user on one room
 
 
 class User:

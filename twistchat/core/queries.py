@@ -39,6 +39,7 @@ def isupport(registry: Registry) -> list[str]:
         "MAXLIST=b:100",
         f"TARGMAX=PRIVMSG:{lim.max_targets},NOTICE:{lim.max_targets}",
         f"NETWORK={registry.network}", "LINELEN=512", "STATUSMSG=@+",
+        "KNOCK",  # the KNOCK command (core/invitations.py)
     ] + registry.extra_isupport
 
 

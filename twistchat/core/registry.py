@@ -36,6 +36,7 @@ from typing import Any
 
 from twistchat.core import identity, modes, queries
 from twistchat.core.events import Delivery, Disconnect, Event, Gated
+from twistchat.core.invitations import Knocks
 from twistchat.core.model import (
     CHANMODES,
     PREFIX_MODES,
@@ -102,6 +103,7 @@ class Registry:
         self._per_address: dict[str, int] = {}  # host -> connected users from it
         self.monitors = Monitors()  # MONITOR watch lists (core/monitor.py)
         self.nick_history = NickHistory(limits.whowas, limits.whowas_per_nick)  # WHOWAS
+        self.knocks = Knocks(limits.knock_interval)  # KNOCK's rate (core/invitations.py)
 
     # ----------------------------------------------------------------- helpers
 
