@@ -9,8 +9,9 @@ import pytest
 
 from tests.test_registry import Clock, Conn, codes, joined, make, room_with
 from tests.udpnet import Raw
-from twistchat.core.commands import dispatch
+from twistchat.core.commands import COMMANDS, dispatch
 from twistchat.core.events import deliver
+from twistchat.core.helptext import HELP
 from twistchat.core.invitations import KNOCK_TEXT
 from twistchat.core.model import Limits
 from twistchat.core.registry import Registry
@@ -358,3 +359,64 @@ def test_knock_text_is_free_text_on_the_wire():
 def test_knock_interval_by_default():
     """Limits default: one KNOCK per user per room a minute."""
     assert Registry(clock=Clock()).limits.knock_interval == 60.0
+
+
+# ------------------------------------------------------------------------ HELP
+
+# Verbs whose help entries exist before their commands do: the opers branch of #13 adds
+# OPER, KILL and WALLOPS to COMMANDS.  Once merged, this set should be empty.
+NOT_YET_COMMANDS = {"OPER", "KILL", "WALLOPS"}
+
+
+def test_every_command_has_help_and_every_help_a_command():
+    """Each verb of COMMANDS has a help entry; no entry is for a verb that does not exist."""
+    assert set(COMMANDS) <= set(HELP), set(COMMANDS) - set(HELP)
+    assert set(HELP) - set(COMMANDS) <= NOT_YET_COMMANDS, set(HELP) - set(COMMANDS)
+    for verb, (syntax, what) in HELP.items():
+        assert syntax.split()[0] == verb and what.endswith("."), verb
+
+
+@pytest.mark.parametrize("verb", ["HELP", "HELPOP"])
+def test_help_on_a_command_is_704_705_706(verb):
+    """HELP privmsg: 704 PRIVMSG title, an empty 705 first, the text, then 706."""
+    registry, _ = make()
+    asker, _ = joined(registry, "asker")
+    out = run(registry, asker, verb, "privmsg")
+    assert codes(out) == ["704", "705", "705", "706"]
+    assert {d.payload.params[1] for d in out} == {"PRIVMSG"}  # the subject, casefolded
+    assert "PRIVMSG <target>" in out[0].payload.params[2]
+    assert lines(out)[1] == ":srv 705 asker PRIVMSG :"
+    assert out[2].payload.params[2] == HELP["PRIVMSG"][1]
+
+
+def test_help_without_subject_lists_the_commands():
+    """HELP: 704 * title, 705 lines naming every command, 706."""
+    registry, _ = make()
+    asker, _ = joined(registry, "asker")
+    out = run(registry, asker, "HELP")
+    assert codes(out)[0] == "704" and codes(out)[-1] == "706"
+    assert {d.payload.params[1] for d in out} == {"*"}
+    listed = " ".join(d.payload.params[2] for d in out if d.payload.command == "705").split()
+    assert set(COMMANDS) <= set(listed)
+    assert not (NOT_YET_COMMANDS - set(COMMANDS)) & set(listed)  # only verbs that exist
+    assert all(len(encode(d.payload)) <= 512 for d in out)
+
+
+@pytest.mark.parametrize("subject,shown", [("frobnicate", "FROBNICATE"),
+                                           ("unknown subject", "*")])
+def test_help_on_an_unknown_subject_is_524(subject, shown):
+    """An unknown subject: a single 524; a subject that cannot be a parameter shows as *."""
+    registry, _ = make()
+    asker, _ = joined(registry, "asker")
+    out = run(registry, asker, "HELP", subject)
+    assert [d.payload.params for d in out] == [
+        ("asker", shown, "No help available on this topic")]
+    assert codes(out) == ["524"]
+
+
+def test_help_on_a_verb_not_in_the_table_is_524():
+    """A help entry whose command is not served (yet) is not offered."""
+    registry, _ = make()
+    asker, _ = joined(registry, "asker")
+    for verb in NOT_YET_COMMANDS - set(COMMANDS):
+        assert codes(run(registry, asker, "HELP", verb)) == ["524"]

@@ -75,6 +75,20 @@ def test_links_lists_this_one_server(server):
     assert codes(probe.ask("LINKS *.elsewhere")) == ["365"]
 
 
+@pytest.mark.parametrize("verb", ["HELP", "HELPOP"])
+def test_help_answers_704_705_706_or_524(server, verb):
+    """HELP lists the commands; HELP join describes JOIN; an unknown subject gets 524."""
+    probe = Probe(server)
+    listing = probe.ask(verb)
+    assert codes(listing)[0] == "704" and codes(listing)[-1] == "706"
+    assert "WHOWAS" in " ".join(m.params[-1] for m in listing)
+    got = probe.ask(f"{verb} join")
+    assert codes(got) == ["704", "705", "705", "706"]
+    assert f":chat.test 705 {probe.nick} JOIN :" in probe.client.seen  # the empty first 705
+    assert [m.params for m in probe.ask(f"{verb} nosuch")] == [
+        (probe.nick, "NOSUCH", "No help available on this topic")]
+
+
 def test_invite_alone_lists_the_rooms_one_is_invited_to(server):
     """INVITE with no parameter: 336 per invitation (the room as a value), then 337."""
     op, guest = Probe(server), Probe(server)

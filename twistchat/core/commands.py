@@ -26,7 +26,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Protocol
 
-from twistchat.core import invitations, serverinfo, whowas
+from twistchat.core import helptext, invitations, serverinfo, whowas
 from twistchat.core.events import Delivery, Disconnect
 from twistchat.core.queries import NamesView
 from twistchat.core.registry import Registry, User
@@ -236,6 +236,10 @@ def _links(reg: Registry, user: User, p: Params, ctx: Context) -> list[Delivery]
     return serverinfo.links(reg, user, p[-1] if p else None)
 
 
+def _help(reg: Registry, user: User, p: Params, ctx: Context) -> list[Delivery]:
+    return helptext.help_replies(reg, user, p[0] if p else None, COMMANDS)
+
+
 def _lusers(reg: Registry, user: User, p: Params, ctx: Context) -> list[Delivery]:
     return reg.lusers(user)
 
@@ -294,6 +298,8 @@ COMMANDS: dict[str, Command] = {
     "WHOWAS": Command(_whowas),  # no nick: 431 (modern.ircdocs.horse), not 461
     "INFO": Command(_info),
     "LINKS": Command(_links),
+    "HELP": Command(_help),
+    "HELPOP": Command(_help),
     # History (the front-end plans it with twistchat.history, asynchronously).
     "CHATHISTORY": Command(LOCAL),
     # UDP sequence repair (docs/udp-protocol.md); only the UDP front-end has a handler.
