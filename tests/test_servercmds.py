@@ -6,6 +6,7 @@ front-end calls them; numerics as https://modern.ircdocs.horse/ gives them.
 """
 
 import pytest
+from twisted.python.usage import UsageError
 
 from tests.test_registry import Clock, Conn, codes, joined, make, room_with
 from tests.udpnet import Raw
@@ -16,6 +17,7 @@ from twistchat.core.invitations import KNOCK_TEXT
 from twistchat.core.model import Limits
 from twistchat.core.registry import Registry
 from twistchat.core.whowas import NickHistory
+from twistchat.service import Options
 from twistchat.wire import Message, encode, format_message
 
 
@@ -420,3 +422,29 @@ def test_help_on_a_verb_not_in_the_table_is_524():
     asker, _ = joined(registry, "asker")
     for verb in NOT_YET_COMMANDS - set(COMMANDS):
         assert codes(run(registry, asker, "HELP", verb)) == ["524"]
+
+
+# ----------------------------------------------------------------------- flags
+
+
+def test_flags_set_the_whowas_and_knock_limits():
+    """--whowas, --whowas-per-nick, --knock-interval reach the registry's Limits."""
+    options = Options()
+    options.parseOptions(["--whowas=7", "--whowas-per-nick=2", "--knock-interval=1.5"])
+    limits = Limits(**options.limits("registry"))
+    assert (limits.whowas, limits.whowas_per_nick, limits.knock_interval) == (7, 2, 1.5)
+    assert Limits(**_defaults().limits("registry")) == Limits()  # the flags' defaults
+
+
+@pytest.mark.parametrize("argv", [["--whowas=-1"], ["--whowas-per-nick=0"],
+                                  ["--knock-interval=-1"]])
+def test_flags_refuse_values_out_of_range(argv):
+    """A negative history or interval, or no entry per nick, is refused."""
+    with pytest.raises(UsageError):
+        Options().parseOptions(argv)
+
+
+def _defaults():
+    options = Options()
+    options.parseOptions([])
+    return options

@@ -119,3 +119,14 @@ def test_knock_reaches_the_operators_once_a_minute(server):
     assert codes(knocker.ask("KNOCK #open")) == ["713"]
     assert codes(op.ask("KNOCK #knock")) == ["714"]
     assert codes(knocker.ask("KNOCK #nowhere")) == ["403"]
+
+
+def test_whowas_per_nick_flag_bounds_the_history(chat_server):
+    """``--whowas-per-nick=1``: two users of one nick quit; WHOWAS shows the later only."""
+    small = chat_server("--db=:memory:", "--whowas-per-nick=1")
+    for realname in ("first", "second"):
+        gone = Probe(small, nick="twice")
+        gone.client.send(f"SETNAME :{realname}", "QUIT")
+        gone.client.wait_for(lambda line: line.startswith("ERROR"))
+    got = Probe(small).ask("WHOWAS twice")
+    assert [m.params[-1] for m in got if m.command == "314"] == ["second"]
