@@ -172,7 +172,7 @@ def test_whowas_records_a_udp_sessions_quit():
 
 
 def test_whowas_after_a_real_udp_sessions_quit(world):
-    """Over the UDP front-end (in memory): a session's QUIT is in WHOWAS for a TCP-less peer."""
+    """Over the UDP front-end (in memory): a UDP session asks WHOWAS about another one that quit."""
     alice = Raw(world)
     alice.register("alice")
     alice.command("JOIN #room")
@@ -448,3 +448,50 @@ def _defaults():
     options = Options()
     options.parseOptions([])
     return options
+
+
+# ------------------------------------------------------- every command, one table
+
+
+def _scene():
+    """alice: operator of #open and of #closed (+i); bob in neither; "gone" quit; carol asks."""
+    registry, _ = make()
+    alice, _ = joined(registry, "alice", "#open", "#closed")
+    deliver(registry.mode(alice, "#closed", "+i"))
+    joined(registry, "bob")
+    gone(registry, "gone")
+    carol, _ = joined(registry, "carol")
+    return registry, carol
+
+
+# A line from carol -> the numerics she is sent, runs of one numeric shown once.
+SERVER_COMMANDS = [
+    ("WHOWAS", ["431"]),
+    ("WHOWAS nobody", ["406", "369"]),
+    ("WHOWAS gone", ["314", "312", "369"]),
+    ("WHOWAS GONE 1", ["314", "312", "369"]),
+    ("INFO", ["371", "374"]),
+    ("LINKS", ["364", "365"]),
+    ("LINKS s*", ["364", "365"]),
+    ("LINKS *.nowhere", ["365"]),
+    ("HELP", ["704", "705", "706"]),
+    ("HELP whowas", ["704", "705", "706"]),
+    ("HELPOP KNOCK", ["704", "705", "706"]),
+    ("HELP nosuch", ["524"]),
+    ("INVITE", ["337"]),
+    ("INVITE bob", ["461"]),
+    ("KNOCK", ["461"]),
+    ("KNOCK #nowhere", ["403"]),
+    ("KNOCK #open", ["713"]),
+    ("KNOCK #closed", ["711"]),
+]
+
+
+@pytest.mark.parametrize("line,expected", SERVER_COMMANDS)
+def test_server_command_numerics(line, expected):
+    """Each server command's numerics to its sender (tests above check their parameters)."""
+    registry, carol = _scene()
+    verb, *args = line.split()
+    mine = [d for d in run(registry, carol, verb, *args) if carol in d.to]
+    shown = [c for i, c in enumerate(codes(mine)) if i == 0 or codes(mine)[i - 1] != c]
+    assert shown == expected
