@@ -484,6 +484,15 @@ def check_elist(server, value):
     assert listed(f"{base}*,C<10") == [big, small] and listed(f"{base}*,C>10") == []
     assert listed(f"{base}*,T<10") == [big] and listed(f"{base}*,T>10") == []
     assert codes(asker.ask("LIST >x")) == ["400", "323"]
+def check_knock(server, value):
+    """KNOCK on a +i room reaches its operator (710); the knocker gets 711, then can be let in."""
+    op, other, room = _room_with_op(server)
+    op.ask(f"MODE {room} +i")
+    assert codes(other.ask(f"KNOCK {room} :let me in")) == ["711"]
+    knocked = one(op.ask(), "710")
+    assert knocked.params[1] == room and knocked.params[2].startswith(other.nick + "!")
+    op.ask(f"INVITE {other.nick} {room}")
+    assert "JOIN" in codes(other.join(room))
 
 
 TOKENS = {
@@ -497,6 +506,7 @@ TOKENS = {
     "NAMELEN": check_namelen, "UTF8ONLY": check_utf8only,
     "EXCEPTS": check_excepts, "INVEX": check_invex,
     "WHOX": check_whox, "ELIST": check_elist,
+    "KNOCK": check_knock,
 }
 
 

@@ -28,8 +28,11 @@ def support_rows() -> dict[str, set[str]]:
     section = README.read_text().split("### IRC support", 1)[1].split("\n### ", 1)[0]
     rows: dict[str, set[str]] = {}
     for line in section.splitlines():
+        if not line.startswith("| ") or line.startswith("| kind "):
+            continue
         cells = [cell.strip() for cell in line.strip().strip("|").split("|")]
-        if len(cells) == 4 and cells[1].startswith("`"):
+        assert len(cells) == 4, f"a row of the IRC support table has {len(cells)} cells: {line}"
+        if cells[1].startswith("`"):
             rows.setdefault(cells[0], set()).update(re.findall(r"`([^`]+)`", cells[1]))
     return rows
 

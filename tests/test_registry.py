@@ -920,3 +920,13 @@ def test_statusmsg_needs_the_right_to_speak():
     registry, channel, users = room_with("+m")
     assert codes(registry.message(users["bob"], "PRIVMSG", "@#r", "hi")) == ["404"]
     assert codes(registry.message(users["bob"], "PRIVMSG", "@#nowhere", "hi")) == ["403"]
+
+
+def test_lusers_counts_invisible_users_apart():
+    """251: the users seen, then those with +i ("There are 1 users and 1 invisible")."""
+    registry, _ = make()
+    alice, _ = joined(registry, "alice")
+    bob, _ = joined(registry, "bob")
+    deliver(registry.mode(bob, "bob", "+i"))
+    out = registry.lusers(alice)
+    assert out[0].payload.params[-1] == "There are 1 users and 1 invisible on 1 servers"

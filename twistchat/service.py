@@ -127,6 +127,13 @@ LIMIT_FLAGS = [
      "Rooms one user may be in (CHANLIMIT).", "registry", "max_channels"),
     ("recent-history", 1000, _positive_int,
      "Events per room kept in memory.", "registry", "recent_history"),
+    ("whowas", 1000, _non_negative_int,
+     "Nicks let go (quit, nick change) WHOWAS remembers, in all (0: none).", "registry",
+     "whowas"),
+    ("whowas-per-nick", 5, _positive_int,
+     "WHOWAS entries kept for one nick.", "registry", "whowas_per_nick"),
+    ("knock-interval", 60.0, _non_negative_float,
+     "Seconds between two KNOCKs of one user on one room.", "registry", "knock_interval"),
 ]
 
 

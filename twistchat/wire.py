@@ -466,11 +466,11 @@ _TEXT_PARAM = {
 }
 # Numerics whose last parameter is a value, not text (RPL_MYINFO, RPL_UMODEIS,
 # RPL_CHANNELMODEIS, RPL_CREATIONTIME, RPL_TOPICWHOTIME, RPL_INVITING, the list entries
-# of +b +I +e): written with ':' only where needed.  RPL_WHOSPCRPL (354) ends with the
-# last WHOX field asked for, a value but for the realname (``r``, always last): its
-# lines carry Message.trailing when they end with it, as ircu writes them.
-_VALUE_NUMERICS = frozenset({"004", "221", "324", "329", "333", "341", "346", "348", "354",
-                             "367"})
+# of +b +I +e, RPL_INVITELIST's room): written with ':' only where needed.  RPL_WHOSPCRPL
+# (354) ends with the last WHOX field asked for, a value but for the realname (``r``,
+# always last): its lines carry Message.trailing when they end with it, as ircu writes them.
+_VALUE_NUMERICS = frozenset({"004", "221", "324", "329", "333", "336", "341", "346", "348",
+                             "354", "367"})
 
 
 def text_param(command: str, index: int) -> bool:

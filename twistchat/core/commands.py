@@ -26,7 +26,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Protocol
 
-from twistchat.core import operators
+from twistchat.core import helptext, invitations, operators, serverinfo, whowas
 from twistchat.core.events import Delivery, Disconnect
 from twistchat.core.queries import NamesView
 from twistchat.core.registry import Registry, User
@@ -213,7 +213,32 @@ def _monitor(reg: Registry, user: User, p: Params, ctx: Context) -> list[Deliver
 
 
 def _invite(reg: Registry, user: User, p: Params, ctx: Context) -> list[Delivery]:
+    if not p:  # the rooms the user is invited to (modern.ircdocs.horse, "Invite list")
+        return invitations.invite_list(reg, user)
+    if len(p) < 2:
+        return [reg.reply(user, "461", "INVITE", "Not enough parameters")]
     return reg.invite(user, p[0], p[1])
+
+
+def _knock(reg: Registry, user: User, p: Params, ctx: Context) -> list[Delivery]:
+    return invitations.knock(reg, user, p[0], p[1] if len(p) > 1 else "")
+
+
+def _whowas(reg: Registry, user: User, p: Params, ctx: Context) -> list[Delivery]:
+    return whowas.whowas(reg, user, p[0] if p else "", p[1] if len(p) > 1 else None)
+
+
+def _info(reg: Registry, user: User, p: Params, ctx: Context) -> list[Delivery]:
+    return serverinfo.info(reg, user)
+
+
+def _links(reg: Registry, user: User, p: Params, ctx: Context) -> list[Delivery]:
+    # "LINKS [[<remote server>] <server mask>]" (RFC 2812 3.4.5): the mask comes last.
+    return serverinfo.links(reg, user, p[-1] if p else None)
+
+
+def _help(reg: Registry, user: User, p: Params, ctx: Context) -> list[Delivery]:
+    return helptext.help_replies(reg, user, p[0] if p else None, COMMANDS)
 
 
 def _lusers(reg: Registry, user: User, p: Params, ctx: Context) -> list[Delivery]:
@@ -268,7 +293,8 @@ COMMANDS: dict[str, Command] = {
     "LIST": Command(_list),
     "MODE": Command(_mode, 1),
     "KICK": Command(_kick, 2),
-    "INVITE": Command(_invite, 2),
+    "INVITE": Command(_invite),  # no parameter: the invite list; one: 461 (see _invite)
+    "KNOCK": Command(_knock, 1),
     "AWAY": Command(_away),
     # IRCv3 setname; not gated by the capability, so a UDP session (no CAP) may use it too.
     "SETNAME": Command(_setname, 1),
@@ -286,6 +312,11 @@ COMMANDS: dict[str, Command] = {
     "OPER": Command(_oper, 2),
     "KILL": Command(_kill, 2),
     "WALLOPS": Command(_wallops, 1),
+    "WHOWAS": Command(_whowas),  # no nick: 431 (modern.ircdocs.horse), not 461
+    "INFO": Command(_info),
+    "LINKS": Command(_links),
+    "HELP": Command(_help),
+    "HELPOP": Command(_help),
     # History (the front-end plans it with twistchat.history, asynchronously).
     "CHATHISTORY": Command(LOCAL),
     # UDP sequence repair (docs/udp-protocol.md); only the UDP front-end has a handler.

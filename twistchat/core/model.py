@@ -53,6 +53,10 @@ class Limits:
     tagmsg_rate: float = 2.0
     recent_history: int = 1000  # events kept in memory per room (repair)
     max_per_ip: int = 16  # connections and UDP sessions from one address, all front-ends
+    # WHOWAS (core/whowas.py): nicks let go (quit, nick change) kept in all, and per nick.
+    whowas: int = 1000
+    whowas_per_nick: int = 5
+    knock_interval: float = 60.0  # seconds between two KNOCKs of one user on one room
 
 
 class User:

@@ -41,6 +41,7 @@ def isupport(registry: Registry) -> list[str]:
         f"ELIST={elist.ELIST}",  # LIST's search extensions (core/elist.py)
         f"TARGMAX=PRIVMSG:{lim.max_targets},NOTICE:{lim.max_targets}",
         f"NETWORK={registry.network}", "LINELEN=512", "STATUSMSG=@+",
+        "KNOCK",  # the KNOCK command (core/invitations.py)
     ] + registry.extra_isupport
 
 
@@ -58,8 +59,10 @@ def lusers(registry: Registry, user: User) -> list[Delivery]:
     users = registry.user_count()
     peak = registry.peak_user_count()
     unknown = registry.connection_count() - users
+    invisible = sum(1 for other in registry.users() if other.invisible)
     out = [
-        registry.reply(user, "251", f"There are {users} users and 0 invisible on 1 servers"),
+        registry.reply(user, "251", f"There are {users - invisible} users and {invisible} "
+                       "invisible on 1 servers"),
         registry.reply(user, "252", str(len(registry.operators.online())),
                        "operator(s) online"),
     ]

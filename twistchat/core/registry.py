@@ -36,6 +36,7 @@ from typing import Any
 
 from twistchat.core import identity, lists, modes, queries
 from twistchat.core.events import Delivery, Disconnect, Event, Gated
+from twistchat.core.invitations import Knocks
 from twistchat.core.masks import matches_any
 from twistchat.core.model import (
     CHANMODES,
@@ -54,6 +55,7 @@ from twistchat.core.passwords import ScryptHash
 from twistchat.core.ratelimit import TokenBucket
 from twistchat.core.roomlog import LocalRoomLog, RoomLog
 from twistchat.core.targets import dm_key, dm_parties, is_room_key
+from twistchat.core.whowas import NickHistory
 from twistchat.wire import (
     CHANTYPES,
     Message,
@@ -108,6 +110,8 @@ class Registry:
         self._per_address: dict[str, int] = {}  # host -> connected users from it
         self.monitors = Monitors()  # MONITOR watch lists (core/monitor.py)
         self.operators = Operators(opers)  # OPER entries, opers online (core/operators.py)
+        self.nick_history = NickHistory(limits.whowas, limits.whowas_per_nick)  # WHOWAS
+        self.knocks = Knocks(limits.knock_interval)  # KNOCK's rate (core/invitations.py)
 
     # ----------------------------------------------------------------- helpers
 
@@ -472,6 +476,7 @@ class Registry:
         del self._users[user.key]
         self._users[key] = user
         moved = key != user.key
+        self.nick_history.record(user, self.clock())  # WHOWAS: the old nick
         user.nick, user.key = nick, key
         out = self._to_peers(user, message)
         if moved:  # MONITOR: the old nick is free, the new one taken
@@ -509,6 +514,7 @@ class Registry:
         self.monitors.clear(user)
         if not user.registered:
             return []
+        self.nick_history.record(user, self.clock())  # WHOWAS
         out = self.monitors.offline(self, user.nick, user)
         if user.channels:
             text = f"Quit: {reason}" if shown is None else shown
