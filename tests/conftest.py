@@ -2,6 +2,8 @@
 
 import pytest
 
+from tests.memory import MemoryServer
+from tests.probe import Probe
 from tests.serverproc import ServerProcess
 from tests.udpnet import UDPWorld
 
@@ -38,3 +40,20 @@ def world():
     w.stop()
     w.clock.advance(0)  # datagrams still in flight
     assert not [c for c in w.clock.getDelayedCalls() if c.active()], "timers left running"
+
+
+@pytest.fixture(autouse=True)
+def _close_probes():
+    """Real-socket probes (tests.probe) a test left open are closed when it ends."""
+    yield
+    while Probe.open:
+        Probe.open.pop().close()
+
+
+@pytest.fixture
+def mixed():
+    """A TCP server and a UDP front-end on one registry and clock (no sockets)."""
+    server = MemoryServer()
+    w = UDPWorld(registry=server.registry, clock=server.clock)
+    yield server, w
+    w.stop()

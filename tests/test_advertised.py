@@ -15,10 +15,10 @@ import time
 
 import pytest
 
+from tests.probe import Probe, codes, deadline, new_nick, one
 from tests.serverproc import LineClient, ServerProcess
-from twistchat.wire import Message, parse
+from twistchat.wire import parse
 
-_names = (f"u{n}" for n in itertools.count())
 _rooms = (f"#r{n}" for n in itertools.count())
 
 
@@ -31,63 +31,6 @@ def server(tmp_path_factory):
                             "--max-per-ip=1000").start()
     yield started
     started.stop()
-
-
-@pytest.fixture(autouse=True)
-def _close_probes():
-    yield
-    while Probe.open:
-        Probe.open.pop().close()
-
-
-class Probe:
-    """A real-socket client that reads every reply to what it sent (a PING marks the end)."""
-
-    open: list[Probe] = []  # closed after each test
-
-    def __init__(self, server: ServerProcess, caps: str = "", nick: str | None = None) -> None:
-        self.client = LineClient(server.host, server.port)
-        Probe.open.append(self)
-        self.nick = nick or next(_names)
-        self.marks = itertools.count()
-        if caps:
-            self.client.send(f"CAP REQ :{caps}")
-        self.client.send(f"NICK {self.nick}", f"USER {self.nick} 0 * :{self.nick} Real")
-        if caps:
-            self.client.send("CAP END")
-        self.welcome = self.ask()
-
-    def ask(self, *lines: str) -> list[Message]:
-        """Send ``lines``; every line the server sends until it answers a PING after them."""
-        mark = f"mark{next(self.marks)}"
-        self.client.send(*lines, f"PING {mark}")
-        got = []
-        while True:
-            line = self.client.read_line(_deadline())
-            message = parse(line.encode(), max_body=8192)
-            if message.command == "PONG" and message.params[-1] == mark:
-                return got
-            got.append(message)
-
-    def join(self, room: str, key: str | None = None) -> list[Message]:
-        return self.ask(f"JOIN {room} {key}" if key else f"JOIN {room}")
-
-    def close(self) -> None:
-        self.client.close()
-
-
-def _deadline() -> float:
-    return time.monotonic() + 10
-
-
-def codes(messages: list[Message]) -> list[str]:
-    return [m.command for m in messages]
-
-
-def one(messages: list[Message], command: str) -> Message:
-    found = [m for m in messages if m.command == command]
-    assert found, f"no {command} in {[str(m) for m in messages]}"
-    return found[0]
 
 
 def advertised_tokens(server: ServerProcess) -> dict[str, str]:
@@ -107,7 +50,7 @@ def advertised_caps(server: ServerProcess) -> dict[str, str]:
     client.send("CAP LS 302")
     caps: dict[str, str] = {}
     while True:
-        message = parse(client.read_line(_deadline()).encode())
+        message = parse(client.read_line(deadline()).encode())
         if message.command == "CAP":
             for cap in message.params[-1].split():
                 name, _, value = cap.partition("=")
@@ -123,7 +66,7 @@ def advertised_caps(server: ServerProcess) -> dict[str, str]:
 
 def check_casemapping(server, value):
     assert value == "rfc1459"
-    first = Probe(server, nick="Case[a]" + next(_names))
+    first = Probe(server, nick="Case[a]" + new_nick())
     taken = Probe(server)
     folded = first.nick.lower().replace("[", "{").replace("]", "}")
     assert "433" in codes(taken.ask(f"NICK {folded}"))
@@ -425,7 +368,7 @@ def check_bot(server, value):
 
 def check_monitor(server, value):
     watcher = Probe(server)
-    later = next(_names)
+    later = new_nick()
     assert "731" in codes(watcher.ask(f"MONITOR + {later}"))
     Probe(server, nick=later)
     assert one(watcher.ask(), "730").params[-1].startswith(later)

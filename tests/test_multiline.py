@@ -12,7 +12,7 @@ import pytest
 from tests.memory import MemoryServer, first
 from tests.serverproc import LineClient
 from tests.test_udp_client import session
-from tests.udpnet import Listener, Raw, UDPWorld
+from tests.udpnet import Listener, Raw
 from twistchat.client import interfaces as I
 from twistchat.client.udp_parts import MAX_PENDING, Parts
 from twistchat.core import multiline
@@ -355,15 +355,6 @@ def test_sqlite_keeps_the_newline(tmp_path):
 
 
 # ------------------------------------------------------------------------ UDP
-
-
-@pytest.fixture
-def mixed():
-    """A TCP server and a UDP front-end on one registry and clock."""
-    server = MemoryServer()
-    w = UDPWorld(registry=server.registry, clock=server.clock)
-    yield server, w
-    w.stop()
 
 
 def udp_room(w, server):

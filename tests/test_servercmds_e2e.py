@@ -9,8 +9,8 @@ from __future__ import annotations
 
 import pytest
 
+from tests.probe import Probe, codes, one
 from tests.serverproc import ServerProcess
-from tests.test_advertised import Probe, codes, one
 
 
 @pytest.fixture(scope="module")
@@ -19,13 +19,6 @@ def server(tmp_path_factory):
                             "--server-name=chat.test").start()
     yield started
     started.stop()
-
-
-@pytest.fixture(autouse=True)
-def _close_probes():
-    yield
-    while Probe.open:
-        Probe.open.pop().close()
 
 
 def raw(probe: Probe, code: str) -> list[str]:

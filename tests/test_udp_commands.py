@@ -7,19 +7,7 @@ session asks for over datagrams is answered as over TCP.
 
 from __future__ import annotations
 
-import pytest
-
-from tests.memory import MemoryServer
-from tests.udpnet import Raw, UDPWorld
-
-
-@pytest.fixture
-def mixed():
-    """A TCP server and a UDP front-end on one registry and clock."""
-    server = MemoryServer()
-    w = UDPWorld(registry=server.registry, clock=server.clock)
-    yield server, w
-    w.stop()
+from tests.udpnet import Raw
 
 
 def replies(messages, code):
