@@ -73,7 +73,7 @@ class User:
         "conn", "nick", "key", "user", "host", "address", "realname", "away",
         "channels", "registered", "invisible", "bot", "signon", "last_active", "by_broadcast",
         "pending_nick", "pending_user", "password_ok", "cap_hold", "invited_to", "connected",
-        "tagmsg_bucket", "oper", "wallops",
+        "tagmsg_bucket", "oper", "wallops", "account",
     )
 
     def __init__(self, conn: Any, host: str, now: float, by_broadcast: bool = False) -> None:
@@ -103,6 +103,7 @@ class User:
         # server's cost per user, and an empty set alone is 216 bytes.)
         self.invited_to: set[Channel] | None = None
         self.connected = True  # until Registry.quit
+        self.account: str | None = None  # the account name logged in as (core/accounts.py)
         self.tagmsg_bucket: Any = None  # TAGMSG rate limit (a TokenBucket), made on first use
         # User mode +o: the operator entry this user opered up as (core/operators.py).
         self.oper: str | None = None

@@ -35,6 +35,7 @@ from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from typing import Any
 
 from twistchat.core import identity, lists, modes, queries
+from twistchat.core.accounts import AccountDirectory
 from twistchat.core.events import Delivery, Disconnect, Event, Gated
 from twistchat.core.invitations import Knocks
 from twistchat.core.masks import matches_any
@@ -76,7 +77,8 @@ class Registry:
     ``log`` is the room log that numbers every event (default: an in-process
     :class:`~twistchat.core.roomlog.LocalRoomLog` starting at ``last_seqs``);
     ``password`` is the server password clients must send with PASS (None: none);
-    ``opers`` the operator entries OPER checks (core/operators.py; None: none).
+    ``opers`` the operator entries OPER checks (core/operators.py; None: none);
+    ``accounts`` the registered accounts (core/accounts.py; None: none yet).
     """
 
     def __init__(
@@ -90,6 +92,7 @@ class Registry:
         log: RoomLog | None = None,
         password: str | None = None,
         opers: Mapping[str, ScryptHash] | None = None,
+        accounts: AccountDirectory | None = None,
     ) -> None:
         self.server_name = server_name
         self.network = network
@@ -112,6 +115,8 @@ class Registry:
         self.operators = Operators(opers)  # OPER entries, opers online (core/operators.py)
         self.nick_history = NickHistory(limits.whowas, limits.whowas_per_nick)  # WHOWAS
         self.knocks = Knocks(limits.knock_interval)  # KNOCK's rate (core/invitations.py)
+        # Every account, in memory; the service fills it from the store (core/accounts.py).
+        self.accounts = accounts if accounts is not None else AccountDirectory()
 
     # ----------------------------------------------------------------- helpers
 

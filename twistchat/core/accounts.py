@@ -1,0 +1,114 @@
+"""
+Accounts as the core sees them: who owns which nick, found without waiting.
+
+test-case-name: tests.test_accounts
+
+An :class:`AccountDirectory` holds every account in memory (a school, a team,
+a LAN party: hundreds, not millions), so the chat rules that ask "is this nick
+reserved, and by whom?" or "which account has this certificate?" answer at
+once, in the reactor's turn, as every other rule does.  The directory is the
+core's view only: each change is handed to ``saver`` (the service wires it to
+the store, which writes it in its own thread), and the service fills the
+directory from the store at start-up.  Passwords never reach the core as
+text: ``credential`` is the hash the auth layer made (``twistchat.auth``), kept
+opaque here.
+
+Design and the division of work: docs/accounts.md (issue #14).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass, field
+
+from twistchat.wire import casefold
+
+__all__ = ["Account", "AccountDirectory", "Saver"]
+
+
+@dataclass
+class Account:
+    """
+    One registered account; its name is also the nick it reserves.
+
+    ``credential``: the password hash (argon2id, encoded), "" for an account
+    that logs in only by certificate; ``certfps``: SHA-256 fingerprints of TLS
+    client certificates for SASL EXTERNAL (lower-case hex, no colons).
+    """
+
+    name: str
+    credential: str = ""
+    email: str = ""
+    created: float = 0.0
+    certfps: set[str] = field(default_factory=set)
+
+    @property
+    def key(self) -> str:
+        """The casefolded name: accounts, like nicks, are found case-insensitively."""
+        return casefold(self.name)
+
+
+# Told of every change: (casefolded name, the account now, or None when it was dropped).
+Saver = Callable[[str, "Account | None"], None]
+
+
+class AccountDirectory:
+    """Every account, by casefolded name and by certificate fingerprint."""
+
+    def __init__(self, accounts: Iterable[Account] = (), saver: Saver | None = None) -> None:
+        self._by_key: dict[str, Account] = {}
+        self._by_certfp: dict[str, Account] = {}
+        for account in accounts:
+            self._index(account)
+        self.saver = saver  # set by the service once the store is open
+
+    def __len__(self) -> int:
+        return len(self._by_key)
+
+    def __iter__(self) -> Iterator[Account]:
+        return iter(list(self._by_key.values()))
+
+    def find(self, name: str) -> Account | None:
+        """The account called ``name`` (any case), or None."""
+        return self._by_key.get(casefold(name))
+
+    def owner_of(self, nick: str) -> Account | None:
+        """The account that reserves ``nick``: the one of that name (Ergo's default)."""
+        return self.find(nick)
+
+    def by_certfp(self, certfp: str) -> Account | None:
+        """The account that added certificate fingerprint ``certfp``, or None."""
+        return self._by_certfp.get(certfp.lower())
+
+    def add(self, account: Account) -> None:
+        """A new account; ``ValueError`` if the name is taken (callers check first)."""
+        if account.key in self._by_key:
+            raise ValueError(f"account {account.name} exists")
+        self._index(account)
+        self._save(account.key, account)
+
+    def changed(self, account: Account) -> None:
+        """``account`` (already in the directory) was changed in place: re-index, save."""
+        for fp, owner in list(self._by_certfp.items()):
+            if owner is account:
+                del self._by_certfp[fp]
+        self._index(account)
+        self._save(account.key, account)
+
+    def remove(self, name: str) -> Account | None:
+        """Drop the account called ``name``; the account dropped, or None."""
+        account = self._by_key.pop(casefold(name), None)
+        if account is not None:
+            for fp in account.certfps:
+                self._by_certfp.pop(fp, None)
+            self._save(account.key, None)
+        return account
+
+    def _index(self, account: Account) -> None:
+        self._by_key[account.key] = account
+        for fp in account.certfps:
+            self._by_certfp[fp.lower()] = account
+
+    def _save(self, key: str, account: Account | None) -> None:
+        if self.saver is not None:
+            self.saver(key, account)
