@@ -18,12 +18,18 @@ Design and the division of work: docs/accounts.md (issue #14).
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
 
-from twistchat.wire import casefold
+from twistchat.core.events import Delivery, Gated
+from twistchat.core.model import User
+from twistchat.wire import Message, casefold
 
-__all__ = ["Account", "AccountDirectory", "Saver"]
+if TYPE_CHECKING:
+    from twistchat.core.registry import Registry
+
+__all__ = ["Account", "AccountDirectory", "Saver", "log_in", "log_out"]
 
 
 @dataclass
@@ -46,6 +52,18 @@ class Account:
     def key(self) -> str:
         """The casefolded name: accounts, like nicks, are found case-insensitively."""
         return casefold(self.name)
+
+    def to_record(self) -> dict[str, Any]:
+        """What the store keeps of the account (JSON-ready; the store does not look inside)."""
+        return {"name": self.name, "credential": self.credential, "email": self.email,
+                "created": self.created, "certfps": sorted(self.certfps)}
+
+    @classmethod
+    def from_record(cls, record: Mapping[str, Any]) -> Account:
+        """The account a stored record describes (:meth:`to_record`'s inverse)."""
+        return cls(str(record["name"]), str(record.get("credential", "")),
+                   str(record.get("email", "")), float(record.get("created", 0.0)),
+                   {str(fp).lower() for fp in record.get("certfps", ())})
 
 
 # Told of every change: (casefolded name, the account now, or None when it was dropped).
@@ -112,3 +130,38 @@ class AccountDirectory:
     def _save(self, key: str, account: Account | None) -> None:
         if self.saver is not None:
             self.saver(key, account)
+
+
+def log_in(registry: Registry, user: User, name: str) -> list[Delivery]:
+    """
+    ``user`` is now logged in as account ``name`` (checked by the caller: SASL, NickServ).
+
+    900 RPL_LOGGEDIN to the user; IRCv3 ``account-notify`` (``ACCOUNT name``) to
+    its peers that negotiated it.  Logging in again as the same account says 900
+    again and tells nobody.
+    """
+    account = registry.accounts.find(name)
+    shown = account.name if account is not None else name
+    out = [registry.reply(user, "900", f"{user.source}", shown,
+                          f"You are now logged in as {shown}")]
+    if user.account != shown:
+        user.account = shown
+        out += _account_notify(registry, user, shown)
+    return out
+
+
+def log_out(registry: Registry, user: User) -> list[Delivery]:
+    """901 RPL_LOGGEDOUT, and ``ACCOUNT *`` to peers; nothing for a user not logged in."""
+    if user.account is None:
+        return []
+    user.account = None
+    return [registry.reply(user, "901", f"{user.source}", "You are now logged out"),
+            *_account_notify(registry, user, "*")]
+
+
+def _account_notify(registry: Registry, user: User, shown: str) -> list[Delivery]:
+    if not user.registered:
+        return []  # before 001 nobody shares a room with the user yet
+    peers = registry.peers(user) - {user}
+    line = Message("ACCOUNT", (shown,), user.source)
+    return [Delivery(tuple(peers), Gated("account-notify", line))] if peers else []

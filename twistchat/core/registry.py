@@ -34,7 +34,7 @@ import time
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from typing import Any
 
-from twistchat.core import identity, lists, modes, queries
+from twistchat.core import accounts, identity, lists, modes, queries
 from twistchat.core.accounts import AccountDirectory
 from twistchat.core.events import Delivery, Disconnect, Event, Gated
 from twistchat.core.invitations import Knocks
@@ -844,6 +844,14 @@ class Registry:
         return out
 
     # --------------------------------------------------------------- identity
+
+    def log_in(self, user: User, name: str) -> list[Delivery]:
+        """``user`` logged in as account ``name`` (:func:`twistchat.core.accounts.log_in`)."""
+        return accounts.log_in(self, user, name)
+
+    def log_out(self, user: User) -> list[Delivery]:
+        """``user`` logged out (:func:`twistchat.core.accounts.log_out`)."""
+        return accounts.log_out(self, user)
 
     def set_realname(self, user: User, realname: str) -> list[Delivery]:
         """IRCv3 SETNAME (:func:`twistchat.core.identity.set_realname`)."""
