@@ -9,6 +9,7 @@ stopped by pid, every wait bounded.
 from __future__ import annotations
 
 import os
+import socket
 import subprocess
 
 import pytest
@@ -138,3 +139,38 @@ def test_named_pid_file_is_written_and_removed(tmp_path):
     finally:
         assert server.stop() in (0, -15), server.log()
     assert not pidfile.exists()
+
+
+def _taken_port():
+    """A loopback port this test holds open, so a server cannot listen there."""
+    holder = socket.socket()
+    holder.bind(("127.0.0.1", 0))
+    holder.listen()
+    return holder, holder.getsockname()[1]
+
+
+def test_daemon_whose_port_is_taken_exits_and_removes_its_pid_file(tmp_path):
+    """
+    ``twistd chat`` (a daemon) on a taken port: the parent returns 1 naming the
+    address, and no pid file is left (it used to wait forever on its child).
+    """
+    holder, port = _taken_port()
+    with holder:
+        out = _twistd("--pidfile=chat.pid", "--logfile=chat.log", "chat",
+                      "--interface=127.0.0.1", f"--port={port}", "--proto=tcp",
+                      "--db=:memory:", cwd=tmp_path, timeout=30)
+    assert out.returncode == 1, out
+    assert "cannot listen on tcp:" in out.stdout + out.stderr
+    assert f"127.0.0.1:{port}: Address already in use" in (tmp_path / "chat.log").read_text()
+    assert not (tmp_path / "chat.pid").exists()
+
+
+def test_foreground_with_a_named_pid_file_removes_it_when_the_port_is_taken(tmp_path):
+    """``twistd -n --pidfile=PATH chat`` that cannot listen: one line, status 1, no PATH left."""
+    holder, port = _taken_port()
+    with holder:
+        out = _twistd("-n", "--pidfile=chat.pid", "chat", "--interface=127.0.0.1",
+                      f"--port={port}", "--proto=tcp", "--db=:memory:", cwd=tmp_path)
+    assert out.returncode == 1, out
+    assert [line for line in _lines(out) if "cannot listen" in line]
+    assert not (tmp_path / "chat.pid").exists()

@@ -27,10 +27,13 @@ any other description go to Twisted's ``serverFromString`` untouched.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import sys
 import traceback
+from dataclasses import dataclass
+from typing import NoReturn
 
 from twisted.application.internet import StreamServerEndpointService, UDPServer
 from twisted.internet import endpoints
@@ -247,6 +250,43 @@ def _reason(error: BaseException, description: str = "") -> str:
     return _one_line(str(error)) or type(error).__name__
 
 
+class StartupFailed(Exception):
+    """A daemon's listener could not be opened (twistd reports it to the waiting parent)."""
+
+
+@dataclass(frozen=True)
+class Startup:
+    """
+    How a listener that cannot open its port ends the process: one line, status 1.
+
+    In the foreground that is ``SystemExit(1)`` after the ``cannot listen`` log
+    line (a pid file named with ``--pidfile`` removed first: twistd removes it
+    only for an ``Exception``, and SystemExit is not one).  A daemon must raise
+    an ``Exception`` instead: twistd's parent process waits on a status pipe
+    whose write end it keeps open itself, so a child that dies of SystemExit
+    leaves the parent waiting forever and the pid file behind; for an
+    Exception twistd removes the pid file, writes the error to the pipe, and
+    the parent prints it and exits 1 (``postApplication`` in
+    twisted/scripts/_twistd_unix.py).
+    """
+
+    daemon: bool = False
+    pidfile: str = ""
+
+    def failed(self, description: str, reason: str) -> NoReturn:
+        _log.critical("cannot listen on {description}: {reason}",
+                      description=description, reason=reason)
+        if self.daemon:
+            raise StartupFailed(f"cannot listen on {description}: {reason}")
+        if self.pidfile:
+            with contextlib.suppress(OSError):
+                os.remove(self.pidfile)
+        raise SystemExit(1)
+
+
+FOREGROUND = Startup()
+
+
 class ListenerService(StreamServerEndpointService):
     """
     Listen on one endpoint description (``tcp:``, ``ssl:``, ``systemd:``, ...).
@@ -259,10 +299,12 @@ class ListenerService(StreamServerEndpointService):
 
     _raiseSynchronously = True
 
-    def __init__(self, description: str, factory, reactor=None) -> None:
+    def __init__(self, description: str, factory, reactor=None,
+                 startup: Startup = FOREGROUND) -> None:
         if reactor is None:
             from twisted.internet import reactor
         self.description = description
+        self.startup = startup
         try:
             endpoint = _server_endpoint(reactor, description)
         except Exception as e:
@@ -276,9 +318,7 @@ class ListenerService(StreamServerEndpointService):
         try:
             super().privilegedStartService()
         except Exception as e:
-            _log.critical("cannot listen on {description}: {reason}",
-                          description=self.description, reason=_reason(e))
-            raise SystemExit(1) from None
+            self.startup.failed(self.description, _reason(e))
 
 
 class UDPListenerService(UDPServer):
@@ -287,17 +327,17 @@ class UDPListenerService(UDPServer):
     and ends the process with one line and status 1 when the port cannot be had.
     """
 
-    def __init__(self, port: int, protocol, interface: str = "", reactor=None) -> None:
+    def __init__(self, port: int, protocol, interface: str = "", reactor=None,
+                 startup: Startup = FOREGROUND) -> None:
         super().__init__(port, protocol, interface=interface, reactor=reactor)
+        self.startup = startup
         self.description = f"udp:{port}:interface={interface or '0.0.0.0'}"
 
     def privilegedStartService(self) -> None:
         try:
             super().privilegedStartService()
         except Exception as e:
-            _log.critical("cannot listen on {description}: {reason}",
-                          description=self.description, reason=_reason(e))
-            raise SystemExit(1) from None
+            self.startup.failed(self.description, _reason(e))
         assert self._port is not None
         _log.info("listening on {description} ({address})", description=self.description,
                   address=_address(self._port.getHost()))

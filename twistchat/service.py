@@ -21,7 +21,7 @@ from twistchat.core.roomlog import LocalRoomLog
 from twistchat.frontends.irc import ConnectionLimits, IRCFactory
 from twistchat.frontends.udp import Broadcast, UDPFrontEnd, UDPLimits, broadcast_domain
 from twistchat.history import History
-from twistchat.logging_setup import ListenerService, UDPListenerService
+from twistchat.logging_setup import ListenerService, Startup, UDPListenerService
 from twistchat.metrics import Metrics, metrics_site
 from twistchat.store import StoreError, open_store, record_from_event
 
@@ -250,6 +250,13 @@ class Options(usage.Options):
             # out is indistinguishable from the default; ./twistd.pid is kept.)
             parent["pidfile"] = ""
 
+    def startup(self) -> Startup:
+        """Daemon or foreground, and the pid file: what a failed listener must clean up."""
+        parent = getattr(self, "parent", None)
+        if parent is None:  # makeService called directly (tests): the foreground's way
+            return Startup()
+        return Startup(daemon=not parent.get("nodaemon"), pidfile=parent.get("pidfile") or "")
+
     def postOptions(self) -> None:
         self._no_pid_file_in_the_foreground()
         if self["history-sync"] not in ("full", "normal"):
@@ -394,16 +401,17 @@ def makeService(options: Options, reactor: Any = None) -> ChatService:
                                  options["history-on-join"]),
                          top.metrics)
     top.irc_factory = factory
+    startup = options.startup()  # how a port that cannot be had ends the process
     descriptions = [] if options["no-default-listener"] or options["proto"] == "udp" else [
         f"tcp:{options['port']}:interface={_escape_endpoint(options['interface'])}"]
     descriptions += options["listen"]
     # ListenerService: strports.service that logs its address, and fails in one line (#6).
     for description in descriptions:
-        listener = ListenerService(description, factory, reactor=reactor)
+        listener = ListenerService(description, factory, reactor=reactor, startup=startup)
         listener.setServiceParent(top)
     if options["metrics"]:
         ListenerService(options["metrics"], metrics_site(top.metrics),
-                        reactor).setServiceParent(top)
+                        reactor, startup=startup).setServiceParent(top)
     if options["proto"] in ("udp", "both"):
         address, domain = options["broadcast_domain"]
         conn = options.limits("conn")
@@ -418,6 +426,6 @@ def makeService(options: Options, reactor: Any = None) -> ChatService:
                                       options["history-on-join"]))
         top.udp.noisy = False
         UDPListenerService(options["port"], top.udp, interface=options["interface"],
-                           reactor=reactor).setServiceParent(top)
+                           reactor=reactor, startup=startup).setServiceParent(top)
     factory.noisy = False
     return top
