@@ -438,6 +438,21 @@ def check_knock(server, value):
     assert "JOIN" in codes(other.join(room))
 
 
+def check_extban(server, value):
+    """
+    ``~a:<account>`` is set, listed and removed like any mask; it never bans a user
+    who is not logged in (a banned account kept out under another nick: tests of the
+    accounts' end to end, once REGISTER is on the wire, issue #14).
+    """
+    assert value == "~,a"
+    op, other, room = _room_with_op(server)
+    assert "MODE" in codes(op.ask(f"MODE {room} +b ~a:{other.nick}"))
+    listed = [m.params[2] for m in op.ask(f"MODE {room} +b") if m.command == "367"]
+    assert listed == [f"~a:{other.nick}"]
+    assert "JOIN" in codes(other.join(room))
+    assert "696" in codes(op.ask(f"MODE {room} +b ~q:x"))
+
+
 TOKENS = {
     "CASEMAPPING": check_casemapping, "CHANTYPES": check_chantypes, "PREFIX": check_prefix,
     "CHANMODES": check_chanmodes, "NICKLEN": check_nicklen, "CHANNELLEN": check_channellen,
@@ -450,6 +465,7 @@ TOKENS = {
     "EXCEPTS": check_excepts, "INVEX": check_invex,
     "WHOX": check_whox, "ELIST": check_elist,
     "KNOCK": check_knock,
+    "EXTBAN": check_extban,
 }
 
 

@@ -1,0 +1,304 @@
+"""
+The core's account rules (issue #14): visibility, ``~a:`` extbans, reserved nicks, opers.
+
+Unit tests on the registry with a hand-driven clock (``tests.test_registry``'s
+helpers), and front-end tests on an in-memory TCP server (``tests.memory``).
+Logging in happens through ``Registry.log_in`` here, the seam SASL and NickServ
+call (another branch of #14 brings them to the wire).
+"""
+
+from __future__ import annotations
+
+import pytest
+
+from tests.memory import MemoryServer, first
+from tests.test_registry import joined, make
+from twistchat.core.accounts import Account
+from twistchat.core.events import TAG_ACCOUNT, TAG_EXTENDED, Event, deliver
+from twistchat.frontends import ircv3
+
+
+def codes(conn):
+    """The commands of everything ``conn`` was handed (Gated lines by their message)."""
+    out = []
+    for payload in conn.got:
+        message = getattr(payload, "message", payload)
+        out.append(message.command)
+    return out
+
+
+def logged_in(registry, nick, account, *rooms):
+    """A registered user ``nick`` logged in as ``account`` (made if need be), in ``rooms``."""
+    if registry.accounts.find(account) is None:
+        registry.accounts.add(Account(account, "hash"))
+    user, conn = joined(registry, nick, *rooms)
+    deliver(registry.log_in(user, account))
+    conn.got.clear()
+    return user, conn
+
+
+# -------------------------------------------------------------- visibility
+
+
+def test_join_event_carries_the_account_in_its_extended_form():
+    """extended-join: ``JOIN #r <account> :realname`` for a logged-in user, ``*`` otherwise."""
+    registry, _ = make()
+    teacher, _ = logged_in(registry, "teacher", "Teacher")
+    anon, _ = joined(registry, "anon")
+    events = []
+    registry.log.subscribe(events.append)
+    registry.join(teacher, "#class")
+    registry.join(anon, "#class")
+    assert events[0].extended.params == ("#class", "Teacher", "teacher")
+    assert events[1].extended.params == ("#class", "*", "anon")
+
+
+def test_room_and_private_events_carry_the_senders_account():
+    """Every event a logged-in user causes carries its account (account-tag); others none."""
+    registry, _ = make()
+    teacher, _ = logged_in(registry, "teacher", "Teacher", "#class")
+    anon, _ = joined(registry, "anon", "#class")
+    events = []
+    registry.log.subscribe(events.append)
+    registry.message(teacher, "PRIVMSG", "#class", "hello")
+    registry.message(teacher, "PRIVMSG", "anon", "psst")
+    registry.topic(teacher, "#class", "maths")
+    registry.message(anon, "PRIVMSG", "#class", "hi")
+    registry.change_nick(teacher, "miss")
+    assert [(e.message.command, e.account) for e in events] == [
+        ("PRIVMSG", "Teacher"), ("PRIVMSG", "Teacher"), ("TOPIC", "Teacher"),
+        ("PRIVMSG", None), ("NICK", "Teacher")]
+    tagged = events[0].line(TAG_ACCOUNT)
+    assert tagged.startswith(b"@account=Teacher :teacher!")
+    assert not events[3].line(TAG_ACCOUNT).startswith(b"@")
+    assert not events[0].line(TAG_EXTENDED).startswith(b"@")
+
+
+def test_event_account_is_shown_only_to_the_account_view():
+    """An Event's ``account`` is a tag of the TAG_ACCOUNT view alone."""
+    from twistchat.wire import Message
+    event = Event("#r", 1, 0, "m1", Message("PRIVMSG", ("#r", "x"), "a!a@h"), account="acc")
+    assert event.tags_for(TAG_ACCOUNT) == {"account": "acc"}
+    assert event.tags_for(0) == {}
+
+
+def test_whois_says_330_for_a_logged_in_user_only():
+    """RPL_WHOISACCOUNT: ``330 <asker> <nick> <account> :is logged in as``."""
+    registry, _ = make()
+    logged_in(registry, "teacher", "Teacher")
+    joined(registry, "anon")
+    asker, conn = joined(registry, "asker")
+    deliver(registry.whois(asker, "teacher"))
+    found = [m.params for m in conn.got if m.command == "330"]
+    assert found == [("asker", "teacher", "Teacher", "is logged in as")]
+    conn.got.clear()
+    deliver(registry.whois(asker, "anon"))
+    assert "330" not in codes(conn)
+
+
+def test_whox_a_field_is_the_account_or_zero():
+    """WHOX ``%na``: the account name, ``0`` for a user not logged in (the whox spec)."""
+    registry, _ = make()
+    logged_in(registry, "teacher", "Teacher", "#class")
+    joined(registry, "anon", "#class")
+    asker, conn = joined(registry, "asker")
+    deliver(registry.who(asker, "#class", options="%na"))
+    rows = sorted(m.params[1:] for m in conn.got if m.command == "354")
+    assert rows == [("anon", "0"), ("teacher", "Teacher")]
+
+
+def test_log_out_takes_the_account_off_new_events():
+    """After log_out: WHOX says 0 again, new events carry no account, JOIN says ``*``."""
+    registry, _ = make()
+    teacher, _ = logged_in(registry, "teacher", "Teacher", "#class")
+    deliver(registry.log_out(teacher))
+    events = []
+    registry.log.subscribe(events.append)
+    registry.message(teacher, "PRIVMSG", "#class", "hello")
+    registry.join(teacher, "#other")
+    assert [e.account for e in events] == [None, None]
+    assert events[1].extended.params[1] == "*"
+
+
+# ----------------------------------------------------------------- extbans
+
+
+def test_isupport_advertises_extban_account():
+    """ISUPPORT ``EXTBAN=~,a``: prefix ``~``, the one type ``a``."""
+    registry, _ = make()
+    assert "EXTBAN=~,a" in registry.isupport()
+
+
+def test_account_ban_keeps_the_account_out_under_any_nick():
+    """``+b ~a:student`` refuses every user logged in as student (474), whatever the nick."""
+    registry, _ = make()
+    op, _ = joined(registry, "op", "#class")
+    deliver(registry.mode(op, "#class", "+b", ["~a:Student"]))
+    assert "~a:Student" in registry.find_channel("#class").bans
+    student, conn = logged_in(registry, "student", "student")
+    deliver(registry.join(student, "#class"))
+    assert codes(conn) == ["474"]
+    conn.got.clear()
+    deliver(registry.change_nick(student, "someone_else"))
+    conn.got.clear()
+    deliver(registry.join(student, "#class"))
+    assert codes(conn) == ["474"]
+    # Not logged in, the same nick is no one's account: not banned.
+    anon, conn = joined(registry, "anon")
+    deliver(registry.join(anon, "#class"))
+    assert "JOIN" in codes(conn)
+
+
+def test_account_ban_matches_masks_and_case():
+    """The account part is a mask, folded like nicks: ``~a:stud*`` bans ``Student1``."""
+    registry, _ = make()
+    op, _ = joined(registry, "op", "#class")
+    deliver(registry.mode(op, "#class", "+b", ["~a:STUD*"]))
+    student, conn = logged_in(registry, "s1", "Student1")
+    deliver(registry.join(student, "#class"))
+    assert codes(conn) == ["474"]
+    teacher, conn = logged_in(registry, "t", "teacher")
+    deliver(registry.join(teacher, "#class"))
+    assert "JOIN" in codes(conn)
+
+
+def test_account_ban_silences_a_member_who_logs_in():
+    """A member who logs in as a banned account may not speak (404), as with any ban."""
+    registry, _ = make()
+    op, _ = joined(registry, "op", "#class")
+    student, conn = joined(registry, "student", "#class")
+    deliver(registry.mode(op, "#class", "+b", ["~a:student"]))
+    registry.accounts.add(Account("student"))
+    deliver(registry.log_in(student, "student"))
+    conn.got.clear()
+    deliver(registry.message(student, "PRIVMSG", "#class", "hi"))
+    assert codes(conn) == ["404"]
+
+
+def test_account_exception_and_invite_exception():
+    """``+e ~a:x`` lifts a host ban for account x; ``+I ~a:x`` lets x into a +i room."""
+    registry, _ = make()
+    op, _ = joined(registry, "op", "#r", "#inv")
+    deliver(registry.mode(op, "#r", "+be", ["*!*@*", "~a:teacher"]))
+    deliver(registry.mode(op, "#inv", "+iI", ["~a:teacher"]))
+    teacher, conn = logged_in(registry, "t", "teacher")
+    anon, anon_conn = joined(registry, "anon")
+    deliver(registry.join(teacher, "#r"))
+    deliver(registry.join(teacher, "#inv"))
+    assert codes(conn).count("JOIN") == 2
+    deliver(registry.join(anon, "#r"))
+    deliver(registry.join(anon, "#inv"))
+    assert codes(anon_conn) == ["474", "473"]
+
+
+@pytest.mark.parametrize("mask", ["~x:foo", "~a:", "~a", "~ab:foo", "~"])
+def test_bad_extbans_are_refused_with_696(mask):
+    """An unknown extban type, or ``~a:`` without a name: 696 ERR_INVALIDMODEPARAM, not set."""
+    registry, _ = make()
+    op, conn = joined(registry, "op", "#r")
+    deliver(registry.mode(op, "#r", "+b", [mask]))
+    errors = [m.params for m in conn.got if m.command == "696"]
+    assert len(errors) == 1 and errors[0][1:4] == ("#r", "b", mask)
+    assert registry.find_channel("#r").bans == {}
+
+
+def test_an_account_ban_is_removed_in_any_case():
+    """``-b ~a:STUDENT`` removes ``~a:student``, and the MODE line names it as set."""
+    registry, _ = make()
+    op, conn = joined(registry, "op", "#r")
+    deliver(registry.mode(op, "#r", "+b", ["~a:student"]))
+    conn.got.clear()
+    deliver(registry.mode(op, "#r", "-b", ["~a:STUDENT"]))
+    assert registry.find_channel("#r").bans == {}
+    assert [m.message.params for m in conn.got if isinstance(m, Event)] == [
+        ("#r", "-b", "~a:student")]
+
+
+# ------------------------------------------------- front-end: who sees what
+
+
+@pytest.fixture
+def server(monkeypatch):
+    """An in-memory TCP server that offers account-notify and account-tag (as after the merge)."""
+    monkeypatch.setattr(ircv3, "CAPABILITIES", ircv3.CAPABILITIES + ircv3.ACCOUNT_CAPS)
+    server = MemoryServer()
+    server.registry.accounts.add(Account("Teacher", "hash"))
+    return server
+
+
+def log_in(server, client, name="Teacher"):
+    deliver(server.registry.log_in(client.proto.user, name))
+
+
+def test_account_caps_are_not_offered_before_the_merge():
+    """Until a client can log in over the wire, account-notify and account-tag stay unoffered."""
+    assert not set(ircv3.ACCOUNT_CAPS) & set(ircv3.CAPABILITIES)
+    client = MemoryServer().connect()
+    words = " ".join(m.params[-1] for m in client.ask("CAP LS 302") if m.command == "CAP")
+    assert "account-notify" not in words and "account-tag" not in words
+
+
+def test_account_notify_reaches_capable_peers_only(server):
+    """ACCOUNT <name> / ACCOUNT * to peers with account-notify; nothing to the others."""
+    teacher = server.user("teacher", "#class")
+    notified = server.user("watcher", "#class", caps="account-notify")
+    plain = server.user("plain", "#class")
+    for client in (teacher, notified):
+        client.take()
+    log_in(server, teacher)
+    got = notified.take()
+    assert [(m.command, m.params, m.source.split("!")[0]) for m in got] == [
+        ("ACCOUNT", ("Teacher",), "teacher")]
+    assert plain.take() == []
+    assert [m.command for m in teacher.take()] == ["900"]
+    deliver(server.registry.log_out(teacher.proto.user))
+    assert [(m.command, m.params) for m in notified.take()] == [("ACCOUNT", ("*",))]
+    assert plain.take() == []
+
+
+def test_account_tag_on_a_logged_in_users_messages(server):
+    """account-tag: ``@account=Teacher`` on PRIVMSG; without the cap (message-tags or not), none."""
+    teacher = server.user("teacher", "#class")
+    tagged = server.user("tagged", "#class", caps="account-tag")
+    tags_only = server.user("mt", "#class", caps="message-tags")
+    plain = server.user("plain", "#class")
+    log_in(server, teacher)
+    for client in (tagged, tags_only, plain):
+        client.take()
+    teacher.send("PRIVMSG #class :hello", "PRIVMSG tagged :psst")
+    got = [m for m in tagged.take() if m.command == "PRIVMSG"]
+    assert [m.tags.get("account") for m in got] == ["Teacher", "Teacher"]
+    assert "account" not in first(tags_only.take(), "PRIVMSG").tags
+    assert first(plain.take(), "PRIVMSG").tags == {}
+
+
+def test_account_tag_on_tagmsg_and_statusmsg(server):
+    """Lines that are no room event (TAGMSG, ``PRIVMSG @#room``) carry the tag the same way."""
+    teacher = server.user("teacher", "#class", caps="message-tags")
+    both = server.user("both", caps="account-tag message-tags")
+    tags_only = server.user("mt", caps="message-tags")
+    plain = server.user("plain", caps="account-tag")
+    for client in (both, tags_only, plain):
+        client.send("JOIN #class")
+    teacher.send("MODE #class +o both", "MODE #class +o mt", "MODE #class +o plain")
+    log_in(server, teacher)
+    for client in (both, tags_only, plain):
+        client.take()
+    teacher.send("@+typing=active TAGMSG #class")
+    assert first(both.take(), "TAGMSG").tags.get("account") == "Teacher"
+    tagmsg = first(tags_only.take(), "TAGMSG")
+    assert "account" not in tagmsg.tags and tagmsg.tags["+typing"] == "active"
+    teacher.send("PRIVMSG @#class :ops only")
+    assert first(both.take(), "PRIVMSG").tags.get("account") == "Teacher"
+    assert "account" not in first(tags_only.take(), "PRIVMSG").tags
+    assert first(plain.take(), "PRIVMSG").tags == {"account": "Teacher"}
+
+
+def test_extended_join_on_the_wire_names_the_account(server):
+    """A capable peer sees ``JOIN #class Teacher :realname`` once the joiner is logged in."""
+    ext = server.user("ext", "#class", caps="extended-join")
+    teacher = server.user("teacher")
+    log_in(server, teacher)
+    ext.take()
+    teacher.send("JOIN #class")
+    assert first(ext.take(), "JOIN").params == ("#class", "Teacher", "teacher Real")
