@@ -302,3 +302,200 @@ def test_extended_join_on_the_wire_names_the_account(server):
     ext.take()
     teacher.send("JOIN #class")
     assert first(ext.take(), "JOIN").params == ("#class", "Teacher", "teacher Real")
+
+
+# ----------------------------------------------------------- reserved nicks
+
+NOTICE_30 = "This nickname is registered. Identify within 30 seconds or it will be changed"
+
+
+def notices(conn):
+    """The (source, text) of the NOTICEs ``conn`` was handed."""
+    return [(m.source, m.params[1]) for m in conn.got
+            if getattr(m, "command", None) == "NOTICE"]
+
+
+def reserved(**limits):
+    """A registry with the account ``Teacher`` (its nick reserved) and a hand-driven clock."""
+    from twistchat.core.model import Limits
+    registry, clock = make(limits=Limits(**limits))
+    registry.accounts.add(Account("Teacher", "hash"))
+    return registry, clock
+
+
+def squatter(registry, nick="teacher", *rooms):
+    """A user who registered with ``nick``, its output kept (the NickServ NOTICE in it)."""
+    from tests.test_registry import Conn
+    conn = Conn()
+    user = registry.connect(conn, "127.0.9.9")
+    deliver(registry.register(user, nick, "x", "x"))
+    for room in rooms:
+        deliver(registry.join(user, room))
+    return user, conn
+
+
+def test_registering_on_a_reserved_nick_is_told_at_once_with_the_grace():
+    """The NOTICE from NickServ comes with the welcome; the deadline is now + nick_grace."""
+    registry, clock = reserved()
+    user, conn = squatter(registry)
+    assert notices(conn) == [("NickServ!NickServ@services.", NOTICE_30)]
+    assert user.nick_deadline == clock.now + 30.0
+
+
+def test_rename_comes_exactly_at_the_deadline_not_before():
+    """``now >= deadline`` renames (Guest1): a NICK the user and its peers see, then a NOTICE."""
+    registry, clock = reserved()
+    user, conn = squatter(registry, "Teacher", "#class")
+    _, peer = joined(registry, "peer", "#class")
+    conn.got.clear()
+    deadline = user.nick_deadline
+    assert registry.enforce_reservations(deadline - 0.001) == []
+    clock.now = deadline
+    deliver(registry.enforce_reservations(deadline))
+    assert user.nick == "Guest1" and user.nick_deadline is None
+    nick_lines = [p.message for p in peer.got if isinstance(p, Event)]
+    assert [(m.command, m.params, m.source) for m in nick_lines] == [
+        ("NICK", ("Guest1",), "Teacher!x@127.0.9.9")]
+    assert [getattr(p, "message", p).command for p in conn.got] == ["NICK", "NOTICE"]
+    assert registry.find_user("teacher") is None and registry.find_user("guest1") is user
+    assert registry.enforce_reservations(deadline + 100) == []  # done with
+
+
+def test_logging_in_as_the_owner_lifts_the_deadline():
+    """log_in as the account: no rename, however late; another account does not help."""
+    registry, clock = reserved()
+    registry.accounts.add(Account("other", "hash"))
+    user, _ = squatter(registry)
+    deliver(registry.log_in(user, "other"))
+    assert user.nick_deadline is not None
+    deliver(registry.log_in(user, "teacher"))
+    assert user.nick_deadline is None
+    assert registry.enforce_reservations(clock.now + 1000) == []
+    assert user.nick == "teacher"
+
+
+def test_another_accounts_login_is_renamed_too():
+    """Logged in, but as someone else: renamed at the deadline all the same."""
+    registry, clock = reserved()
+    registry.accounts.add(Account("other", "hash"))
+    user, _ = squatter(registry)
+    deliver(registry.log_in(user, "other"))
+    deliver(registry.enforce_reservations(clock.now + 30))
+    assert user.nick == "Guest1"
+
+
+def test_the_owner_logged_in_is_not_told_anything():
+    """SASL before 001 (log_in before register): no NOTICE, no deadline."""
+    from tests.test_registry import Conn
+    registry, _ = reserved()
+    conn = Conn()
+    user = registry.connect(conn, "127.0.9.9")
+    deliver(registry.log_in(user, "Teacher"))
+    deliver(registry.register(user, "TEACHER", "t", "t"))
+    assert notices(conn) == [] and user.nick_deadline is None
+
+
+def test_changing_to_a_reserved_nick_and_away_from_it():
+    """NICK to a reserved nick: told at once; NICK to a free one: the deadline is gone."""
+    registry, clock = reserved()
+    user, conn = joined(registry, "anon")
+    deliver(registry.change_nick(user, "Teacher"))
+    assert notices(conn) == [("NickServ!NickServ@services.", NOTICE_30)]
+    deliver(registry.change_nick(user, "anon2"))
+    assert user.nick_deadline is None
+    assert registry.enforce_reservations(clock.now + 100) == []
+    assert user.nick == "anon2"
+
+
+def test_hopping_between_reserved_nicks_keeps_the_first_deadline():
+    """Teacher -> other reserved nick -> teacher: one deadline, the NOTICE says what is left."""
+    registry, clock = reserved()
+    registry.accounts.add(Account("Principal", "hash"))
+    user, conn = squatter(registry)
+    deadline = user.nick_deadline
+    clock.now += 20
+    conn.got.clear()
+    deliver(registry.change_nick(user, "principal"))
+    assert user.nick_deadline == deadline
+    assert notices(conn)[0][1] == ("This nickname is registered. Identify within 10 seconds "
+                                   "or it will be changed")
+    deliver(registry.enforce_reservations(deadline))
+    assert user.nick == "Guest1"
+
+
+def test_guest_nicks_skip_those_in_use_and_reserved():
+    """Guest1 is online and Guest2 an account: the squatter becomes Guest3."""
+    registry, clock = reserved()
+    registry.accounts.add(Account("Guest2", "hash"))
+    joined(registry, "Guest1")
+    user, _ = squatter(registry)
+    deliver(registry.enforce_reservations(clock.now + 30))
+    assert user.nick == "Guest3"
+
+
+def test_logging_out_on_ones_own_nick_starts_the_grace():
+    """The nick is the account's: after log_out, the user has nick_grace to log in again."""
+    registry, clock = reserved()
+    user, conn = logged_in(registry, "Teacher", "Teacher")
+    deliver(registry.log_out(user))
+    assert notices(conn) == [("NickServ!NickServ@services.", NOTICE_30)]
+    deliver(registry.enforce_reservations(clock.now + 30))
+    assert user.nick == "Guest1"
+
+
+def test_users_who_quit_are_forgotten():
+    """A squatter who quits before the deadline: nothing to do, nothing kept."""
+    registry, clock = reserved()
+    user, _ = squatter(registry)
+    deliver(registry.quit(user))
+    assert registry.enforce_reservations(clock.now + 30) == []
+    assert registry.reservations.pending == {}
+
+
+def test_the_grace_is_the_limit_given():
+    """Limits(nick_grace=1.0): told "1 seconds", renamed one second later."""
+    registry, clock = reserved(nick_grace=1.0)
+    user, conn = squatter(registry)
+    assert notices(conn)[0][1] == ("This nickname is registered. Identify within 1 seconds "
+                                   "or it will be changed")
+    assert registry.enforce_reservations(clock.now + 0.999) == []
+    deliver(registry.enforce_reservations(clock.now + 1.0))
+    assert user.nick == "Guest1"
+
+
+def test_the_service_timer_renames_over_the_wire():
+    """--nick-grace's timer (service.reservation_timer) on a TCP client: NOTICE, then NICK."""
+    from twistchat.service import RESERVATION_CHECK_INTERVAL, reservation_timer
+    server = MemoryServer(registry_limits={"nick_grace": 2.0})
+    server.registry.accounts.add(Account("Teacher", "hash"))
+    timer = reservation_timer(server.registry, server.clock)
+    timer.startService()
+    client = server.connect()
+    got = client.ask("NICK teacher", "USER t 0 * :T")
+    notice = first(got, "NOTICE")
+    assert notice.source == "NickServ!NickServ@services."
+    assert notice.params == ("teacher", "This nickname is registered. Identify within 2 "
+                                        "seconds or it will be changed")
+    server.clock.advance(RESERVATION_CHECK_INTERVAL)
+    assert [m for m in client.take() if m.command == "NICK"] == []
+    server.clock.advance(RESERVATION_CHECK_INTERVAL)
+    nick = first(client.take(), "NICK")
+    assert nick.params == ("Guest1",) and nick.source.startswith("teacher!")
+    timer.stopService()
+    # Only the front-end's own sweep (the connection is still open) is left.
+    assert [c for c in server.clock.getDelayedCalls() if "IRCFactory.sweep" not in repr(c)] == []
+
+
+def test_nick_grace_flag_reaches_the_limits_and_refuses_zero():
+    """--nick-grace=1.5 is Limits.nick_grace; 30 by default; 0 or less is refused."""
+    from twisted.python.usage import UsageError
+
+    from twistchat.core.model import Limits
+    from twistchat.service import Options
+    options = Options()
+    options.parseOptions(["--nick-grace=1.5"])
+    assert Limits(**options.limits("registry")).nick_grace == 1.5
+    assert Limits().nick_grace == 30.0
+    for bad in ("0", "-1"):
+        with pytest.raises(UsageError):
+            Options().parseOptions([f"--nick-grace={bad}"])

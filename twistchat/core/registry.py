@@ -34,7 +34,7 @@ import time
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from typing import Any
 
-from twistchat.core import accounts, identity, lists, modes, queries
+from twistchat.core import accounts, identity, lists, modes, queries, reservations
 from twistchat.core.accounts import AccountDirectory
 from twistchat.core.events import Delivery, Disconnect, Event, Gated
 from twistchat.core.invitations import Knocks
@@ -117,6 +117,8 @@ class Registry:
         self.knocks = Knocks(limits.knock_interval)  # KNOCK's rate (core/invitations.py)
         # Every account, in memory; the service fills it from the store (core/accounts.py).
         self.accounts = accounts if accounts is not None else AccountDirectory()
+        # Users on a nick another account reserves, and their deadlines (core/reservations.py).
+        self.reservations = reservations.NickReservations()
 
     # ----------------------------------------------------------------- helpers
 
@@ -475,6 +477,7 @@ class Registry:
         out += self.lusers(user)
         out += self.motd_replies(user)
         out += self.monitors.online(self, user)
+        out += reservations.on_nick(self, user)  # a reserved nick: NickServ says so at once
         return out
 
     def change_nick(self, user: User, nick: str) -> list[Delivery]:
@@ -494,6 +497,7 @@ class Registry:
         out = self._to_peers(user, message)
         if moved:  # MONITOR: the old nick is free, the new one taken
             out += self.monitors.offline(self, old, user) + self.monitors.online(self, user)
+        out += reservations.on_nick(self, user)
         return out
 
     def _to_peers(self, user: User, message: Message, skip_self: bool = False) -> list[Delivery]:
@@ -866,6 +870,14 @@ class Registry:
     def log_out(self, user: User) -> list[Delivery]:
         """``user`` logged out (:func:`twistchat.core.accounts.log_out`)."""
         return accounts.log_out(self, user)
+
+    def enforce_reservations(self, now: float) -> list[Delivery]:
+        """
+        Users past their grace period on a nick another account reserves become Guests.
+
+        :func:`twistchat.core.reservations.enforce`; the service runs it every second.
+        """
+        return reservations.enforce(self, now)
 
     def set_realname(self, user: User, realname: str) -> list[Delivery]:
         """IRCv3 SETNAME (:func:`twistchat.core.identity.set_realname`)."""
