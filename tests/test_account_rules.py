@@ -499,3 +499,67 @@ def test_nick_grace_flag_reaches_the_limits_and_refuses_zero():
     for bad in ("0", "-1"):
         with pytest.raises(UsageError):
             Options().parseOptions([f"--nick-grace={bad}"])
+
+
+# ------------------------------------------------------ operators by account
+
+
+def account_opers():
+    """A registry whose opers file has an account entry and a (cheap) password entry."""
+    from tests.test_operators import entries
+    from twistchat.core.operators import load_opers
+    opers = {**load_opers("teach account:Teacher  # the teacher opers by logging in\n"),
+             **entries(admin="pw")}
+    registry, clock = make(opers=opers)
+    registry.accounts.add(Account("Teacher", "hash"))
+    registry.accounts.add(Account("student", "hash"))
+    return registry
+
+
+def test_opers_file_account_lines():
+    """``name account:NAME`` is an account entry beside hash lines; ``account:`` alone is not."""
+    from tests.test_operators import CHEAP
+    from twistchat.core.operators import AccountOper, load_opers
+    from twistchat.core.passwords import ScryptHash, hash_password
+    got = load_opers(f"admin {hash_password('pw', CHEAP)}\nteach account:Teacher\n")
+    assert got["teach"] == AccountOper("Teacher") and isinstance(got["admin"], ScryptHash)
+    with pytest.raises(ValueError, match="line 2: operator 'x': 'account:' needs an account"):
+        load_opers("teach account:Teacher\nx account:\n")
+    with pytest.raises(ValueError, match="listed twice"):
+        load_opers("teach account:a\nteach account:b\n")
+
+
+def test_oper_by_account_for_the_logged_in_account_only():
+    """Logged in as Teacher (any case): 381 and +o, whatever password; others get 464."""
+    from tests.test_commands import line
+    from twistchat.core.commands import dispatch
+    registry = account_opers()
+    anon, anon_conn = joined(registry, "anon")
+    student, student_conn = logged_in(registry, "stu", "student")
+    teacher, conn = logged_in(registry, "miss", "teacher")
+    deliver(dispatch(registry, anon, line("OPER", "teach", "x")))
+    deliver(dispatch(registry, student, line("OPER", "teach", "x")))
+    assert codes(anon_conn) == ["464"] and codes(student_conn)[:1] == ["464"]
+    assert anon.oper is None and student.oper is None
+    deliver(dispatch(registry, teacher, line("OPER", "teach", "anything")))
+    assert codes(conn)[:2] == ["381", "MODE"] and teacher.oper == "teach"
+
+
+def test_oper_by_account_still_needs_two_parameters_and_counts_failures():
+    """``OPER teach`` alone: 461; failed account OPERs use up the address's attempts too."""
+    from tests.test_commands import line
+    from twistchat.core.commands import dispatch
+    from twistchat.core.operators import OPER_FAILURES
+    registry = account_opers()
+    teacher, conn = logged_in(registry, "miss", "teacher")
+    deliver(dispatch(registry, teacher, line("OPER", "teach")))
+    assert codes(conn) == ["461"]
+    anon, anon_conn = joined(registry, "anon")
+    for _ in range(OPER_FAILURES):
+        deliver(dispatch(registry, anon, line("OPER", "teach", "x")))
+    anon_conn.got.clear()
+    registry.accounts.add(Account("anon", "hash"))
+    deliver(registry.log_in(anon, "anon"))
+    anon_conn.got.clear()
+    deliver(dispatch(registry, anon, line("OPER", "admin", "pw")))  # right, but over the limit
+    assert codes(anon_conn) == ["464"] and anon.oper is None

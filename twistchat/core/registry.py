@@ -51,8 +51,7 @@ from twistchat.core.model import (
     User,
 )
 from twistchat.core.monitor import Monitors, monitor
-from twistchat.core.operators import Operators
-from twistchat.core.passwords import ScryptHash
+from twistchat.core.operators import Operators, OperEntry
 from twistchat.core.ratelimit import TokenBucket
 from twistchat.core.roomlog import LocalRoomLog, RoomLog
 from twistchat.core.targets import dm_key, dm_parties, is_room_key
@@ -91,7 +90,7 @@ class Registry:
         motd: list[str] | None = None,
         log: RoomLog | None = None,
         password: str | None = None,
-        opers: Mapping[str, ScryptHash] | None = None,
+        opers: Mapping[str, OperEntry] | None = None,
         accounts: AccountDirectory | None = None,
     ) -> None:
         self.server_name = server_name
