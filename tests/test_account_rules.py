@@ -238,6 +238,12 @@ def test_account_caps_are_not_offered_before_the_merge():
     assert "account-notify" not in words and "account-tag" not in words
 
 
+def test_pending_advertised_checks_match_the_pending_caps():
+    """Each built-but-unoffered capability has its wire check waiting in test_advertised."""
+    from tests.test_advertised import ACCOUNT_CAP_CHECKS
+    assert sorted(ACCOUNT_CAP_CHECKS) == sorted(ircv3.ACCOUNT_CAPS)
+
+
 def test_account_notify_reaches_capable_peers_only(server):
     """ACCOUNT <name> / ACCOUNT * to peers with account-notify; nothing to the others."""
     teacher = server.user("teacher", "#class")
