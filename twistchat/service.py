@@ -12,9 +12,10 @@ from __future__ import annotations
 
 from typing import Any
 
-from twisted.application import service
+from twisted.application import internet, service
 from twisted.python import usage
 
+from twistchat.core.events import deliver
 from twistchat.core.operators import load_opers
 from twistchat.core.registry import Limits, Registry
 from twistchat.core.roomlog import LocalRoomLog
@@ -134,6 +135,9 @@ LIMIT_FLAGS = [
      "WHOWAS entries kept for one nick.", "registry", "whowas_per_nick"),
     ("knock-interval", 60.0, _non_negative_float,
      "Seconds between two KNOCKs of one user on one room.", "registry", "knock_interval"),
+    ("nick-grace", 30.0, _positive_float,
+     "Seconds a user on a nick another account reserves has to log in before it is renamed "
+     "Guest<n>.", "registry", "nick_grace"),
 ]
 
 
@@ -308,6 +312,20 @@ def _read_opers(path: str) -> dict:
         raise usage.UsageError(f"--opers {path}: {e}") from None
 
 
+# How often users past their --nick-grace on a reserved nick are renamed (so a rename
+# comes at most this late).
+RESERVATION_CHECK_INTERVAL = 1.0
+
+
+def reservation_timer(registry: Registry, reactor: Any) -> internet.TimerService:
+    """Every RESERVATION_CHECK_INTERVAL: rename who is past its grace (core/reservations.py)."""
+    timer = internet.TimerService(
+        RESERVATION_CHECK_INTERVAL,
+        lambda: deliver(registry.enforce_reservations(reactor.seconds())))
+    timer.clock = reactor
+    return timer
+
+
 def _escape_endpoint(text: str) -> str:
     """Escape ':' for an endpoint description (an IPv6 interface address)."""
     return text.replace("\\", "\\\\").replace(":", "\\:")
@@ -393,6 +411,7 @@ def makeService(options: Options, reactor: Any = None) -> ChatService:
     registry.extra_isupport += [f"CHATHISTORY={options['history-max']}",
                                 "MSGREFTYPES=msgid,timestamp"]
     StoreService(store).setServiceParent(top)
+    reservation_timer(registry, reactor).setServiceParent(top)
     # Counters for --metrics (issue #6); front-ends bump them whether or not anyone scrapes.
     top.metrics = Metrics(registry, clock=reactor.seconds)
     store.metrics = top.metrics

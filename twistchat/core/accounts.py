@@ -22,6 +22,7 @@ from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+from twistchat.core import reservations
 from twistchat.core.events import Delivery, Gated
 from twistchat.core.model import User
 from twistchat.wire import Message, casefold
@@ -138,7 +139,8 @@ def log_in(registry: Registry, user: User, name: str) -> list[Delivery]:
 
     900 RPL_LOGGEDIN to the user; IRCv3 ``account-notify`` (``ACCOUNT name``) to
     its peers that negotiated it.  Logging in again as the same account says 900
-    again and tells nobody.
+    again and tells nobody.  Logging in as the owner of the user's reserved nick
+    lifts its deadline (core/reservations.py).
     """
     account = registry.accounts.find(name)
     shown = account.name if account is not None else name
@@ -147,16 +149,20 @@ def log_in(registry: Registry, user: User, name: str) -> list[Delivery]:
     if user.account != shown:
         user.account = shown
         out += _account_notify(registry, user, shown)
-    return out
+    return out + reservations.on_nick(registry, user)
 
 
 def log_out(registry: Registry, user: User) -> list[Delivery]:
-    """901 RPL_LOGGEDOUT, and ``ACCOUNT *`` to peers; nothing for a user not logged in."""
+    """
+    901 RPL_LOGGEDOUT, and ``ACCOUNT *`` to peers; nothing for a user not logged in.
+
+    On its account's own nick, the user's grace period starts (core/reservations.py).
+    """
     if user.account is None:
         return []
     user.account = None
     return [registry.reply(user, "901", f"{user.source}", "You are now logged out"),
-            *_account_notify(registry, user, "*")]
+            *_account_notify(registry, user, "*"), *reservations.on_nick(registry, user)]
 
 
 def _account_notify(registry: Registry, user: User, shown: str) -> list[Delivery]:

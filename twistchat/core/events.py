@@ -34,8 +34,8 @@ from twistchat.core.multiline import BATCH_TYPE, CONCAT_TAG, pieces
 from twistchat.wire import Message, encode, format_server_time, parse_server_time
 
 __all__ = [
-    "NO_CLIENT_TAGS", "NO_TAGS", "TAG_CLIENT", "TAG_EXTENDED", "TAG_MSGID", "TAG_MULTILINE",
-    "TAG_SEQ", "TAG_TIME", "Delivery", "Disconnect", "Gated",
+    "NO_CLIENT_TAGS", "NO_TAGS", "TAG_ACCOUNT", "TAG_CLIENT", "TAG_EXTENDED", "TAG_MSGID",
+    "TAG_MULTILINE", "TAG_SEQ", "TAG_TIME", "Delivery", "Disconnect", "Gated",
     "Event", "Payload", "deliver", "format_server_time", "is_multiline",
     "multiline_bytes", "parse_server_time",
 ]
@@ -50,6 +50,9 @@ TAG_CLIENT = 8  # client-only tags ("+typing"), relayed with message-tags
 # cached per view: one dict lookup per delivery.
 TAG_EXTENDED = 16
 TAG_MULTILINE = 32  # IRCv3 draft/multiline (with batch): a multi-line text as one batch
+# IRCv3 account-tag: "account=<name>" on lines a logged-in user causes (issue #14).  A
+# server tag of its own, not a client one: shown with account-tag, not with message-tags.
+TAG_ACCOUNT = 64
 NO_TAGS = 0
 
 # The empty client tags of most events: one shared, read-only map.
@@ -67,7 +70,9 @@ class Event:
     server tags: they are added per tag view by :meth:`line`.  ``extended``
     is the longer form of the same line shown to views with
     :data:`TAG_EXTENDED` (extended-join); UDP sessions, the store and history
-    keep ``message``.
+    keep ``message``.  ``account`` is the account its sender was logged in
+    as (None: not logged in, or a server's line), shown as IRCv3
+    ``account=<name>`` to views with :data:`TAG_ACCOUNT`.
     """
 
     target: str
@@ -77,6 +82,7 @@ class Event:
     message: Message
     client_tags: Mapping[str, str] = field(default_factory=lambda: NO_CLIENT_TAGS)
     extended: Message | None = None
+    account: str | None = None
     # view -> wire bytes, filled on first use; not part of the value.
     _lines: dict[int, bytes] = field(default_factory=dict, init=False, repr=False,
                                      compare=False)
@@ -95,6 +101,8 @@ class Event:
         tags: dict[str, str] = {}
         if view & TAG_CLIENT and self.client_tags:
             tags.update(self.client_tags)
+        if view & TAG_ACCOUNT and self.account is not None:
+            tags["account"] = self.account
         if view & TAG_MSGID:
             tags["msgid"] = self.msgid
         if view & TAG_SEQ:

@@ -57,6 +57,9 @@ class Limits:
     whowas: int = 1000
     whowas_per_nick: int = 5
     knock_interval: float = 60.0  # seconds between two KNOCKs of one user on one room
+    # Seconds a user on a nick another account reserves has to log in before it is
+    # renamed Guest<digits> (core/reservations.py, issue #14).
+    nick_grace: float = 30.0
 
 
 class User:
@@ -73,7 +76,7 @@ class User:
         "conn", "nick", "key", "user", "host", "address", "realname", "away",
         "channels", "registered", "invisible", "bot", "signon", "last_active", "by_broadcast",
         "pending_nick", "pending_user", "password_ok", "cap_hold", "invited_to", "connected",
-        "tagmsg_bucket", "oper", "wallops", "account",
+        "tagmsg_bucket", "oper", "wallops", "account", "nick_deadline",
     )
 
     def __init__(self, conn: Any, host: str, now: float, by_broadcast: bool = False) -> None:
@@ -104,6 +107,8 @@ class User:
         self.invited_to: set[Channel] | None = None
         self.connected = True  # until Registry.quit
         self.account: str | None = None  # the account name logged in as (core/accounts.py)
+        # When a reserved nick not this user's own is taken back (core/reservations.py).
+        self.nick_deadline: float | None = None
         self.tagmsg_bucket: Any = None  # TAGMSG rate limit (a TokenBucket), made on first use
         # User mode +o: the operator entry this user opered up as (core/operators.py).
         self.oper: str | None = None

@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING
 
 from twistchat.core import lists
 from twistchat.core.events import Delivery
-from twistchat.core.masks import normal_mask
+from twistchat.core.masks import EXTBAN_PREFIX, extban_error, normal_mask
 from twistchat.core.model import FLAG_MODES, PREFIX_MODES, Channel, User
 from twistchat.wire import Message, casefold, is_decimal
 
@@ -213,6 +213,11 @@ def _mode_list(change: _ModeChange, on: bool, letter: str) -> None:
         # It could not be a middle parameter of the 367-style entry (nor a mask).
         change.error("696", channel.name, letter, raw or "*", "Invalid mask")
         return
+    if on and raw.startswith(EXTBAN_PREFIX):
+        why = extban_error(raw)
+        if why is not None:
+            change.error("696", channel.name, letter, raw, why)
+            return
     mask = normal_mask(raw)
     held = lists.entries(channel, letter)
     found = lists.find(held, mask)

@@ -13,6 +13,11 @@ Every rule about IRC operators lives here (https://modern.ircdocs.horse/,
   an unknown name both answer 464 ERR_PASSWDMISMATCH, after the same scrypt
   work (a dummy hash for an unknown name), so OPER does not tell which names
   exist (Ergo answers 464 for both too).
+- An entry may name an account instead of a hash (``name account:teacher``, issue
+  #14): ``OPER name anything`` then succeeds for a user logged in as that account
+  (any case), and answers 464 to anyone else, as a wrong password does.  The
+  password is still required (OPER's two parameters) and ignored; the same dummy
+  scrypt work is done, so the answer's timing tells nothing either.
 - Failed attempts are limited per address (the connection's, not the shown
   host): :data:`OPER_FAILURES` at once, then one more per
   :data:`OPER_RETRY_SECONDS`.  Past that, OPER answers 464 without checking the
@@ -33,6 +38,7 @@ Passwords are never kept, logged or echoed: only their scrypt hashes
 from __future__ import annotations
 
 from collections.abc import Mapping
+from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from twistchat.core.events import Delivery, Disconnect
@@ -45,13 +51,14 @@ from twistchat.core.passwords import (
     verify_password,
 )
 from twistchat.core.ratelimit import TokenBucket
-from twistchat.wire import Message
+from twistchat.wire import Message, casefold
 
 if TYPE_CHECKING:
     from twistchat.core.registry import Registry
 
-__all__ = ["MAX_TRACKED_ADDRESSES", "NOTICE_NAME_CHARS", "OPER_FAILURES", "OPER_RETRY_SECONDS",
-           "Operators", "kill", "load_opers", "notice", "oper", "wallops"]
+__all__ = ["ACCOUNT_PREFIX", "MAX_TRACKED_ADDRESSES", "NOTICE_NAME_CHARS", "OPER_FAILURES",
+           "OPER_RETRY_SECONDS", "AccountOper", "OperEntry", "Operators", "kill", "load_opers",
+           "notice", "oper", "wallops"]
 
 # Failed OPER attempts one address may make at once; then one more per OPER_RETRY_SECONDS.
 OPER_FAILURES = 3
@@ -68,13 +75,28 @@ _UNKNOWN = ScryptHash(*DEFAULT_COST, b"twistchat-no-such-oper", b"\0" * KEY_BYTE
 NOTICE_NAME_CHARS = 32
 
 
-def load_opers(text: str) -> dict[str, ScryptHash]:
+# An opers file entry that names an account: "name account:ACCOUNTNAME".
+ACCOUNT_PREFIX = "account:"
+
+
+@dataclass(frozen=True)
+class AccountOper:
+    """An operator entry granted to whoever is logged in as ``account`` (no password)."""
+
+    account: str
+
+
+OperEntry = ScryptHash | AccountOper
+
+
+def load_opers(text: str) -> dict[str, OperEntry]:
     """
-    The entries of an opers file: ``name scrypt-hash`` a line, ``#`` comments, blank lines.
+    The entries of an opers file: ``name scrypt-hash`` or ``name account:ACCOUNT`` a line,
+    ``#`` comments, blank lines.
 
     ValueError names the line that is wrong and why.
     """
-    entries: dict[str, ScryptHash] = {}
+    entries: dict[str, OperEntry] = {}
     for number, raw in enumerate(text.splitlines(), 1):
         line = raw.split("#", 1)[0].strip()  # base64 and names have no '#'
         if not line:
@@ -86,6 +108,13 @@ def load_opers(text: str) -> dict[str, ScryptHash]:
         name, encoded = fields
         if name in entries:
             raise ValueError(f"line {number}: operator {name!r} is listed twice")
+        if encoded.startswith(ACCOUNT_PREFIX):
+            account = encoded[len(ACCOUNT_PREFIX):]
+            if not account:
+                raise ValueError(f"line {number}: operator {name!r}: "
+                                 f"'{ACCOUNT_PREFIX}' needs an account name")
+            entries[name] = AccountOper(account)
+            continue
         try:
             entries[name] = parse_hash(encoded)
         except ValueError as e:
@@ -98,9 +127,9 @@ class Operators:
 
     __slots__ = ("entries", "unknown", "_online", "_failures")
 
-    def __init__(self, entries: Mapping[str, ScryptHash] | None = None) -> None:
+    def __init__(self, entries: Mapping[str, OperEntry] | None = None) -> None:
         self.entries = dict(entries or {})
-        first = next(iter(self.entries.values()), _UNKNOWN)
+        first = next((e for e in self.entries.values() if isinstance(e, ScryptHash)), _UNKNOWN)
         self.unknown = ScryptHash(first.n, first.r, first.p, _UNKNOWN.salt,
                                   b"\0" * len(first.key))
         self._online: dict[User, None] = {}  # may hold users since gone: see online()
@@ -146,7 +175,11 @@ def notice(registry: Registry, text: str, skip: User | None = None) -> list[Deli
 
 
 def oper(registry: Registry, user: User, name: str, password: str) -> list[Delivery]:
-    """OPER: 381 and +o, 464 for a wrong name or password, 491 with no entries at all."""
+    """
+    OPER: 381 and +o, 464 for a wrong name or password, 491 with no entries at all.
+
+    An account entry: 381 for a user logged in as its account, 464 for anyone else.
+    """
     ops = registry.operators
     if not ops.entries:
         return [registry.reply(user, "491", "No O-lines for your host")]
@@ -156,8 +189,12 @@ def oper(registry: Registry, user: User, name: str, password: str) -> list[Deliv
         # Over the limit: refused without checking (the password is not even hashed).
         return [registry.reply(user, "464", "Password incorrect")]
     entry = ops.entries.get(name)
-    ok = verify_password(password, entry if entry is not None else ops.unknown) \
-        and entry is not None
+    if isinstance(entry, AccountOper):
+        verify_password(password, ops.unknown)  # the work a password entry costs
+        ok = user.account is not None and casefold(user.account) == casefold(entry.account)
+    else:
+        ok = verify_password(password, entry if entry is not None else ops.unknown) \
+            and entry is not None
     ops.settle(user.address, bucket, ok, now)
     if not ok:
         return [registry.reply(user, "464", "Password incorrect")] + notice(

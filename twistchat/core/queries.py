@@ -16,7 +16,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from twistchat.core import elist, lists, modes, whox
+from twistchat.core import elist, lists, masks, modes, whox
 from twistchat.core.events import Delivery
 from twistchat.core.masks import mask_matcher
 from twistchat.core.model import CHANMODES, PREFIX_MODES, PREFIX_SYMBOLS, VERSION, Channel, User
@@ -42,6 +42,7 @@ def isupport(registry: Registry) -> list[str]:
         f"TARGMAX=PRIVMSG:{lim.max_targets},NOTICE:{lim.max_targets}",
         f"NETWORK={registry.network}", "LINELEN=512", "STATUSMSG=@+",
         "KNOCK",  # the KNOCK command (core/invitations.py)
+        f"EXTBAN={masks.EXTBAN_PREFIX},{masks.EXTBAN_TYPES}",  # ~a:account bans (core/masks.py)
     ] + registry.extra_isupport
 
 
@@ -241,7 +242,7 @@ def _who_line(registry: Registry, asker: User, member: User, channel: Channel | 
 
 
 def whois(registry: Registry, user: User, nick: str) -> list:
-    """WHOIS: 311, 319, 312, 313 (an operator), 335, 301, 317, 318 (or 401 + 318)."""
+    """WHOIS: 311, 319, 312, 313 (an oper), 335 (a bot), 330 (logged in), 301, 317, 318 (or 401)."""
     target = registry.find_user(nick)
     if target is None:
         return [registry.reply(user, "401", nick, "No such nick/channel"),
@@ -257,6 +258,9 @@ def whois(registry: Registry, user: User, nick: str) -> list:
         out.append(registry.reply(user, "313", target.nick, "is an IRC operator"))
     if target.bot:
         out.append(registry.reply(user, "335", target.nick, f"is a Bot on {registry.network}"))
+    if target.account is not None:
+        # RPL_WHOISACCOUNT: "<client> <nick> <account> :is logged in as" (modern.ircdocs.horse)
+        out.append(registry.reply(user, "330", target.nick, target.account, "is logged in as"))
     if target.away is not None:
         out.append(registry.reply(user, "301", target.nick, target.away))
     idle = int(registry.clock() - target.last_active)

@@ -34,11 +34,11 @@ import time
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from typing import Any
 
-from twistchat.core import accounts, identity, lists, modes, queries
+from twistchat.core import accounts, identity, lists, modes, queries, reservations
 from twistchat.core.accounts import AccountDirectory
 from twistchat.core.events import Delivery, Disconnect, Event, Gated
 from twistchat.core.invitations import Knocks
-from twistchat.core.masks import matches_any
+from twistchat.core.masks import matches_user
 from twistchat.core.model import (
     CHANMODES,
     MYINFO_CHANMODES,
@@ -51,8 +51,7 @@ from twistchat.core.model import (
     User,
 )
 from twistchat.core.monitor import Monitors, monitor
-from twistchat.core.operators import Operators
-from twistchat.core.passwords import ScryptHash
+from twistchat.core.operators import Operators, OperEntry
 from twistchat.core.ratelimit import TokenBucket
 from twistchat.core.roomlog import LocalRoomLog, RoomLog
 from twistchat.core.targets import dm_key, dm_parties, is_room_key
@@ -91,7 +90,7 @@ class Registry:
         motd: list[str] | None = None,
         log: RoomLog | None = None,
         password: str | None = None,
-        opers: Mapping[str, ScryptHash] | None = None,
+        opers: Mapping[str, OperEntry] | None = None,
         accounts: AccountDirectory | None = None,
     ) -> None:
         self.server_name = server_name
@@ -117,6 +116,8 @@ class Registry:
         self.knocks = Knocks(limits.knock_interval)  # KNOCK's rate (core/invitations.py)
         # Every account, in memory; the service fills it from the store (core/accounts.py).
         self.accounts = accounts if accounts is not None else AccountDirectory()
+        # Users on a nick another account reserves, and their deadlines (core/reservations.py).
+        self.reservations = reservations.NickReservations()
 
     # ----------------------------------------------------------------- helpers
 
@@ -134,10 +135,15 @@ class Registry:
 
     def _room_event(self, channel: Channel, message: Message,
                     client_tags: Mapping[str, str] | None = None,
-                    extended: Message | None = None) -> Event:
-        """Number and record one event of ``channel`` in the room log."""
+                    extended: Message | None = None, sender: User | None = None) -> Event:
+        """
+        Number and record one event of ``channel`` in the room log.
+
+        ``sender``: the user whose line it is; its account goes with the event
+        (IRCv3 account-tag: "all commands sent by a user").
+        """
         return self.log.append(channel.key, message, int(self.clock() * 1000), client_tags,
-                               extended)
+                               extended, sender.account if sender is not None else None)
 
     def watchers_told(self, user: User, line: Message) -> list[Delivery]:
         """``line`` about ``user`` for those who MONITOR it with IRCv3 extended-monitor."""
@@ -219,7 +225,7 @@ class Registry:
         if self.is_banned(user, channel) and not invited:
             return self.reply(user, "474", channel.name, "Cannot join channel (+b)")
         if channel.invite_only and not invited \
-                and not matches_any(channel.invex, user.source):
+                and not matches_user(channel.invex, user.source, user.account):
             return self.reply(user, "473", channel.name, "Cannot join channel (+i)")
         if channel.password is not None and password != channel.password and not invited:
             return self.reply(user, "475", channel.name, "Cannot join channel (+k)")
@@ -251,11 +257,14 @@ class Registry:
         Does a ban of ``channel`` match ``user``'s nick!user@host (rfc1459 folding)?
 
         Not if a ban exception (+e) matches too: an exception outweighs every ban.
+        ``~a:<account>`` entries match the account the user is logged in as
+        (core/masks.py), whatever its nick.
         """
         if not channel.bans:
             return False
-        source = user.source
-        return matches_any(channel.bans, source) and not matches_any(channel.excepts, source)
+        source, account = user.source, user.account
+        return matches_user(channel.bans, source, account) \
+            and not matches_user(channel.excepts, source, account)
 
     def can_read(self, user: User, target: str) -> bool:
         """
@@ -467,6 +476,7 @@ class Registry:
         out += self.lusers(user)
         out += self.motd_replies(user)
         out += self.monitors.online(self, user)
+        out += reservations.on_nick(self, user)  # a reserved nick: NickServ says so at once
         return out
 
     def change_nick(self, user: User, nick: str) -> list[Delivery]:
@@ -486,6 +496,7 @@ class Registry:
         out = self._to_peers(user, message)
         if moved:  # MONITOR: the old nick is free, the new one taken
             out += self.monitors.offline(self, old, user) + self.monitors.online(self, user)
+        out += reservations.on_nick(self, user)
         return out
 
     def _to_peers(self, user: User, message: Message, skip_self: bool = False) -> list[Delivery]:
@@ -496,7 +507,8 @@ class Registry:
         gets its own numbered event, but a peer in several of those rooms sees
         the line once (as IRC clients expect).
         """
-        events = [self._room_event(channel, message) for channel in user.channels.values()]
+        events = [self._room_event(channel, message, sender=user)
+                  for channel in user.channels.values()]
         payload: Event | Message = events[0] if events else message
         return [Delivery(self.peers(user), payload, user if skip_self else None)]
 
@@ -549,7 +561,7 @@ class Registry:
         Answers the joiner with the JOIN, the topic (332/333) and NAMES (353/366)
         as ``names`` asks (None: no NAMES, IRCv3 draft/no-implicit-names).  The
         JOIN event carries its extended-join form, ``JOIN #room account
-        :realname`` (account ``*``: no accounts before issue #14).
+        :realname`` (account ``*``: not logged in).
         """
         if not self.valid_channel(name):
             return [self.reply(user, "403", name, "No such channel")]
@@ -577,7 +589,9 @@ class Registry:
         user.channels[key] = channel
         event = self._room_event(
             channel, Message("JOIN", (channel.name,), user.source),
-            extended=Message("JOIN", (channel.name, "*", user.realname), user.source))
+            extended=Message("JOIN", (channel.name, user.account or "*", user.realname),
+                             user.source),
+            sender=user)
         out = [Delivery(channel.members, event)]
         if user.away is not None:
             out.append(Delivery(channel.members, Message("AWAY", (user.away,), user.source), user))
@@ -602,7 +616,7 @@ class Registry:
         if user not in channel.members:
             return [self.reply(user, "442", channel.name, "You're not on that channel")]
         params = (channel.name, reason) if reason else (channel.name,)
-        event = self._room_event(channel, Message("PART", params, user.source))
+        event = self._room_event(channel, Message("PART", params, user.source), sender=user)
         out = [Delivery(list(channel.members), event)]
         self._remove_member(channel, user)
         return out
@@ -630,7 +644,8 @@ class Registry:
             return [self.reply(user, "482", channel.name, "You're not channel operator")]
         text = _truncate(text, self.limits.topiclen)
         channel.topic, channel.topic_by, channel.topic_time = text, user.source, int(self.clock())
-        event = self._room_event(channel, Message("TOPIC", (channel.name, text), user.source))
+        event = self._room_event(channel, Message("TOPIC", (channel.name, text), user.source),
+                                 sender=user)
         return [Delivery(channel.direct, event)]
 
     # ---------------------------------------------------------------- messages
@@ -677,7 +692,8 @@ class Registry:
                         out.append(refused)
                     continue
                 event = self._room_event(
-                    channel, Message(command, (channel.name, text), user.source), client_tags)
+                    channel, Message(command, (channel.name, text), user.source), client_tags,
+                    sender=user)
                 out.append(Delivery(channel.direct, event, None if echo else user))
             else:
                 target = self.find_user(name)
@@ -714,7 +730,7 @@ class Registry:
         audience = [m for m, held in channel.members.items()
                     if any(mode in held for mode in wanted) and (echo or m is not user)]
         message = Message(command, (symbol + channel.name, text), user.source,
-                          dict(client_tags or {}))
+                          account_tags(user, client_tags))
         return [Delivery(audience, message)]
 
     def _dm_event(self, sender: User, target: User, message: Message,
@@ -726,7 +742,7 @@ class Registry:
         (:func:`~twistchat.core.targets.dm_key`): it is visible only to those two.
         """
         return self.log.append(dm_key(sender.key, target.key), message,
-                               int(self.clock() * 1000), client_tags)
+                               int(self.clock() * 1000), client_tags, None, sender.account)
 
     def tagmsg(self, user: User, target: str, client_tags: dict, echo: bool = False) -> list:
         """
@@ -748,7 +764,7 @@ class Registry:
                 self.limits.tagmsg_burst, self.limits.tagmsg_rate, now)
         if not bucket.take(now):
             return []
-        tags = {**(bot_tags(user, client_tags) or {}), "msgid": self.log.new_msgid()}
+        tags = {**account_tags(user, bot_tags(user, client_tags)), "msgid": self.log.new_msgid()}
         message = Message("TAGMSG", (target,), user.source, tags)
         if target[:1] in CHANTYPES:
             channel = self.find_channel(target)
@@ -779,7 +795,8 @@ class Registry:
                                 "They aren't on that channel")]
         reason = _truncate(reason or user.nick, self.limits.kicklen)
         event = self._room_event(
-            channel, Message("KICK", (channel.name, target.nick, reason), user.source))
+            channel, Message("KICK", (channel.name, target.nick, reason), user.source),
+            sender=user)
         out = [Delivery(list(channel.members), event)]
         self._remove_member(channel, target)
         return out
@@ -839,7 +856,7 @@ class Registry:
         params, out = modes.apply_channel_modes(self, user, channel, changes, list(args))
         if params is not None:
             event = self._room_event(channel, Message("MODE", (channel.name, *params),
-                                                      user.source))
+                                                      user.source), sender=user)
             out.insert(0, Delivery(channel.direct, event))
         return out
 
@@ -852,6 +869,14 @@ class Registry:
     def log_out(self, user: User) -> list[Delivery]:
         """``user`` logged out (:func:`twistchat.core.accounts.log_out`)."""
         return accounts.log_out(self, user)
+
+    def enforce_reservations(self, now: float) -> list[Delivery]:
+        """
+        Users past their grace period on a nick another account reserves become Guests.
+
+        :func:`twistchat.core.reservations.enforce`; the service runs it every second.
+        """
+        return reservations.enforce(self, now)
 
     def set_realname(self, user: User, realname: str) -> list[Delivery]:
         """IRCv3 SETNAME (:func:`twistchat.core.identity.set_realname`)."""
@@ -892,6 +917,21 @@ def bot_tags(user: User, client_tags: Mapping[str, str] | None) -> Mapping[str, 
     if not user.bot:
         return client_tags
     return {**(client_tags or {}), "bot": ""}
+
+
+def account_tags(user: User, tags: Mapping[str, str] | None) -> dict[str, str]:
+    """
+    ``tags`` and, for a logged-in ``user``, IRCv3 ``account=<name>`` (account-tag).
+
+    For lines that are no room event (TAGMSG, ``PRIVMSG @#room``): the front-end
+    shows ``account`` to clients with account-tag only, the rest with message-tags
+    (:class:`twistchat.frontends.ircv3.View`).  Room events carry the account
+    beside their tags instead (:attr:`~twistchat.core.events.Event.account`).
+    """
+    out = dict(tags or {})
+    if user.account is not None:
+        out["account"] = user.account
+    return out
 
 
 def _is_ctcp(text: str) -> bool:

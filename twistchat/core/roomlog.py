@@ -48,12 +48,13 @@ class RoomLog(Protocol):
 
     def append(self, target: str, message: Message, time_ms: int,
                client_tags: Mapping[str, str] | None = None,
-               extended: Message | None = None) -> Event:
+               extended: Message | None = None, account: str | None = None) -> Event:
         """
         Number ``message`` as ``target``'s next event; tell every subscriber.
 
         ``extended``: the event's longer form for IRCv3 views that ask for it
-        (extended-join), see :class:`~twistchat.core.events.Event`.
+        (extended-join); ``account``: its sender's account (account-tag), see
+        :class:`~twistchat.core.events.Event`.
         """
 
     def latest(self, target: str) -> int:
@@ -107,11 +108,11 @@ class LocalRoomLog:
 
     def append(self, target: str, message: Message, time_ms: int,
                client_tags: Mapping[str, str] | None = None,
-               extended: Message | None = None) -> Event:
+               extended: Message | None = None, account: str | None = None) -> Event:
         seq = self._last.get(target, 0) + 1
         self._last[target] = seq
         event = Event(target, seq, time_ms, self.new_msgid(),
-                      message, client_tags or NO_CLIENT_TAGS, extended)
+                      message, client_tags or NO_CLIENT_TAGS, extended, account)
         recent = self._recent.get(target)
         if recent is not None:
             recent.append(event)

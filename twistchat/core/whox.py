@@ -36,7 +36,7 @@ __all__ = ["FIELD_ORDER", "HIDDEN_IP", "TOKEN_DIGITS", "BadQuery", "Query", "par
 FIELD_ORDER = "tcuihsnfdlaor"
 TOKEN_DIGITS = 3  # "at most 3 characters", all digits
 HIDDEN_IP = "255.255.255.255"  # "when the server refuses to disclose the IP address"
-NO_ACCOUNT = "0"  # "when the user is logged out"; accounts come with issue #14
+NO_ACCOUNT = "0"  # "when the user is logged out" (the whox spec's a field)
 NO_OPLEVEL = "n/a"  # we have no channel op levels (ircu's +A/+U channels)
 
 
@@ -82,7 +82,7 @@ def reply_line(registry: Registry, asker: User, member: User, channel: Channel |
         "u": member.user, "i": _ip(asker, member), "h": member.host,
         "s": registry.server_name, "n": member.nick, "f": flags,
         "d": "0",  # hop count: one server, every user is here
-        "l": str(idle), "a": NO_ACCOUNT, "o": NO_OPLEVEL, "r": member.realname,
+        "l": str(idle), "a": member.account or NO_ACCOUNT, "o": NO_OPLEVEL, "r": member.realname,
     }
     values = [known[field] for field in query.fields]
     realname_last = query.fields.endswith("r")

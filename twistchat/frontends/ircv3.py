@@ -27,6 +27,7 @@ from twistchat.core import multiline
 from twistchat.core.commands import Context
 from twistchat.core.events import (
     NO_TAGS,
+    TAG_ACCOUNT,
     TAG_CLIENT,
     TAG_EXTENDED,
     TAG_MSGID,
@@ -39,11 +40,18 @@ from twistchat.history import replay_message
 from twistchat.wire import Message, encode, escape_tag_value, format_server_time
 
 __all__ = [
-    "CAPABILITIES", "CAP_GATED", "CAP_VALUES", "MULTILINE_CAP_VALUE", "STICKY_302", "View",
+    "ACCOUNT_CAPS", "CAPABILITIES", "CAP_GATED", "CAP_VALUES", "MULTILINE_CAP_VALUE",
+    "STICKY_302", "View",
     "batch_lines", "cap_lines", "history_lines", "label", "labeled_lines", "offer",
     "targets_lines",
 ]
 
+# IRCv3 account-notify (ACCOUNT lines of peers who log in or out) and account-tag
+# (``account=<name>`` on a logged-in user's lines): built (issue #14) and shown to
+# clients that negotiate them, but offered only once a client can log in over the wire
+# (SASL, NickServ): the merge of #14 moves them into CAPABILITIES, with their checks
+# in tests/test_advertised.py.
+ACCOUNT_CAPS = ("account-notify", "account-tag")
 # IRCv3 capabilities this front-end offers.
 CAPABILITIES = (
     "away-notify", "batch", "draft/chathistory", "draft/event-playback", "draft/multiline",
@@ -51,7 +59,7 @@ CAPABILITIES = (
     # cap-notify: nothing in the offer changes at run time yet, so no CAP NEW/DEL is ever
     # due; a client may still ask for it, and CAP LS 302 turns it on by itself.
     "cap-notify",
-    # extended-join: JOIN #room account :realname (account "*" until accounts, issue #14).
+    # extended-join: JOIN #room account :realname (account "*": not logged in).
     "extended-join",
     # userhost-in-names: 353 entries as nick!user@host.
     "userhost-in-names",
@@ -76,7 +84,7 @@ STICKY_302 = frozenset({"cap-notify"})
 # Lines only clients that asked for a capability may see (IRCv3: "MUST NOT send ... unless
 # the client has negotiated the capability").
 CAP_GATED = {"AWAY": "away-notify", "TAGMSG": "message-tags", "BATCH": "batch",
-             "SETNAME": "setname", "CHGHOST": "chghost"}
+             "SETNAME": "setname", "CHGHOST": "chghost", "ACCOUNT": "account-notify"}
 
 
 @dataclass(frozen=True)
@@ -104,6 +112,8 @@ class View:
             tags |= TAG_EXTENDED
         if "draft/multiline" in caps and "batch" in caps:  # multiline needs batch
             tags |= TAG_MULTILINE
+        if "account-tag" in caps:
+            tags |= TAG_ACCOUNT
         return cls(caps, tags, Context("echo-message" in caps, "multi-prefix" in caps,
                                        None, caps))
 
@@ -113,18 +123,32 @@ class View:
         return needed is None or needed in self.caps
 
     def format(self, message: Message, now_ms: int) -> bytes:
-        """Encode a Message for this client: the tags it asked for, none it did not."""
+        """
+        Encode a Message for this client: the tags it asked for, none it did not.
+
+        ``account`` (a logged-in sender's, account-tag) only with account-tag;
+        the other tags (client-only tags, ``bot``, ``msgid``) only with message-tags.
+        """
+        if "account" in message.tags and not self.tags & TAG_ACCOUNT:
+            message = replace(message, tags={k: v for k, v in message.tags.items()
+                                             if k != "account"})
         if self.tags & TAG_TIME and message.command.isalpha():
             # server-time on relayed (non-numeric) lines too.
-            tags = dict(message.tags) if self.tags & TAG_CLIENT else {}
+            tags = dict(message.tags) if self.tags & TAG_CLIENT else _account_only(message)
             tags.setdefault("time", format_server_time(now_ms))
             message = Message(message.command, message.params, message.source, tags)
         elif message.tags and not self.tags & TAG_CLIENT:
-            message = replace(message, tags={})  # keeps Message.trailing
+            message = replace(message, tags=_account_only(message))  # keeps Message.trailing
         return encode(message)
 
 
 NO_CAPS = View.of(frozenset())
+
+
+def _account_only(message: Message) -> dict[str, str]:
+    """The ``account`` tag of ``message`` alone (what account-tag shows without message-tags)."""
+    account = message.tags.get("account")
+    return {} if account is None else {"account": account}
 
 
 def requested(current: frozenset[str], wanted: list[str]) -> frozenset[str] | None:
