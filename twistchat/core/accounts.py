@@ -22,6 +22,7 @@ from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+from twistchat.core import roomreg
 from twistchat.core.events import Delivery, Gated
 from twistchat.core.model import User
 from twistchat.wire import Message, casefold
@@ -137,7 +138,8 @@ def log_in(registry: Registry, user: User, name: str) -> list[Delivery]:
     ``user`` is now logged in as account ``name`` (checked by the caller: SASL, NickServ).
 
     900 RPL_LOGGEDIN to the user; IRCv3 ``account-notify`` (``ACCOUNT name``) to
-    its peers that negotiated it.  Logging in again as the same account says 900
+    its peers that negotiated it; in the registered rooms it is in, the modes its
+    account holds (core/roomreg.py).  Logging in again as the same account says 900
     again and tells nobody.
     """
     account = registry.accounts.find(name)
@@ -147,6 +149,7 @@ def log_in(registry: Registry, user: User, name: str) -> list[Delivery]:
     if user.account != shown:
         user.account = shown
         out += _account_notify(registry, user, shown)
+        out += roomreg.on_log_in(registry, user)  # its op/voice in registered rooms
     return out
 
 

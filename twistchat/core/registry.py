@@ -34,7 +34,7 @@ import time
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from typing import Any
 
-from twistchat.core import accounts, identity, lists, modes, queries
+from twistchat.core import accounts, identity, lists, modes, queries, roomreg
 from twistchat.core.accounts import AccountDirectory
 from twistchat.core.events import Delivery, Disconnect, Event, Gated
 from twistchat.core.invitations import Knocks
@@ -55,6 +55,7 @@ from twistchat.core.operators import Operators
 from twistchat.core.passwords import ScryptHash
 from twistchat.core.ratelimit import TokenBucket
 from twistchat.core.roomlog import LocalRoomLog, RoomLog
+from twistchat.core.roomreg import RoomDirectory
 from twistchat.core.targets import dm_key, dm_parties, is_room_key
 from twistchat.core.whowas import NickHistory
 from twistchat.wire import (
@@ -78,7 +79,8 @@ class Registry:
     :class:`~twistchat.core.roomlog.LocalRoomLog` starting at ``last_seqs``);
     ``password`` is the server password clients must send with PASS (None: none);
     ``opers`` the operator entries OPER checks (core/operators.py; None: none);
-    ``accounts`` the registered accounts (core/accounts.py; None: none yet).
+    ``accounts`` the registered accounts (core/accounts.py; None: none yet);
+    ``rooms`` the registered rooms (core/roomreg.py; None: none yet).
     """
 
     def __init__(
@@ -93,6 +95,7 @@ class Registry:
         password: str | None = None,
         opers: Mapping[str, ScryptHash] | None = None,
         accounts: AccountDirectory | None = None,
+        rooms: RoomDirectory | None = None,
     ) -> None:
         self.server_name = server_name
         self.network = network
@@ -117,6 +120,8 @@ class Registry:
         self.knocks = Knocks(limits.knock_interval)  # KNOCK's rate (core/invitations.py)
         # Every account, in memory; the service fills it from the store (core/accounts.py).
         self.accounts = accounts if accounts is not None else AccountDirectory()
+        # Registered rooms (ChanServ), their state kept while empty (core/roomreg.py).
+        self.registered_rooms = rooms if rooms is not None else RoomDirectory()
 
     # ----------------------------------------------------------------- helpers
 
@@ -138,6 +143,10 @@ class Registry:
         """Number and record one event of ``channel`` in the room log."""
         return self.log.append(channel.key, message, int(self.clock() * 1000), client_tags,
                                extended)
+
+    def announce(self, channel: Channel, message: Message) -> Delivery:
+        """``message`` (a MODE, a TOPIC) as the next event of ``channel``, to its members."""
+        return Delivery(channel.direct, self._room_event(channel, message))
 
     def watchers_told(self, user: User, line: Message) -> list[Delivery]:
         """``line`` about ``user`` for those who MONITOR it with IRCv3 extended-monitor."""
@@ -213,8 +222,11 @@ class Registry:
 
         An INVITE lets one past +b, +i and +k; a matching invite exception (+I)
         past +i only (as Ergo and InspIRCd); a ban exception (+e) unbans
-        (:meth:`is_banned`).
+        (:meth:`is_banned`).  The founder and AMODE accounts of a registered room
+        pass all four (core/roomreg.py).
         """
+        if self.registered_rooms.amode_of(channel, user):
+            return None
         invited = user.invited_to is not None and channel in user.invited_to
         if self.is_banned(user, channel) and not invited:
             return self.reply(user, "474", channel.name, "Cannot join channel (+b)")
@@ -561,9 +573,15 @@ class Registry:
             return [self.reply(user, "405", name, "You have joined too many channels")]
         if channel is None:
             channel = Channel(name, key, self.clock())
+            # A registered room comes back with its state, bans included; no one is
+            # operator by being first in it (core/roomreg.py).
+            registered = self.registered_rooms.restore(channel) is not None
+            refused = self.can_join(user, channel, password) if registered else None
+            if refused is not None:
+                return [refused]
             self._rooms[key] = channel
             self.log.open(key)
-            modes = "o"
+            modes = "" if registered else "o"
         else:
             refused = self.can_join(user, channel, password)
             if refused is not None:
@@ -581,6 +599,7 @@ class Registry:
         out = [Delivery(channel.members, event)]
         if user.away is not None:
             out.append(Delivery(channel.members, Message("AWAY", (user.away,), user.source), user))
+        out += roomreg.on_join(self, channel, user)
         if channel.topic:
             out += self._topic_replies(user, channel)
         if names is not None:
@@ -628,10 +647,14 @@ class Registry:
             return [self.reply(user, "442", channel.name, "You're not on that channel")]
         if channel.topic_lock and not self.is_operator(user, channel):
             return [self.reply(user, "482", channel.name, "You're not channel operator")]
+        return [self.set_topic(channel, text, user.source, user.source)]
+
+    def set_topic(self, channel: Channel, text: str, by: str, source: str) -> Delivery:
+        """Set ``channel``'s topic (cut to TOPICLEN) as ``by``; TOPIC from ``source``."""
         text = _truncate(text, self.limits.topiclen)
-        channel.topic, channel.topic_by, channel.topic_time = text, user.source, int(self.clock())
-        event = self._room_event(channel, Message("TOPIC", (channel.name, text), user.source))
-        return [Delivery(channel.direct, event)]
+        channel.topic, channel.topic_by, channel.topic_time = text, by, int(self.clock())
+        self.registered_rooms.channel_changed(channel)  # a registered room keeps it
+        return self.announce(channel, Message("TOPIC", (channel.name, text), source))
 
     # ---------------------------------------------------------------- messages
 
@@ -838,6 +861,7 @@ class Registry:
             return [self.reply(user, "482", channel.name, "You're not channel operator")]
         params, out = modes.apply_channel_modes(self, user, channel, changes, list(args))
         if params is not None:
+            self.registered_rooms.channel_changed(channel)  # a registered room keeps them
             event = self._room_event(channel, Message("MODE", (channel.name, *params),
                                                       user.source))
             out.insert(0, Delivery(channel.direct, event))
