@@ -34,7 +34,7 @@ import time
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from typing import Any
 
-from twistchat.core import accounts, identity, lists, modes, queries, roomreg
+from twistchat.core import accounts, identity, lists, modes, queries, readmarkers, roomreg
 from twistchat.core.accounts import AccountDirectory
 from twistchat.core.events import Delivery, Disconnect, Event, Gated
 from twistchat.core.invitations import Knocks
@@ -54,6 +54,7 @@ from twistchat.core.monitor import Monitors, monitor
 from twistchat.core.operators import Operators
 from twistchat.core.passwords import ScryptHash
 from twistchat.core.ratelimit import TokenBucket
+from twistchat.core.readmarkers import ReadMarkers
 from twistchat.core.roomlog import LocalRoomLog, RoomLog
 from twistchat.core.roomreg import RoomDirectory
 from twistchat.core.targets import dm_key, dm_parties, is_room_key
@@ -80,7 +81,8 @@ class Registry:
     ``password`` is the server password clients must send with PASS (None: none);
     ``opers`` the operator entries OPER checks (core/operators.py; None: none);
     ``accounts`` the registered accounts (core/accounts.py; None: none yet);
-    ``rooms`` the registered rooms (core/roomreg.py; None: none yet).
+    ``rooms`` the registered rooms (core/roomreg.py; None: none yet);
+    ``read_markers`` the accounts' read markers (core/readmarkers.py; None: none yet).
     """
 
     def __init__(
@@ -96,6 +98,7 @@ class Registry:
         opers: Mapping[str, ScryptHash] | None = None,
         accounts: AccountDirectory | None = None,
         rooms: RoomDirectory | None = None,
+        read_markers: ReadMarkers | None = None,
     ) -> None:
         self.server_name = server_name
         self.network = network
@@ -122,6 +125,8 @@ class Registry:
         self.accounts = accounts if accounts is not None else AccountDirectory()
         # Registered rooms (ChanServ), their state kept while empty (core/roomreg.py).
         self.registered_rooms = rooms if rooms is not None else RoomDirectory()
+        # draft/read-marker: each account's markers (core/readmarkers.py).
+        self.read_markers = read_markers if read_markers is not None else ReadMarkers()
 
     # ----------------------------------------------------------------- helpers
 
@@ -602,6 +607,7 @@ class Registry:
         out += roomreg.on_join(self, channel, user)
         if channel.topic:
             out += self._topic_replies(user, channel)
+        out += readmarkers.on_join(self, channel, user)  # draft/read-marker: before 366
         if names is not None:
             out += self.names(user, channel.name, names.multi_prefix, names.userhost)
         return out
