@@ -140,6 +140,7 @@ def test_markers_load_from_the_store_and_are_bounded_per_account():
     assert markers.advance("teacher", "#r0", 6) == (6, True)  # a known target still moves
     assert markers.advance("teacher", "#one-more", 6) is None
     assert markers.advance("student", "#one-more", 6) == (6, True)  # another account's own
+    assert ReadMarkers({("Teacher", "#Class"): 9}).get("teacher", "#class") == 9  # a map too
 
 
 def test_the_limit_is_told_to_the_client():

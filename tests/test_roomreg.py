@@ -239,3 +239,15 @@ def test_directory_finds_case_insensitively_and_saves_each_change():
     directory.changed(room)
     assert directory.remove("#CLASS") is room and directory.remove("#class") is None
     assert saved == [("#class", room), ("#class", room), ("#class", None)]
+
+
+def test_a_dropped_account_leaves_no_room_to_whoever_takes_its_name():
+    """forget_account: the rooms it founded are unregistered, its AMODEs elsewhere removed."""
+    saved = []
+    directory = RoomDirectory([RegisteredRoom("#a", "Teacher"),
+                               RegisteredRoom("#b", "Other", amodes={"teacher": "o"})],
+                              lambda key, room: saved.append((key, room and dict(room.amodes))))
+    assert [room.name for room in directory.forget_account("TEACHER")] == ["#a"]
+    assert [room.name for room in directory] == ["#b"]
+    assert directory.find("#b").amodes == {}
+    assert saved == [("#a", None), ("#b", {})]

@@ -29,7 +29,7 @@ Each change is handed to ``saver(account_key, target, time_ms)``; the store's
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from typing import TYPE_CHECKING
 
 from twistchat.core.events import Delivery, Gated
@@ -55,11 +55,15 @@ MarkerSaver = Callable[[str, str, int], None]
 class ReadMarkers:
     """Every account's read markers: (account key, target key) -> time in ms."""
 
-    def __init__(self, markers: Iterable[tuple[str, str, int]] = (),
+    def __init__(self, markers: Iterable[tuple[str, str, int]]
+                 | Mapping[tuple[str, str], int] = (),
                  saver: MarkerSaver | None = None) -> None:
+        """``markers``: (account, target, time_ms) triples, or a map (account, target) -> time."""
         self._times: dict[tuple[str, str], int] = {}
         self._counts: dict[str, int] = {}  # account key -> targets with a marker
-        for account, target, time_ms in markers:
+        triples = ([(a, t, ms) for (a, t), ms in markers.items()]
+                   if isinstance(markers, Mapping) else markers)
+        for account, target, time_ms in triples:
             self._put(casefold(account), casefold(target), int(time_ms))
         self.saver = saver  # set by the service once the store is open
 

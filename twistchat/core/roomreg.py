@@ -211,6 +211,22 @@ class RoomDirectory:
             self._save(room.key, None)
         return room
 
+    def forget_account(self, name: str) -> list[RegisteredRoom]:
+        """
+        Account ``name`` was dropped: its rooms are unregistered, its AMODEs removed.
+
+        Else whoever registered the name again would found its rooms (Ergo, too,
+        unregisters a dropped account's channels).  The rooms unregistered.
+        """
+        folded = casefold(name)
+        dropped = [room for room in self if room.is_founder(name)]
+        for room in dropped:
+            self.remove(room.name)
+        for room in self:
+            if room.amodes.pop(folded, None) is not None:
+                self._save(room.key, room)
+        return dropped
+
     def restore(self, channel: Channel) -> RegisteredRoom | None:
         """``channel`` was just made: if it is registered, give it its saved state."""
         room = self._by_key.get(channel.key)
