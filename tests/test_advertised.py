@@ -722,6 +722,20 @@ def extban_keeps_an_account_out(server):
 ACCOUNT_CAP_CHECKS = {"account-notify": cap_account_notify, "account-tag": cap_account_tag}
 
 
+def cap_read_marker(server):
+    """MARKREAD after JOIN, before 366, with the cap only; get answers; set needs an account."""
+    room = next(_rooms)
+    marked, plain = Probe(server, caps="draft/read-marker"), Probe(server)
+    got = marked.join(room)
+    assert one(got, "MARKREAD").params == (room, "*")
+    assert codes(got).index("JOIN") < codes(got).index("MARKREAD") < codes(got).index("366")
+    assert "MARKREAD" not in codes(plain.join(room))
+    assert one(marked.ask(f"MARKREAD {room}"), "MARKREAD").params == (room, "*")
+    # Logging in (SASL, NickServ) is another branch's (#14): without an account, no marker.
+    refused = one(marked.ask(f"MARKREAD {room} timestamp=2026-01-01T00:00:00.000Z"), "FAIL")
+    assert refused.params[:3] == ("MARKREAD", "INTERNAL_ERROR", room)
+
+
 CAPS = {
     "away-notify": cap_away_notify, "batch": cap_batch, "draft/chathistory": cap_chathistory,
     "draft/event-playback": cap_event_playback, "echo-message": cap_echo_message,
@@ -732,6 +746,7 @@ CAPS = {
     "extended-monitor": cap_extended_monitor, "invite-notify": cap_invite_notify,
     "setname": cap_setname, "standard-replies": cap_standard_replies,
     "userhost-in-names": cap_userhost_in_names, "draft/multiline": cap_multiline,
+    "draft/read-marker": cap_read_marker,
 }
 
 

@@ -22,7 +22,7 @@ from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from twistchat.core import reservations
+from twistchat.core import reservations, roomreg
 from twistchat.core.events import Delivery, Gated
 from twistchat.core.model import User
 from twistchat.wire import Message, casefold
@@ -138,7 +138,8 @@ def log_in(registry: Registry, user: User, name: str) -> list[Delivery]:
     ``user`` is now logged in as account ``name`` (checked by the caller: SASL, NickServ).
 
     900 RPL_LOGGEDIN to the user; IRCv3 ``account-notify`` (``ACCOUNT name``) to
-    its peers that negotiated it.  Logging in again as the same account says 900
+    its peers that negotiated it; in the registered rooms it is in, the modes its
+    account holds (core/roomreg.py).  Logging in again as the same account says 900
     again and tells nobody.  Logging in as the owner of the user's reserved nick
     lifts its deadline (core/reservations.py).
     """
@@ -149,6 +150,7 @@ def log_in(registry: Registry, user: User, name: str) -> list[Delivery]:
     if user.account != shown:
         user.account = shown
         out += _account_notify(registry, user, shown)
+        out += roomreg.on_log_in(registry, user)  # its op/voice in registered rooms
     return out + reservations.on_nick(registry, user)
 
 

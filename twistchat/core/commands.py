@@ -26,7 +26,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Protocol
 
-from twistchat.core import helptext, invitations, operators, serverinfo, whowas
+from twistchat.core import helptext, invitations, operators, readmarkers, serverinfo, whowas
 from twistchat.core.events import Delivery, Disconnect
 from twistchat.core.queries import NamesView
 from twistchat.core.registry import Registry, User
@@ -269,6 +269,10 @@ def _wallops(reg: Registry, user: User, p: Params, ctx: Context) -> list[Deliver
     return operators.wallops(reg, user, p[0])
 
 
+def _markread(reg: Registry, user: User, p: Params, ctx: Context) -> list[Delivery]:
+    return readmarkers.markread(reg, user, p)
+
+
 LOCAL = None  # a verb the front-end handles itself
 
 COMMANDS: dict[str, Command] = {
@@ -317,6 +321,8 @@ COMMANDS: dict[str, Command] = {
     "LINKS": Command(_links),
     "HELP": Command(_help),
     "HELPOP": Command(_help),
+    # IRCv3 draft/read-marker (core/readmarkers.py): its own FAIL NEED_MORE_PARAMS, not 461.
+    "MARKREAD": Command(_markread),
     # History (the front-end plans it with twistchat.history, asynchronously).
     "CHATHISTORY": Command(LOCAL),
     # UDP sequence repair (docs/udp-protocol.md); only the UDP front-end has a handler.

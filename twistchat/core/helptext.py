@@ -81,6 +81,8 @@ HELP: dict[str, tuple[str, str]] = {
                     "draft/chathistory."),
     "REPAIR": ("REPAIR <target> <first> <last>", "Ask again for missed room lines "
                "(UDP sessions)."),
+    "MARKREAD": ("MARKREAD <target> [timestamp=<time>]", "Get or set how far your "
+                 "account has read a room or conversation (draft/read-marker)."),
     # Verbs added on other branches of issue #13 (opers); their entries are here already.
     "OPER": ("OPER <name> <password>", "Become an IRC operator."),
     "KILL": ("KILL <nick> <reason>", "Disconnect a user from the server (IRC operators)."),

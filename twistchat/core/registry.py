@@ -34,7 +34,16 @@ import time
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from typing import Any
 
-from twistchat.core import accounts, identity, lists, modes, queries, reservations
+from twistchat.core import (
+    accounts,
+    identity,
+    lists,
+    modes,
+    queries,
+    readmarkers,
+    reservations,
+    roomreg,
+)
 from twistchat.core.accounts import AccountDirectory
 from twistchat.core.events import Delivery, Disconnect, Event, Gated
 from twistchat.core.invitations import Knocks
@@ -53,7 +62,9 @@ from twistchat.core.model import (
 from twistchat.core.monitor import Monitors, monitor
 from twistchat.core.operators import Operators, OperEntry
 from twistchat.core.ratelimit import TokenBucket
+from twistchat.core.readmarkers import ReadMarkers
 from twistchat.core.roomlog import LocalRoomLog, RoomLog
+from twistchat.core.roomreg import RoomDirectory
 from twistchat.core.targets import dm_key, dm_parties, is_room_key
 from twistchat.core.whowas import NickHistory
 from twistchat.wire import (
@@ -77,7 +88,9 @@ class Registry:
     :class:`~twistchat.core.roomlog.LocalRoomLog` starting at ``last_seqs``);
     ``password`` is the server password clients must send with PASS (None: none);
     ``opers`` the operator entries OPER checks (core/operators.py; None: none);
-    ``accounts`` the registered accounts (core/accounts.py; None: none yet).
+    ``accounts`` the registered accounts (core/accounts.py; None: none yet);
+    ``rooms`` the registered rooms (core/roomreg.py; None: none yet);
+    ``read_markers`` the accounts' read markers (core/readmarkers.py; None: none yet).
     """
 
     def __init__(
@@ -92,6 +105,8 @@ class Registry:
         password: str | None = None,
         opers: Mapping[str, OperEntry] | None = None,
         accounts: AccountDirectory | None = None,
+        rooms: RoomDirectory | None = None,
+        read_markers: ReadMarkers | None = None,
     ) -> None:
         self.server_name = server_name
         self.network = network
@@ -118,6 +133,10 @@ class Registry:
         self.accounts = accounts if accounts is not None else AccountDirectory()
         # Users on a nick another account reserves, and their deadlines (core/reservations.py).
         self.reservations = reservations.NickReservations()
+        # Registered rooms (ChanServ), their state kept while empty (core/roomreg.py).
+        self.registered_rooms = rooms if rooms is not None else RoomDirectory()
+        # draft/read-marker: each account's markers (core/readmarkers.py).
+        self.read_markers = read_markers if read_markers is not None else ReadMarkers()
 
     # ----------------------------------------------------------------- helpers
 
@@ -144,6 +163,11 @@ class Registry:
         """
         return self.log.append(channel.key, message, int(self.clock() * 1000), client_tags,
                                extended, sender.account if sender is not None else None)
+
+    def announce(self, channel: Channel, message: Message,
+                 sender: User | None = None) -> Delivery:
+        """``message`` (a MODE, a TOPIC) as the next event of ``channel``, to its members."""
+        return Delivery(channel.direct, self._room_event(channel, message, sender=sender))
 
     def watchers_told(self, user: User, line: Message) -> list[Delivery]:
         """``line`` about ``user`` for those who MONITOR it with IRCv3 extended-monitor."""
@@ -219,8 +243,11 @@ class Registry:
 
         An INVITE lets one past +b, +i and +k; a matching invite exception (+I)
         past +i only (as Ergo and InspIRCd); a ban exception (+e) unbans
-        (:meth:`is_banned`).
+        (:meth:`is_banned`).  The founder and AMODE accounts of a registered room
+        pass all four (core/roomreg.py).
         """
+        if self.registered_rooms.amode_of(channel, user):
+            return None
         invited = user.invited_to is not None and channel in user.invited_to
         if self.is_banned(user, channel) and not invited:
             return self.reply(user, "474", channel.name, "Cannot join channel (+b)")
@@ -573,9 +600,15 @@ class Registry:
             return [self.reply(user, "405", name, "You have joined too many channels")]
         if channel is None:
             channel = Channel(name, key, self.clock())
+            # A registered room comes back with its state, bans included; no one is
+            # operator by being first in it (core/roomreg.py).
+            registered = self.registered_rooms.restore(channel) is not None
+            refused = self.can_join(user, channel, password) if registered else None
+            if refused is not None:
+                return [refused]
             self._rooms[key] = channel
             self.log.open(key)
-            modes = "o"
+            modes = "" if registered else "o"
         else:
             refused = self.can_join(user, channel, password)
             if refused is not None:
@@ -595,8 +628,10 @@ class Registry:
         out = [Delivery(channel.members, event)]
         if user.away is not None:
             out.append(Delivery(channel.members, Message("AWAY", (user.away,), user.source), user))
+        out += roomreg.on_join(self, channel, user)
         if channel.topic:
             out += self._topic_replies(user, channel)
+        out += readmarkers.on_join(self, channel, user)  # draft/read-marker: before 366
         if names is not None:
             out += self.names(user, channel.name, names.multi_prefix, names.userhost)
         return out
@@ -642,11 +677,15 @@ class Registry:
             return [self.reply(user, "442", channel.name, "You're not on that channel")]
         if channel.topic_lock and not self.is_operator(user, channel):
             return [self.reply(user, "482", channel.name, "You're not channel operator")]
+        return [self.set_topic(channel, text, user.source, user.source, user)]
+
+    def set_topic(self, channel: Channel, text: str, by: str, source: str,
+                  sender: User | None = None) -> Delivery:
+        """Set ``channel``'s topic (cut to TOPICLEN) as ``by``; TOPIC from ``source``."""
         text = _truncate(text, self.limits.topiclen)
-        channel.topic, channel.topic_by, channel.topic_time = text, user.source, int(self.clock())
-        event = self._room_event(channel, Message("TOPIC", (channel.name, text), user.source),
-                                 sender=user)
-        return [Delivery(channel.direct, event)]
+        channel.topic, channel.topic_by, channel.topic_time = text, by, int(self.clock())
+        self.registered_rooms.channel_changed(channel)  # a registered room keeps it
+        return self.announce(channel, Message("TOPIC", (channel.name, text), source), sender)
 
     # ---------------------------------------------------------------- messages
 
@@ -855,6 +894,7 @@ class Registry:
             return [self.reply(user, "482", channel.name, "You're not channel operator")]
         params, out = modes.apply_channel_modes(self, user, channel, changes, list(args))
         if params is not None:
+            self.registered_rooms.channel_changed(channel)  # a registered room keeps them
             event = self._room_event(channel, Message("MODE", (channel.name, *params),
                                                       user.source), sender=user)
             out.insert(0, Delivery(channel.direct, event))

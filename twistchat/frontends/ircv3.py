@@ -73,6 +73,9 @@ CAPABILITIES = (
     "extended-monitor",
     # standard-replies: FAIL for errors no other spec defines (else a server NOTICE).
     "standard-replies",
+    # draft/read-marker: MARKREAD after JOIN, and an account's markers pushed to all its
+    # connections (core/readmarkers.py).
+    "draft/read-marker",
 )
 # ``cap=value`` in CAP LS 302 (capability-negotiation: "values ... only for 302 clients").
 # A capability with a value adds it here, beside its name in CAPABILITIES

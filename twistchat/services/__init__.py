@@ -1,0 +1,1 @@
+"""The services: pseudo-users (NickServ, ChanServ) that answer PRIVMSG (issue #14)."""
