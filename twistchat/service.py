@@ -13,8 +13,11 @@ from __future__ import annotations
 from typing import Any
 
 from twisted.application import service
+from twisted.logger import Logger
 from twisted.python import usage
 
+from twistchat.auth import Argon2Hasher, Authenticator
+from twistchat.core.accounts import Account, AccountDirectory
 from twistchat.core.operators import load_opers
 from twistchat.core.registry import Limits, Registry
 from twistchat.core.roomlog import LocalRoomLog
@@ -23,7 +26,7 @@ from twistchat.frontends.udp import Broadcast, UDPFrontEnd, UDPLimits, broadcast
 from twistchat.history import History
 from twistchat.logging_setup import ListenerService, UDPListenerService
 from twistchat.metrics import Metrics, metrics_site
-from twistchat.store import StoreError, open_store, record_from_event
+from twistchat.store import AccountState, StoreError, open_store, record_from_event
 
 FRONT_ENDS = ("tcp", "udp")  # every front-end this version has; "both" = all of them
 
@@ -192,6 +195,10 @@ class Options(usage.Options):
                                      "can lose.", _positive_float],
         ["metrics", None, None, "Serve Prometheus metrics at /metrics on this endpoint, e.g. "
                                 "tcp:9102:interface=127.0.0.1 (default: off)."],
+        ["registration", None, "open",
+         "Who may register accounts: open (any client, draft/account-registration or "
+         "NickServ REGISTER) or closed (only 'python -m twistchat.accounts add'). Accounts "
+         "are read from --db at start."],
     ] + [[flag, None, default, doc, coerce] for flag, default, coerce, doc, _, _ in LIMIT_FLAGS] \
       + UDP_OPTIONS
     optParameters = _named(optParameters)
@@ -252,6 +259,9 @@ class Options(usage.Options):
 
     def postOptions(self) -> None:
         self._no_pid_file_in_the_foreground()
+        if self["registration"] not in ("open", "closed"):
+            raise usage.UsageError(
+                f"--registration must be open or closed, not {self['registration']!r}")
         if self["history-sync"] not in ("full", "normal"):
             raise usage.UsageError(
                 f"--history-sync must be full or normal, not {self['history-sync']!r}")
@@ -331,6 +341,8 @@ class ChatService(service.MultiService):
 
     registry: Registry
     store: Any
+    authenticator: Authenticator
+    account_state: AccountState  # as loaded at start: the room directory reads its rooms here
     metrics: Metrics
     irc_factory: IRCFactory
     udp: UDPFrontEnd | None = None
@@ -347,6 +359,22 @@ class ChatService(service.MultiService):
             self.udp.shut_down("Server shutting down")
         self.irc_factory.shut_down("Server shutting down")
         return super().stopService()
+
+
+_log = Logger(namespace="twistchat.service")
+
+
+def _accounts_of(state: AccountState, db: str) -> list[Account]:
+    """The accounts of the stored records; a record that is not an account is logged and left."""
+    accounts = []
+    for key, record in state.accounts.items():
+        try:
+            accounts.append(Account.from_record(record))
+        except (KeyError, TypeError, ValueError, AttributeError):
+            _log.warn("Accounts: the record of {key!r} in {db} is not an account; ignored",
+                      key=key, db=db)
+    _log.info("Accounts: {count} loaded from {db}", count=len(accounts), db=db)
+    return accounts
 
 
 def makeService(options: Options, reactor: Any = None) -> ChatService:
@@ -366,6 +394,11 @@ def makeService(options: Options, reactor: Any = None) -> ChatService:
     except StoreError as e:
         # One clear line, no traceback (issue #7): twistd prints this and exits 1.
         raise SystemExit(f"twistd chat: {e}") from None
+    # Accounts, registered rooms, read markers: read whole now, written back as they change.
+    state = store.load_accounts()
+    accounts = AccountDirectory(_accounts_of(state, options["db"]),
+                                saver=lambda key, account: store.save_account(
+                                    key, account.to_record() if account is not None else None))
     limits = Limits(**options.limits("registry"))
     # The room log: numbering continues where the store left off, in the store's epoch.
     log = LocalRoomLog(epoch=store.epoch(), last_seqs=store.last_seqs(),
@@ -380,9 +413,14 @@ def makeService(options: Options, reactor: Any = None) -> ChatService:
         log=log,
         password=options["password"],
         opers=options.get("oper_entries"),
+        accounts=accounts,
+        registration_open=options["registration"] == "open",
     )
+    authenticator = Authenticator(registry.accounts, Argon2Hasher(reactor), reactor.seconds)
+    top.authenticator = authenticator
     top.registry = registry
     top.store = store
+    top.account_state = state
     registry.extra_isupport += [f"CHATHISTORY={options['history-max']}",
                                 "MSGREFTYPES=msgid,timestamp"]
     StoreService(store).setServiceParent(top)

@@ -78,7 +78,9 @@ class Registry:
     :class:`~twistchat.core.roomlog.LocalRoomLog` starting at ``last_seqs``);
     ``password`` is the server password clients must send with PASS (None: none);
     ``opers`` the operator entries OPER checks (core/operators.py; None: none);
-    ``accounts`` the registered accounts (core/accounts.py; None: none yet).
+    ``accounts`` the registered accounts (core/accounts.py; None: none yet);
+    ``registration_open`` whether clients may register accounts themselves
+    (``--registration``; False: only the account tool makes them).
     """
 
     def __init__(
@@ -93,6 +95,7 @@ class Registry:
         password: str | None = None,
         opers: Mapping[str, ScryptHash] | None = None,
         accounts: AccountDirectory | None = None,
+        registration_open: bool = True,
     ) -> None:
         self.server_name = server_name
         self.network = network
@@ -117,6 +120,7 @@ class Registry:
         self.knocks = Knocks(limits.knock_interval)  # KNOCK's rate (core/invitations.py)
         # Every account, in memory; the service fills it from the store (core/accounts.py).
         self.accounts = accounts if accounts is not None else AccountDirectory()
+        self.registration_open = registration_open  # --registration=open|closed (#14)
 
     # ----------------------------------------------------------------- helpers
 

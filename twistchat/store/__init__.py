@@ -85,9 +85,11 @@ def open_store(
     prune_interval: float = DEFAULT_PRUNE_INTERVAL,
     sync: str = "full",
     stop_on_shutdown: bool = True,
-) -> IHistoryStore:
+) -> SQLiteStore | MemoryStore:
     """
     The store for a ``--db`` value: ``":memory:"`` keeps nothing on disk.
+
+    Either provides IHistoryStore and IAccountStore.
 
     Raises :class:`StoreError` (one sentence naming the file) if the file
     cannot be used.

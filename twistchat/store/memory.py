@@ -66,7 +66,7 @@ class MemoryStore:
         self.prune_interval = prune_interval
         #: Records lost: appends after stop() (nothing else loses records here).
         self.dropped = 0
-        self.metrics = None  # the interface's; nothing is written, so nothing is told
+        self.metrics: Any = None  # the interface's; nothing is written, so nothing is told
         self._records: dict = {}
         self._last_seqs: dict = {}
         self._closed = False

@@ -143,7 +143,7 @@ class SQLiteStore:
         #: Records lost: see :class:`IHistoryStore`.
         self.dropped = 0
         #: A twistchat.metrics.Metrics to tell about writes (service.py sets it), or None.
-        self.metrics = None
+        self.metrics: Any = None
         self._pending: deque = deque()  # queued, oldest first
         self._inflight: list = []  # the batch the writer thread is writing
         self._write_lock = DeferredLock()
