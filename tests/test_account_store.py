@@ -353,3 +353,51 @@ def test_open_store_gives_account_stores():
     """Both values of --db give an IAccountStore."""
     store = open_store(":memory:", reactor=reactor)
     assert IAccountStore.providedBy(store)
+
+
+@pytest_twisted.ensureDeferred
+async def test_reload_reads_the_tools_changes_and_keeps_queued_ones(tmp_path):
+    """
+    reload_accounts: what another writer (the tool) put in the file is read; a change
+    queued here since is kept over the file's, and the queue is written first.
+    """
+    path = str(tmp_path / "chat.sqlite3")
+    store = SQLiteStore(path, reactor=reactor)
+    store.start()
+    store.save_account("alice", ALICE)
+    store.save_marker("alice", "#maths", "t1")
+    assert await store.flush() is True
+    with AccountFile(path) as file:
+        file.save_account("bob", {"name": "bob"})
+        file.save_account("alice", None)  # deleted by the tool: its markers go too
+        file.save_account("carol", {"name": "carol"})
+    store.save_account("carol", {"name": "Carol", "email": "mine@example.org"})  # queued here
+    state = await store.reload_accounts()
+    assert state.accounts == {"bob": {"name": "bob"},
+                              "carol": {"name": "Carol", "email": "mine@example.org"}}
+    assert state.markers == {}
+    assert store.load_accounts() == state
+    await store.stop()
+    with AccountFile(path) as file:
+        assert file.load_accounts() == state
+
+
+@pytest_twisted.ensureDeferred
+async def test_reload_on_memory_is_the_state_as_it_is(tmp_path):
+    """The memory store has nothing else to read: reload answers its state."""
+    store = MemoryStore()
+    store.save_account("alice", ALICE)
+    assert (await store.reload_accounts()).accounts == {"alice": ALICE}
+    await store.stop()
+
+
+@pytest_twisted.ensureDeferred
+async def test_reload_after_stop_fails_with_a_store_error(tmp_path):
+    """A closed SQLite store cannot re-read: StoreError, the state unchanged."""
+    store = SQLiteStore(str(tmp_path / "chat.sqlite3"), reactor=reactor)
+    store.start()
+    store.save_account("alice", ALICE)
+    await store.stop()
+    with pytest.raises(StoreError):
+        await store.reload_accounts()
+    assert set(store.load_accounts().accounts) == {"alice"}

@@ -25,7 +25,7 @@ from tests.serverproc import REPO, source_env
 from twistchat import accounts as tool
 from twistchat.auth import MAX_PASSWORD_BYTES, AuthFailed
 from twistchat.core.accounts import Account
-from twistchat.service import Options, makeService
+from twistchat.service import AccountsOnSighup, Options, makeService
 from twistchat.store import AccountFile, SQLiteStore
 
 PASSWORD = "correct horse battery staple"
@@ -199,6 +199,36 @@ async def test_the_service_loads_accounts_the_tool_added(tmp_path):
     assert set(stored(Path(db))) == {"bob"}
 
 
+@pytest_twisted.ensureDeferred
+async def test_sighup_reload_brings_the_directory_to_the_file(tmp_path):
+    """
+    The tool adds, changes and deletes while the service runs; the reload (what SIGHUP
+    calls) adds, changes and removes in the registry's directory, writes nothing back,
+    and keeps an account this server made meanwhile.
+    """
+    db = str(tmp_path / "chat.sqlite3")
+    for name in ("alice", "bob"):
+        assert run_tool("add", name, "--db", db, password=PASSWORD).returncode == 0
+    top = make(db)
+    (reloader,) = [s for s in top if isinstance(s, AccountsOnSighup)]
+    directory = top.registry.accounts
+    try:
+        old_alice = directory.find("alice").credential
+        assert run_tool("add", "carol", "--db", db, password=PASSWORD).returncode == 0
+        assert run_tool("passwd", "alice", "--db", db, password="new one").returncode == 0
+        assert run_tool("del", "bob", "--db", db).returncode == 0
+        directory.add(Account("dave", "", "", 1.0))  # made by this server, still queued
+        assert await reloader.reload() == (1, 1, 1)
+        assert sorted(a.name for a in directory) == ["alice", "carol", "dave"]
+        assert directory.find("alice").credential != old_alice
+        account = await top.authenticator.check_password("127.0.0.1", "carol", PASSWORD)
+        assert account.name == "carol"
+        assert await reloader.reload() == (0, 0, 0)  # nothing new: nothing done
+    finally:
+        await top.store.stop()
+    assert set(stored(Path(db))) == {"alice", "carol", "dave"}
+
+
 def test_registration_flag(tmp_path):
     """--registration=closed reaches the registry; anything but open|closed is refused."""
     assert make(":memory:", "--registration=closed").registry.registration_open is False
@@ -220,3 +250,21 @@ def test_a_real_server_starts_with_the_accounts(tmp_path, chat_server):
     assert server.stop() in (0, -15), server.log()  # -15: twistd re-raises SIGTERM
     assert set(stored(db)) == {"alice", "bob"}
     assert PASSWORD.encode() not in file_bytes(db)
+
+
+def test_a_real_server_rereads_accounts_on_sighup(tmp_path, chat_server):
+    """twistd -n chat: the tool adds an account while it runs; SIGHUP reads it in; SIGTERM ok."""
+    import signal
+
+    db = tmp_path / "chat.sqlite3"
+    server = chat_server(f"--db={db}")
+    added = run_tool("add", "alice", "--db", str(db), password=PASSWORD)
+    assert added.returncode == 0 and "SIGHUP" in added.stderr
+    server.proc.send_signal(signal.SIGHUP)
+    deadline = time.monotonic() + 10
+    wanted = "1 added, 0 changed, 0 removed, 1 in all"
+    while wanted not in server.log() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert wanted in server.log()
+    assert server.proc.poll() is None  # SIGHUP did not end it
+    assert server.stop() in (0, -15), server.log()

@@ -11,12 +11,11 @@ as the first line of standard input when that is not a terminal (a pipe,
 it.  It is hashed with argon2id, as the server's :class:`twistchat.auth.Argon2Hasher`
 does (argon2-cffi's default profile), and only the hash is written.
 
-A running server reads accounts when it starts: changes made here while it
-runs take effect at its next start (the tool says so when the file is in
-use).  Until then that server neither knows an account added here nor
-forgets one deleted here; an account it changes itself (a password set over
-NickServ) is written back whole.  Stop the server first to be sure nothing
-crosses.  The file's history and its epoch are left alone.
+A running server reads accounts when it starts, and again on SIGHUP (``kill
+-HUP PID``, ``systemctl reload``): changes made here while it runs take effect
+then (the tool reminds you when the file is in use).  Until then that server
+neither knows an account added here nor forgets one deleted here.  The file's
+history and its epoch are left alone.
 
 Design: docs/accounts.md (issue #14).
 """
@@ -42,7 +41,8 @@ DEFAULT_DB = "twistchat.sqlite3"  # twistd chat's --db default
 NICKLEN = 30  # twistd chat's --nicklen default: an account name is the nick it reserves
 
 _RESTART_NOTE = ("note: a server has {db} open (or stopped uncleanly); it reads accounts at "
-                 "start, so this takes effect when it next starts")
+                 "start and on SIGHUP: send it SIGHUP (kill -HUP PID) for this to take effect "
+                 "now, else it takes effect when it next starts")
 
 
 class _Refused(Exception):
@@ -98,8 +98,8 @@ def _parser() -> argparse.ArgumentParser:
         prog="python -m twistchat.accounts",
         description="Manage twistchat accounts in the server's SQLite file. Passwords are "
                     "read from the terminal (no echo) or stdin's first line, never from the "
-                    "command line. A running server reads accounts when it starts: changes "
-                    "take effect at its next start.")
+                    "command line. A running server reads accounts when it starts and on "
+                    "SIGHUP: changes take effect then.")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     add = commands.add_parser("add", parents=[db], help="add an account (asks its password)")
     add.add_argument("name", help="the account name, also the nick it reserves")

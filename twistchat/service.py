@@ -10,6 +10,7 @@ defined here, each option with its default.
 
 from __future__ import annotations
 
+import signal
 from typing import Any
 
 from twisted.application import service
@@ -198,7 +199,7 @@ class Options(usage.Options):
         ["registration", None, "open",
          "Who may register accounts: open (any client, draft/account-registration or "
          "NickServ REGISTER) or closed (only 'python -m twistchat.accounts add'). Accounts "
-         "are read from --db at start."],
+         "are read from --db at start and on SIGHUP."],
     ] + [[flag, None, default, doc, coerce] for flag, default, coerce, doc, _, _ in LIMIT_FLAGS] \
       + UDP_OPTIONS
     optParameters = _named(optParameters)
@@ -364,7 +365,74 @@ class ChatService(service.MultiService):
 _log = Logger(namespace="twistchat.service")
 
 
-def _accounts_of(state: AccountState, db: str) -> list[Account]:
+class AccountsOnSighup(service.Service):
+    """
+    SIGHUP re-reads the accounts from ``--db``: what ``python -m twistchat.accounts`` changed.
+
+    The store writes what it has queued, reads its account table again
+    (``IAccountStore.reload_accounts``; a change this server made meanwhile
+    wins), and the directory is brought to it: accounts added, changed and
+    removed, without writing them back.  A user logged in to a removed account
+    stays logged in until it disconnects (docs/accounts.md).  With
+    ``--db=:memory:`` there is nothing to re-read.
+    """
+
+    def __init__(self, store: Any, directory: AccountDirectory, db: str, reactor: Any) -> None:
+        self.store = store
+        self.directory = directory
+        self.db = db
+        self.reactor = reactor
+        self._previous: Any = None
+
+    def startService(self) -> None:
+        super().startService()
+        if hasattr(signal, "SIGHUP"):
+            self._previous = signal.signal(
+                signal.SIGHUP, lambda *_: self.reactor.callFromThread(self.reload))
+
+    def stopService(self) -> Any:
+        if hasattr(signal, "SIGHUP") and self._previous is not None:
+            signal.signal(signal.SIGHUP, self._previous)
+            self._previous = None
+        return super().stopService()
+
+    def reload(self) -> Any:
+        """Re-read now; a Deferred of ``(added, changed, removed)`` (logged either way)."""
+        d = self.store.reload_accounts()
+        d.addCallback(self._apply)
+        d.addErrback(lambda f: _log.failure(
+            "Accounts: re-reading {db} failed; the accounts stay as they were", f, db=self.db))
+        return d
+
+    def _apply(self, state: AccountState) -> tuple[int, int, int]:
+        wanted = {account.key: account for account in _accounts_of(state, self.db, quiet=True)}
+        added = changed = removed = 0
+        saver, self.directory.saver = self.directory.saver, None  # the file has them already
+        try:
+            for account in self.directory:
+                if account.key not in wanted:
+                    self.directory.remove(account.name)
+                    removed += 1
+            for key, account in wanted.items():
+                mine = self.directory.find(key)
+                if mine is None:
+                    self.directory.add(account)
+                    added += 1
+                elif mine.to_record() != account.to_record():
+                    mine.name, mine.credential, mine.email = (
+                        account.name, account.credential, account.email)
+                    mine.created, mine.certfps = account.created, account.certfps
+                    self.directory.changed(mine)
+                    changed += 1
+        finally:
+            self.directory.saver = saver
+        _log.info("Accounts: re-read from {db} on SIGHUP: {added} added, {changed} changed, "
+                  "{removed} removed, {count} in all", db=self.db, added=added,
+                  changed=changed, removed=removed, count=len(self.directory))
+        return added, changed, removed
+
+
+def _accounts_of(state: AccountState, db: str, quiet: bool = False) -> list[Account]:
     """The accounts of the stored records; a record that is not an account is logged and left."""
     accounts = []
     for key, record in state.accounts.items():
@@ -373,7 +441,8 @@ def _accounts_of(state: AccountState, db: str) -> list[Account]:
         except (KeyError, TypeError, ValueError, AttributeError):
             _log.warn("Accounts: the record of {key!r} in {db} is not an account; ignored",
                       key=key, db=db)
-    _log.info("Accounts: {count} loaded from {db}", count=len(accounts), db=db)
+    if not quiet:
+        _log.info("Accounts: {count} loaded from {db}", count=len(accounts), db=db)
     return accounts
 
 
@@ -424,6 +493,7 @@ def makeService(options: Options, reactor: Any = None) -> ChatService:
     registry.extra_isupport += [f"CHATHISTORY={options['history-max']}",
                                 "MSGREFTYPES=msgid,timestamp"]
     StoreService(store).setServiceParent(top)
+    AccountsOnSighup(store, registry.accounts, options["db"], reactor).setServiceParent(top)
     # Counters for --metrics (issue #6); front-ends bump them whether or not anyone scrapes.
     top.metrics = Metrics(registry, clock=reactor.seconds)
     store.metrics = top.metrics

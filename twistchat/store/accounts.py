@@ -91,6 +91,15 @@ class IAccountStore(Interface):
     def save_marker(account_key: str, target: str, timestamp: str | None) -> None:
         """Account ``account_key`` has read ``target`` up to ``timestamp`` (None: forget it)."""
 
+    def reload_accounts() -> Any:
+        """
+        A Deferred of the state read again from storage, for a running server (SIGHUP).
+
+        Everything queued is written first; a key with a change queued since keeps
+        that change (this process's news wins over the file's).  The memory store
+        has nothing else to read: its state as it is.
+        """
+
 
 def encode_record(record: Any) -> str:
     """
@@ -160,6 +169,29 @@ class StateChanges:
         else:
             self.markers[key] = timestamp
         self.pending[(MARKERS, key)] = timestamp
+
+    def refresh(self, state: AccountState) -> None:
+        """The file's ``state`` becomes the mirror, except where a change is still queued."""
+        held = set(self.pending)
+        accounts, rooms, markers = dict(state.accounts), dict(state.rooms), dict(state.markers)
+        for table, kind in ((accounts, ACCOUNTS), (rooms, ROOMS)):
+            mine = self.accounts if kind == ACCOUNTS else self.rooms
+            for (change_kind, key) in held:
+                if change_kind == kind:
+                    if key in mine:
+                        table[key] = mine[key]
+                    else:
+                        table.pop(key, None)
+        for (change_kind, key) in held:
+            if change_kind == MARKERS:
+                if key in self.markers:
+                    markers[key] = self.markers[key]
+                else:
+                    markers.pop(key, None)
+            elif change_kind == ACCOUNTS and key not in accounts:  # deleted here: so its markers
+                for marker in [m for m in markers if m[0] == key]:
+                    del markers[marker]
+        self.accounts, self.rooms, self.markers = accounts, rooms, markers
 
     def take(self) -> list[tuple[str, Any, str | None]]:
         """The queued changes as ``[(kind, key, value)]``, emptying the queue."""

@@ -128,6 +128,10 @@ class MemoryStore:
         """Accounts, rooms and markers saved to this instance (none at first)."""
         return self._changes.snapshot()
 
+    def reload_accounts(self) -> Deferred:
+        """Nothing is stored elsewhere: the state as it is."""
+        return succeed(self._changes.snapshot())
+
     def save_account(self, key: str, record: dict | None) -> None:
         """Keep account ``key``'s record (None: drop it and its markers); never raises."""
         self._save_state(self._changes.account, key, record)

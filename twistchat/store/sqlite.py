@@ -169,7 +169,6 @@ class SQLiteStore:
         self.state_dropped = 0
         self._warned_bad_state = False
         self._changes = StateChanges(AccountState())
-        self._state_inflight: list = []
         self._conn = self._open()
 
     # -- opening -----------------------------------------------------------
@@ -360,6 +359,26 @@ class SQLiteStore:
         """
         return self._changes.snapshot()
 
+    def reload_accounts(self) -> Deferred:
+        """
+        Write what is queued, then read the account tables again (for SIGHUP).
+
+        Fires with the new :meth:`load_accounts`: the file's state, except that a
+        key changed here since the flush keeps that change.  Fails with
+        StoreError if the file cannot be read (the state is then unchanged).
+        """
+        return Deferred.fromCoroutine(self._reload_accounts())
+
+    async def _reload_accounts(self) -> AccountState:
+        await self.flush()
+        accounts, rooms, markers, skipped = await self._read(database.load_state)
+        if skipped:
+            self._log.warn("History database {path}: {skipped} account or room records "
+                           "are not JSON objects and were ignored",
+                           path=self.path, skipped=skipped)
+        self._changes.refresh(AccountState(accounts, rooms, markers))
+        return self._changes.snapshot()
+
     def save_account(self, key: str, record: dict | None) -> None:
         """Queue account ``key``'s record (None: delete it and its markers); never raises."""
         self._save_state(self._changes.account, key, record)
@@ -426,12 +445,10 @@ class SQLiteStore:
         self._pending.clear()
         self._inflight = batch
         state = self._changes.take()
-        self._state_inflight = state
         try:
             rejected = await self._run(self._write_batch, batch, state)
         except Exception as exc:
             self._inflight = []
-            self._state_inflight = []
             # Back to the front of the queue, ahead of what came in meanwhile.
             self._pending.extendleft(reversed(batch))
             self._changes.put_back(state)
@@ -453,7 +470,6 @@ class SQLiteStore:
             self._trim()
             return False
         self._inflight = []
-        self._state_inflight = []
         metrics = self.metrics
         if metrics is not None and batch:
             # How far behind the disk is: the age of the oldest line this batch wrote.
