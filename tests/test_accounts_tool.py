@@ -139,6 +139,15 @@ def test_a_terminal_is_asked_twice(tmp_path, monkeypatch):
     assert not os.path.exists(db) or stored(Path(db)) == {}
 
 
+@pytest.mark.parametrize("command", [["list"], ["del", "alice"], ["passwd", "alice"]])
+def test_only_add_makes_a_file(tmp_path, command):
+    """list, del and passwd on a --db that does not exist: status 1, and no file made."""
+    db = tmp_path / "typo.sqlite3"
+    done = run_tool(*command, "--db", str(db), password=PASSWORD)
+    assert done.returncode == 1 and "no database" in done.stderr
+    assert not db.exists()
+
+
 def test_a_foreign_file_is_refused(tmp_path):
     """--db naming another program's SQLite file: status 1, one sentence, nothing written."""
     import sqlite3

@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import argparse
 import getpass
+import os
 import sys
 import time
 from typing import TextIO
@@ -158,6 +159,8 @@ def main(argv: list[str] | None = None, stdin: TextIO = sys.stdin,
         if args.command == "add":
             _check_name(args.name)
             _check_email(args.email)
+        elif not os.path.exists(args.db):  # only add makes a file: a mistyped --db says so
+            raise _Refused(f"no database {args.db} (is --db right?)", 1)
         with AccountFile(args.db) as file:
             _run(args, file, stdin, stdout)
             if file.server_running and args.command != "list":
