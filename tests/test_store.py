@@ -454,7 +454,7 @@ async def test_version_1_file_without_meta_gets_an_epoch_and_keeps_it(stores):
     await store.stop()
     conn = sqlite3.connect(path)
     try:
-        assert conn.execute("PRAGMA user_version").fetchone() == (1,)
+        assert conn.execute("PRAGMA user_version").fetchone() == (database_module.SCHEMA_VERSION,)
         assert conn.execute("SELECT value FROM meta WHERE key = 'epoch'").fetchone() == (epoch,)
     finally:
         conn.close()

@@ -10,21 +10,27 @@ defined here, each option with its default.
 
 from __future__ import annotations
 
+import signal
 from typing import Any
 
 from twisted.application import internet, service
+from twisted.logger import Logger
 from twisted.python import usage
 
+from twistchat.auth import Argon2Hasher, Authenticator
+from twistchat.core.accounts import Account, AccountDirectory
 from twistchat.core.events import deliver
 from twistchat.core.operators import load_opers
+from twistchat.core.readmarkers import ReadMarkers
 from twistchat.core.registry import Limits, Registry
 from twistchat.core.roomlog import LocalRoomLog
+from twistchat.core.roomreg import RegisteredRoom, RoomDirectory
 from twistchat.frontends.irc import ConnectionLimits, IRCFactory
 from twistchat.frontends.udp import Broadcast, UDPFrontEnd, UDPLimits, broadcast_domain
 from twistchat.history import History
 from twistchat.logging_setup import ListenerService, Startup, UDPListenerService
 from twistchat.metrics import Metrics, metrics_site
-from twistchat.store import StoreError, open_store, record_from_event
+from twistchat.store import AccountState, StoreError, open_store, record_from_event
 
 FRONT_ENDS = ("tcp", "udp")  # every front-end this version has; "both" = all of them
 
@@ -196,6 +202,10 @@ class Options(usage.Options):
                                      "can lose.", _positive_float],
         ["metrics", None, None, "Serve Prometheus metrics at /metrics on this endpoint, e.g. "
                                 "tcp:9102:interface=127.0.0.1 (default: off)."],
+        ["registration", None, "open",
+         "Who may register accounts: open (any client, draft/account-registration or "
+         "NickServ REGISTER) or closed (only 'python -m twistchat.accounts add'). Accounts "
+         "are read from --db at start and on SIGHUP."],
     ] + [[flag, None, default, doc, coerce] for flag, default, coerce, doc, _, _ in LIMIT_FLAGS] \
       + UDP_OPTIONS
     optParameters = _named(optParameters)
@@ -263,6 +273,9 @@ class Options(usage.Options):
 
     def postOptions(self) -> None:
         self._no_pid_file_in_the_foreground()
+        if self["registration"] not in ("open", "closed"):
+            raise usage.UsageError(
+                f"--registration must be open or closed, not {self['registration']!r}")
         if self["history-sync"] not in ("full", "normal"):
             raise usage.UsageError(
                 f"--history-sync must be full or normal, not {self['history-sync']!r}")
@@ -356,6 +369,8 @@ class ChatService(service.MultiService):
 
     registry: Registry
     store: Any
+    authenticator: Authenticator
+    account_state: AccountState  # as loaded at start: the room directory reads its rooms here
     metrics: Metrics
     irc_factory: IRCFactory
     udp: UDPFrontEnd | None = None
@@ -372,6 +387,108 @@ class ChatService(service.MultiService):
             self.udp.shut_down("Server shutting down")
         self.irc_factory.shut_down("Server shutting down")
         return super().stopService()
+
+
+_log = Logger(namespace="twistchat.service")
+
+
+class AccountsOnSighup(service.Service):
+    """
+    SIGHUP re-reads the accounts from ``--db``: what ``python -m twistchat.accounts`` changed.
+
+    The store writes what it has queued, reads its account table again
+    (``IAccountStore.reload_accounts``; a change this server made meanwhile
+    wins), and the directory is brought to it: accounts added, changed and
+    removed, without writing them back.  A user logged in to a removed account
+    stays logged in until it disconnects (docs/accounts.md).  With
+    ``--db=:memory:`` there is nothing to re-read.
+    """
+
+    def __init__(self, store: Any, directory: AccountDirectory, db: str, reactor: Any) -> None:
+        self.store = store
+        self.directory = directory
+        self.db = db
+        self.reactor = reactor
+        self._previous: Any = None
+
+    def startService(self) -> None:
+        super().startService()
+        if hasattr(signal, "SIGHUP"):
+            self._previous = signal.signal(
+                signal.SIGHUP, lambda *_: self.reactor.callFromThread(self.reload))
+
+    def stopService(self) -> Any:
+        if hasattr(signal, "SIGHUP") and self._previous is not None:
+            signal.signal(signal.SIGHUP, self._previous)
+            self._previous = None
+        return super().stopService()
+
+    def reload(self) -> Any:
+        """Re-read now; a Deferred of ``(added, changed, removed)`` (logged either way)."""
+        d = self.store.reload_accounts()
+        d.addCallback(self._apply)
+        d.addErrback(lambda f: _log.failure(
+            "Accounts: re-reading {db} failed; the accounts stay as they were", f, db=self.db))
+        return d
+
+    def _apply(self, state: AccountState) -> tuple[int, int, int]:
+        wanted = {account.key: account for account in _accounts_of(state, self.db, quiet=True)}
+        added = changed = removed = 0
+        saver, self.directory.saver = self.directory.saver, None  # the file has them already
+        try:
+            for account in self.directory:
+                if account.key not in wanted:
+                    self.directory.remove(account.name)
+                    removed += 1
+            for key, account in wanted.items():
+                mine = self.directory.find(key)
+                if mine is None:
+                    self.directory.add(account)
+                    added += 1
+                elif mine.to_record() != account.to_record():
+                    mine.name, mine.credential, mine.email = (
+                        account.name, account.credential, account.email)
+                    mine.created, mine.certfps = account.created, account.certfps
+                    self.directory.changed(mine)
+                    changed += 1
+        finally:
+            self.directory.saver = saver
+        _log.info("Accounts: re-read from {db} on SIGHUP: {added} added, {changed} changed, "
+                  "{removed} removed, {count} in all", db=self.db, added=added,
+                  changed=changed, removed=removed, count=len(self.directory))
+        return added, changed, removed
+
+
+def _accounts_of(state: AccountState, db: str, quiet: bool = False) -> list[Account]:
+    """The accounts of the stored records; a record that is not an account is logged and left."""
+    accounts = []
+    for key, record in state.accounts.items():
+        try:
+            accounts.append(Account.from_record(record))
+        except (KeyError, TypeError, ValueError, AttributeError):
+            _log.warn("Accounts: the record of {key!r} in {db} is not an account; ignored",
+                      key=key, db=db)
+    if not quiet:
+        _log.info("Accounts: {count} loaded from {db}", count=len(accounts), db=db)
+    return accounts
+
+
+def _rooms_of(state: AccountState, db: str) -> list[RegisteredRoom]:
+    """The registered rooms of the stored records; a record that is not one is logged and left."""
+    rooms = []
+    for key, record in state.rooms.items():
+        try:
+            rooms.append(RegisteredRoom.from_record(record))
+        except (KeyError, TypeError, ValueError, AttributeError):
+            _log.warn("Rooms: the record of {key!r} in {db} is not a registered room; ignored",
+                      key=key, db=db)
+    return rooms
+
+
+def _markers_of(state: AccountState) -> dict[tuple[str, str], int]:
+    """Read markers as the core keeps them (ms); the store keeps them as text."""
+    return {key: int(value) for key, value in state.markers.items()
+            if value is not None and str(value).isdigit()}
 
 
 def makeService(options: Options, reactor: Any = None) -> ChatService:
@@ -391,6 +508,16 @@ def makeService(options: Options, reactor: Any = None) -> ChatService:
     except StoreError as e:
         # One clear line, no traceback (issue #7): twistd prints this and exits 1.
         raise SystemExit(f"twistd chat: {e}") from None
+    # Accounts, registered rooms, read markers: read whole now, written back as they change.
+    state = store.load_accounts()
+    accounts = AccountDirectory(_accounts_of(state, options["db"]),
+                                saver=lambda key, account: store.save_account(
+                                    key, account.to_record() if account is not None else None))
+    rooms = RoomDirectory(_rooms_of(state, options["db"]),
+                          saver=lambda key, room: store.save_room(
+                              key, room.to_record() if room is not None else None))
+    markers = ReadMarkers(_markers_of(state), saver=lambda account, target, time_ms:
+                          store.save_marker(account, target, str(time_ms)))
     limits = Limits(**options.limits("registry"))
     # The room log: numbering continues where the store left off, in the store's epoch.
     log = LocalRoomLog(epoch=store.epoch(), last_seqs=store.last_seqs(),
@@ -405,13 +532,21 @@ def makeService(options: Options, reactor: Any = None) -> ChatService:
         log=log,
         password=options["password"],
         opers=options.get("oper_entries"),
+        accounts=accounts,
+        registration_open=options["registration"] == "open",
+        rooms=rooms,
+        read_markers=markers,
     )
+    authenticator = Authenticator(registry.accounts, Argon2Hasher(reactor), reactor.seconds)
+    top.authenticator = authenticator
     top.registry = registry
     top.store = store
+    top.account_state = state
     registry.extra_isupport += [f"CHATHISTORY={options['history-max']}",
                                 "MSGREFTYPES=msgid,timestamp"]
     StoreService(store).setServiceParent(top)
     reservation_timer(registry, reactor).setServiceParent(top)
+    AccountsOnSighup(store, registry.accounts, options["db"], reactor).setServiceParent(top)
     # Counters for --metrics (issue #6); front-ends bump them whether or not anyone scrapes.
     top.metrics = Metrics(registry, clock=reactor.seconds)
     store.metrics = top.metrics

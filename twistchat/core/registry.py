@@ -91,6 +91,8 @@ class Registry:
     ``accounts`` the registered accounts (core/accounts.py; None: none yet);
     ``rooms`` the registered rooms (core/roomreg.py; None: none yet);
     ``read_markers`` the accounts' read markers (core/readmarkers.py; None: none yet).
+    ``registration_open`` whether clients may register accounts themselves
+    (``--registration``; False: only the account tool makes them).
     """
 
     def __init__(
@@ -107,6 +109,7 @@ class Registry:
         accounts: AccountDirectory | None = None,
         rooms: RoomDirectory | None = None,
         read_markers: ReadMarkers | None = None,
+        registration_open: bool = True,
     ) -> None:
         self.server_name = server_name
         self.network = network
@@ -137,6 +140,7 @@ class Registry:
         self.registered_rooms = rooms if rooms is not None else RoomDirectory()
         # draft/read-marker: each account's markers (core/readmarkers.py).
         self.read_markers = read_markers if read_markers is not None else ReadMarkers()
+        self.registration_open = registration_open  # --registration=open|closed (#14)
 
     # ----------------------------------------------------------------- helpers
 

@@ -29,7 +29,10 @@ One job per module:
 * :mod:`~twistchat.store.database`: that file's schema and SQL, plain
   functions on a connection;
 * :mod:`~twistchat.store.memory`: :class:`MemoryStore`, the same answers
-  from plain lists, nothing written.
+  from plain lists, nothing written;
+* :mod:`~twistchat.store.accounts`: :class:`IAccountStore` (accounts,
+  registered rooms, read markers: issue #14), provided by both stores, its
+  :class:`AccountState`, and :class:`AccountFile` for the account tool.
 
 :func:`open_store`, here, picks one from a ``--db`` value.  The rest of the
 server imports only from this package, never from its modules.
@@ -43,6 +46,7 @@ from typing import Any
 # twistchat.core.targets became their one definition (issue #11).  DM_PREFIX and
 # SCHEMA_VERSION stay importable from here too, as before the split.
 from twistchat.core.targets import DM_PREFIX, dm_key, dm_parties, is_dm_key  # noqa: F401
+from twistchat.store.accounts import AccountFile, AccountState, IAccountStore
 from twistchat.store.database import SCHEMA_VERSION  # noqa: F401
 from twistchat.store.interface import (
     DEFAULT_MAX_PER_TARGET,
@@ -55,7 +59,10 @@ from twistchat.store.records import HistoryRecord, record_from_event
 from twistchat.store.sqlite import DEFAULT_FLUSH_INTERVAL, SQLiteStore
 
 __all__ = [
+    "AccountFile",
+    "AccountState",
     "HistoryRecord",
+    "IAccountStore",
     "IHistoryStore",
     "MemoryStore",
     "SQLiteStore",
@@ -78,9 +85,11 @@ def open_store(
     prune_interval: float = DEFAULT_PRUNE_INTERVAL,
     sync: str = "full",
     stop_on_shutdown: bool = True,
-) -> IHistoryStore:
+) -> SQLiteStore | MemoryStore:
     """
     The store for a ``--db`` value: ``":memory:"`` keeps nothing on disk.
+
+    Either provides IHistoryStore and IAccountStore.
 
     Raises :class:`StoreError` (one sentence naming the file) if the file
     cannot be used.

@@ -16,6 +16,13 @@ file (whose sequence numbers restart at 1) is told apart from an old one.  A
 file of schema version 1 written before the table existed gains it, and an
 epoch, the first time it is opened: no version change is needed.
 
+Schema version 2 (issue #14) adds what the server keeps of accounts: the
+``accounts``, ``rooms`` (registered rooms) and ``read_markers`` tables
+(:mod:`twistchat.store.accounts`).  A version-1 file gains them the first
+time this code opens it (:data:`_MIGRATIONS`), its history untouched; from
+then on a version-1 server refuses the file as newer, rather than run on it
+without the accounts it holds.
+
 The epoch also changes after a run that did not stop cleanly (SIGKILL, power
 loss): such a run may have handed out sequence numbers whose events never
 reached the file, and the next run hands the same numbers out again for other
@@ -39,12 +46,13 @@ from twistchat.store.windows import INT_MAX, INT_MIN, Range, around_windows, cla
 __all__ = [
     "APPLICATION_ID", "SCHEMA_VERSION", "SYNC_MODES", "check_identity", "close", "enable_wal",
     "explain",
-    "initialise", "load_last_seqs", "prune_target", "read_around", "read_msgid", "read_range",
-    "read_targets", "read_time", "rollback", "write_batch",
+    "initialise", "load_last_seqs", "load_state", "prepare", "prune_target", "read_around",
+    "read_msgid", "read_range", "read_targets", "read_time", "rollback", "server_running",
+    "write_batch", "write_state",
 ]
 
 APPLICATION_ID = 0x54774368
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 
 # WITHOUT ROWID: the table is clustered on (target, seq), so "the last N of a
 # target" is one contiguous read; secondary indexes carry the primary key, so
@@ -76,6 +84,26 @@ _SCHEMA = (
     # so that opening adds what an older file of the same version lacks.
     "CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL)",
 )
+
+# Schema 2 (issue #14): accounts, registered rooms and read markers.  Records
+# are JSON objects their makers define (core/accounts.py, the room directory);
+# keys are casefolded names.  A few hundred rows: read whole at start-up.
+_ACCOUNT_TABLES = (
+    "CREATE TABLE IF NOT EXISTS accounts (key TEXT PRIMARY KEY, record TEXT NOT NULL)",
+    "CREATE TABLE IF NOT EXISTS rooms (key TEXT PRIMARY KEY, record TEXT NOT NULL)",
+    """CREATE TABLE IF NOT EXISTS read_markers (
+        account   TEXT NOT NULL,
+        target    TEXT NOT NULL,
+        timestamp TEXT NOT NULL,
+        PRIMARY KEY (account, target)
+    ) WITHOUT ROWID""",
+)
+
+# What opening a file of each older version runs to bring it to SCHEMA_VERSION,
+# in order: {from version: statements}.  Each is idempotent (IF NOT EXISTS).
+_MIGRATIONS = {
+    1: _ACCOUNT_TABLES,
+}
 
 _COLUMNS = "target, seq, time_ms, msgid, command, source, params, tags"
 _INSERT = f"INSERT OR IGNORE INTO history ({_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?)"
@@ -250,10 +278,7 @@ def initialise(conn: sqlite3.Connection, now_ms: int) -> str:
     sentence, instead of at the first flush.
     """
     conn.execute("BEGIN IMMEDIATE")
-    for statement in _SCHEMA:
-        conn.execute(statement)
-    conn.execute(f"PRAGMA application_id={APPLICATION_ID}")
-    conn.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
+    _create_or_migrate(conn)
     conn.execute("INSERT OR REPLACE INTO meta (key, value) VALUES ('opened_ms', ?)",
                  (str(now_ms),))
     unclean = conn.execute("SELECT 1 FROM meta WHERE key = 'running'").fetchone() is not None
@@ -265,6 +290,51 @@ def initialise(conn: sqlite3.Connection, now_ms: int) -> str:
     return str(epoch)
 
 
+def _create_or_migrate(conn: sqlite3.Connection) -> int:
+    """
+    Bring the file to :data:`SCHEMA_VERSION` inside the caller's transaction.
+
+    A new file gets every table; an older one runs its :data:`_MIGRATIONS`.
+    Returns the version the file had (0: new).
+    """
+    version = int(conn.execute("PRAGMA user_version").fetchone()[0])
+    for statement in _SCHEMA:
+        conn.execute(statement)
+    for step in range(1, SCHEMA_VERSION):
+        if version <= step:
+            for statement in _MIGRATIONS[step]:
+                conn.execute(statement)
+    conn.execute(f"PRAGMA application_id={APPLICATION_ID}")
+    conn.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
+    return version
+
+
+def prepare(conn: sqlite3.Connection) -> int:
+    """
+    Create or migrate the schema only, for tools (the account tool), in one transaction.
+
+    Unlike :func:`initialise`, it leaves ``meta`` alone: no epoch, no running
+    mark, so a tool may use the file while a server runs on it.  Returns the
+    version the file had (0: new).
+    """
+    conn.execute("BEGIN IMMEDIATE")
+    try:
+        version = _create_or_migrate(conn)
+        conn.execute("COMMIT")
+    except BaseException:
+        rollback(conn)
+        raise
+    return version
+
+
+def server_running(conn: sqlite3.Connection) -> bool:
+    """Does the file say a server has it open (or one stopped uncleanly)?"""
+    try:
+        return conn.execute("SELECT 1 FROM meta WHERE key = 'running'").fetchone() is not None
+    except sqlite3.OperationalError:  # no meta table yet
+        return False
+
+
 def mark_stopped(conn: sqlite3.Connection) -> None:
     """A clean stop: everything handed out is in the file, the epoch may stay (writer thread)."""
     conn.execute("DELETE FROM meta WHERE key = 'running'")
@@ -274,6 +344,36 @@ def mark_stopped(conn: sqlite3.Connection) -> None:
 def load_last_seqs(conn: sqlite3.Connection) -> dict:
     """``{target: last seq}`` from the targets table."""
     return dict(conn.execute("SELECT target, last_seq FROM targets"))
+
+
+def load_state(conn: sqlite3.Connection) -> tuple[dict, dict, dict, int]:
+    """
+    ``(accounts, rooms, markers, skipped)``: the account tables, read whole.
+
+    ``accounts`` and ``rooms`` are ``{key: record dict}``, ``markers``
+    ``{(account, target): timestamp}``.  A record that is not a JSON object
+    (a file edited by hand, a bug) is left out and counted in ``skipped``.
+    """
+    skipped = 0
+
+    def records(table: str) -> dict:
+        nonlocal skipped
+        out = {}
+        for key, text in conn.execute(f"SELECT key, record FROM {table}"):  # noqa: S608
+            try:
+                record = json.loads(text)
+            except (TypeError, ValueError):
+                record = None
+            if not isinstance(record, dict) or not isinstance(key, str):
+                skipped += 1
+                continue
+            out[key] = record
+        return out
+
+    accounts, rooms = records("accounts"), records("rooms")
+    markers = {(str(account), str(target)): str(timestamp) for account, target, timestamp
+               in conn.execute("SELECT account, target, timestamp FROM read_markers")}
+    return accounts, rooms, markers, skipped
 
 
 def close(conn: sqlite3.Connection) -> None:
@@ -297,11 +397,12 @@ def close_quietly(conn: sqlite3.Connection | None) -> None:
 # -- writing (writer thread) ---------------------------------------------------------
 
 
-def write_batch(conn: sqlite3.Connection, batch: list) -> int:
+def write_batch(conn: sqlite3.Connection, batch: list, state: list | None = None) -> int:
     """
-    Insert ``batch`` and move the targets' last seqs, in one transaction.
+    Insert ``batch``, move the targets' last seqs and apply ``state``, in one transaction.
 
-    Returns how many records were skipped as unstorable.  Database errors
+    ``state`` is account changes as :func:`write_state` takes them.  Returns
+    how many history records were skipped as unstorable.  Database errors
     (locked, full, I/O) roll back and raise: the batch is retried later.
     """
     rows = []
@@ -332,11 +433,52 @@ def write_batch(conn: sqlite3.Connection, batch: list) -> int:
                     stored -= 1
         conn.executemany(_UPSERT_TARGET, [
             (target, seq, time_ms) for target, (seq, time_ms) in last.items()])
+        _apply_state(conn, state or [])
         conn.execute("COMMIT")
     except BaseException:
         rollback(conn)
         raise
     return len(batch) - stored
+
+
+def write_state(conn: sqlite3.Connection, changes: list) -> None:
+    """
+    Apply account changes in one transaction (the account tool; the store uses write_batch).
+
+    ``changes``: ``[(kind, key, value)]`` in order, kind ``"accounts"`` or
+    ``"rooms"`` with a str key and a JSON text (None: delete; deleting an
+    account deletes its read markers), or ``"markers"`` with an ``(account,
+    target)`` key and a timestamp (None: delete).
+    """
+    try:
+        conn.execute("BEGIN IMMEDIATE")
+        _apply_state(conn, changes)
+        conn.execute("COMMIT")
+    except BaseException:
+        rollback(conn)
+        raise
+
+
+def _apply_state(conn: sqlite3.Connection, changes: list) -> None:
+    """The statements of :func:`write_state`, inside the caller's transaction."""
+    for kind, key, value in changes:
+        if kind == "markers":
+            account, target = key
+            if value is None:
+                conn.execute("DELETE FROM read_markers WHERE account = ? AND target = ?",
+                             (account, target))
+            else:
+                conn.execute("INSERT OR REPLACE INTO read_markers (account, target, timestamp) "
+                             "VALUES (?, ?, ?)", (account, target, value))
+            continue
+        table = {"accounts": "accounts", "rooms": "rooms"}[kind]
+        if value is None:
+            conn.execute(f"DELETE FROM {table} WHERE key = ?", (key,))  # noqa: S608
+            if kind == "accounts":
+                conn.execute("DELETE FROM read_markers WHERE account = ?", (key,))
+        else:
+            conn.execute(f"INSERT OR REPLACE INTO {table} (key, record) VALUES (?, ?)",  # noqa: S608
+                         (key, value))
 
 
 def prune_target(conn: sqlite3.Connection, target: str, keep: int | None,

@@ -7,7 +7,8 @@ The same answers as :class:`~twistchat.store.sqlite.SQLiteStore` from one
 sorted list of records per target, with the query semantics of
 :mod:`twistchat.store.windows`; nothing is written, no thread is started, and
 everything is lost at exit.  So numbering restarts with every instance, and
-each instance has an epoch of its own.
+each instance has an epoch of its own.  Accounts, rooms and read markers
+(:class:`IAccountStore`) are kept the same way: an instance starts with none.
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ from twisted.logger import Logger
 from zope.interface import implementer
 
 from twistchat.store import windows
+from twistchat.store.accounts import AccountState, IAccountStore, StateChanges
 from twistchat.store.interface import (
     DEFAULT_MAX_PER_TARGET,
     DEFAULT_PRUNE_INTERVAL,
@@ -34,7 +36,7 @@ from twistchat.store.windows import BY_SEQ, BY_TIME, Range
 __all__ = ["MemoryStore"]
 
 
-@implementer(IHistoryStore)
+@implementer(IHistoryStore, IAccountStore)
 class MemoryStore:
     """
     History in memory only: the same answers as :class:`SQLiteStore`, lost at exit.
@@ -64,7 +66,7 @@ class MemoryStore:
         self.prune_interval = prune_interval
         #: Records lost: appends after stop() (nothing else loses records here).
         self.dropped = 0
-        self.metrics = None  # the interface's; nothing is written, so nothing is told
+        self.metrics: Any = None  # the interface's; nothing is written, so nothing is told
         self._records: dict = {}
         self._last_seqs: dict = {}
         self._closed = False
@@ -72,6 +74,9 @@ class MemoryStore:
         self._epoch = new_epoch()
         self._prune_loop = LoopingCall(self.prune)
         self._prune_loop.clock = clock
+        #: Account, room and marker changes lost (not JSON, or saved after stop()).
+        self.state_dropped = 0
+        self._changes = StateChanges(AccountState())
 
     def start(self) -> Deferred:
         """Start the age-pruning loop (if an age limit is set); fires at once."""
@@ -118,6 +123,38 @@ class MemoryStore:
                 del records[:len(records) - keep]
         except Exception:
             self.dropped += 1
+
+    def load_accounts(self) -> AccountState:
+        """Accounts, rooms and markers saved to this instance (none at first)."""
+        return self._changes.snapshot()
+
+    def reload_accounts(self) -> Deferred:
+        """Nothing is stored elsewhere: the state as it is."""
+        return succeed(self._changes.snapshot())
+
+    def save_account(self, key: str, record: dict | None) -> None:
+        """Keep account ``key``'s record (None: drop it and its markers); never raises."""
+        self._save_state(self._changes.account, key, record)
+
+    def save_room(self, key: str, record: dict | None) -> None:
+        """Keep registered room ``key``'s record (None: drop it); never raises."""
+        self._save_state(self._changes.room, key, record)
+
+    def save_marker(self, account_key: str, target: str, timestamp: str | None) -> None:
+        """Keep a read marker (None: drop it); never raises."""
+        self._save_state(self._changes.marker, account_key, target, timestamp)
+
+    def _save_state(self, change: Any, *args: Any) -> None:
+        try:
+            if self._closed:
+                raise RuntimeError("saved after the store was stopped")
+            change(*args)
+            self._changes.take()  # nothing to write: the mirror is the whole store
+        except Exception:
+            if not self.state_dropped:
+                self._log.failure("Memory store: an account, room or read-marker change "
+                                  "could not be kept (logged once)")
+            self.state_dropped += 1
 
     def flush(self) -> Deferred:
         """Nothing to write; fires True."""

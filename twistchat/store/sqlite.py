@@ -16,6 +16,11 @@ A write that fails while running (locked, full, I/O error) is logged once per
 outage; its records stay queued, up to ``max_pending`` (oldest dropped beyond,
 counted in ``dropped``), and are retried at every flush.  What the file holds
 and every SQL statement are :mod:`twistchat.store.database`'s.
+
+Accounts, registered rooms and read markers (:class:`IAccountStore`, issue
+#14) live in the same file: read whole at construction, each change queued
+(the latest per key) and written in the same transaction as the history
+batch of the next flush, under the same failure rules.
 """
 
 from __future__ import annotations
@@ -37,6 +42,7 @@ from twisted.python.threadpool import ThreadPool
 from zope.interface import implementer
 
 from twistchat.store import database, windows
+from twistchat.store.accounts import AccountState, IAccountStore, StateChanges
 from twistchat.store.interface import (
     DEFAULT_MAX_PER_TARGET,
     DEFAULT_PRUNE_INTERVAL,
@@ -77,7 +83,7 @@ def _observe(d: Deferred) -> Deferred:
     return out
 
 
-@implementer(IHistoryStore)
+@implementer(IHistoryStore, IAccountStore)
 class SQLiteStore:
     """
     History in one SQLite file (WAL mode), written in batches by one thread.
@@ -137,7 +143,7 @@ class SQLiteStore:
         #: Records lost: see :class:`IHistoryStore`.
         self.dropped = 0
         #: A twistchat.metrics.Metrics to tell about writes (service.py sets it), or None.
-        self.metrics = None
+        self.metrics: Any = None
         self._pending: deque = deque()  # queued, oldest first
         self._inflight: list = []  # the batch the writer thread is writing
         self._write_lock = DeferredLock()
@@ -159,6 +165,10 @@ class SQLiteStore:
         self._pool.threadFactory = _DaemonThread
         self._last_seqs: dict = {}
         self._epoch = ""
+        #: Account, room and marker changes lost (not JSON, or saved after stop()).
+        self.state_dropped = 0
+        self._warned_bad_state = False
+        self._changes = StateChanges(AccountState())
         self._conn = self._open()
 
     # -- opening -----------------------------------------------------------
@@ -183,8 +193,18 @@ class SQLiteStore:
             if mode != "wal" and self.path != ":memory:":
                 self._log.warn("History database {path} runs in {mode} journal mode, not WAL",
                                path=self.path, mode=mode)
+            version = conn.execute("PRAGMA user_version").fetchone()[0]
             self._epoch = database.initialise(conn, int(self._clock.seconds() * 1000))
+            if 0 < version < database.SCHEMA_VERSION:
+                self._log.info("History database {path}: schema {old} upgraded to {new}",
+                               path=self.path, old=version, new=database.SCHEMA_VERSION)
             self._last_seqs = database.load_last_seqs(conn)
+            accounts, rooms, markers, skipped = database.load_state(conn)
+            self._changes = StateChanges(AccountState(accounts, rooms, markers))
+            if skipped:
+                self._log.warn("History database {path}: {skipped} account or room records "
+                               "are not JSON objects and were ignored",
+                               path=self.path, skipped=skipped)
         except StoreError:
             database.close_quietly(conn)
             raise
@@ -235,7 +255,7 @@ class SQLiteStore:
                 pass  # already fired: this stop() is that trigger
             self._shutdown_trigger = None
         # Appends made while a flush runs are written by the next one.
-        while self._pending:
+        while self._pending or self._changes.pending:
             if not await self.flush():
                 break
         # A final flush only fails while the database is failing: log it as lost
@@ -246,6 +266,12 @@ class SQLiteStore:
             self._pending.clear()
             self._log.error("History database {path}: {lost} queued records could not be "
                             "written before stopping and are lost", path=self.path, lost=lost)
+        if self._changes.pending:
+            lost = len(self._changes.take())
+            self.state_dropped += lost
+            self._log.error("History database {path}: {lost} account, room or read-marker "
+                            "changes could not be written before stopping and are lost",
+                            path=self.path, lost=lost)
         try:
             # Clean only if every record handed to us is in the file (docs: database.py).
             if self.dropped == 0:
@@ -323,6 +349,61 @@ class SQLiteStore:
                 self._log.failure("History database {path}: a record could not be queued "
                                   "(logged once)", path=self.path)
 
+    # -- accounts, rooms, read markers (IAccountStore) -------------------------
+
+    def load_accounts(self) -> AccountState:
+        """
+        Accounts, registered rooms and read markers: the file's, every save since applied.
+
+        Synchronous, for the service at start-up: read at construction.
+        """
+        return self._changes.snapshot()
+
+    def reload_accounts(self) -> Deferred:
+        """
+        Write what is queued, then read the account tables again (for SIGHUP).
+
+        Fires with the new :meth:`load_accounts`: the file's state, except that a
+        key changed here since the flush keeps that change.  Fails with
+        StoreError if the file cannot be read (the state is then unchanged).
+        """
+        return Deferred.fromCoroutine(self._reload_accounts())
+
+    async def _reload_accounts(self) -> AccountState:
+        await self.flush()
+        accounts, rooms, markers, skipped = await self._read(database.load_state)
+        if skipped:
+            self._log.warn("History database {path}: {skipped} account or room records "
+                           "are not JSON objects and were ignored",
+                           path=self.path, skipped=skipped)
+        self._changes.refresh(AccountState(accounts, rooms, markers))
+        return self._changes.snapshot()
+
+    def save_account(self, key: str, record: dict | None) -> None:
+        """Queue account ``key``'s record (None: delete it and its markers); never raises."""
+        self._save_state(self._changes.account, key, record)
+
+    def save_room(self, key: str, record: dict | None) -> None:
+        """Queue registered room ``key``'s record (None: delete it); never raises."""
+        self._save_state(self._changes.room, key, record)
+
+    def save_marker(self, account_key: str, target: str, timestamp: str | None) -> None:
+        """Queue a read marker (None: delete it); never raises."""
+        self._save_state(self._changes.marker, account_key, target, timestamp)
+
+    def _save_state(self, change: Callable, *args: Any) -> None:
+        try:
+            if self._state == "closed":
+                raise RuntimeError("saved after the store was stopped")
+            change(*args)
+        except Exception:
+            self.state_dropped += 1
+            if not self._warned_bad_state:
+                self._warned_bad_state = True
+                self._log.failure("History database {path}: an account, room or read-marker "
+                                  "change could not be queued and is lost (logged once)",
+                                  path=self.path)
+
     def _trim(self) -> None:
         """Drop the oldest queued records beyond ``max_pending``, counting them."""
         excess = len(self._pending) - self.max_pending
@@ -356,19 +437,21 @@ class SQLiteStore:
 
     async def _write_pending(self) -> bool:
         """Hand the queue to the writer thread as one batch; see :meth:`flush`."""
-        if not self._pending:
+        if not self._pending and not self._changes.pending:
             return True
         if self._state == "closed":
             return False
         batch = list(self._pending)
         self._pending.clear()
         self._inflight = batch
+        state = self._changes.take()
         try:
-            rejected = await self._run(self._write_batch, batch)
+            rejected = await self._run(self._write_batch, batch, state)
         except Exception as exc:
             self._inflight = []
             # Back to the front of the queue, ahead of what came in meanwhile.
             self._pending.extendleft(reversed(batch))
+            self._changes.put_back(state)
             if not self._failing:
                 self._failing = True
                 # One event per outage, not one per retry: the disk stays full
@@ -388,7 +471,7 @@ class SQLiteStore:
             return False
         self._inflight = []
         metrics = self.metrics
-        if metrics is not None:
+        if metrics is not None and batch:
             # How far behind the disk is: the age of the oldest line this batch wrote.
             metrics.history_written += len(batch) - rejected
             metrics.history_write_lag = max(0.0, self._clock.seconds() - batch[0].time_ms / 1000)
@@ -403,9 +486,9 @@ class SQLiteStore:
                            "({dropped} records lost so far)", path=self.path, dropped=self.dropped)
         return True
 
-    def _write_batch(self, batch: list) -> int:
-        """Write ``batch`` in one transaction (writer thread); the count skipped as unstorable."""
-        return database.write_batch(self._conn, batch)
+    def _write_batch(self, batch: list, state: list | None = None) -> int:
+        """Write ``batch`` and ``state`` in one transaction (writer thread); the count skipped."""
+        return database.write_batch(self._conn, batch, state)
 
     # -- pruning -----------------------------------------------------------
 
