@@ -15,6 +15,7 @@ from typing import Any
 from twisted.application import service
 from twisted.python import usage
 
+from twistchat.auth import Argon2Hasher, Authenticator
 from twistchat.core.operators import load_opers
 from twistchat.core.registry import Limits, Registry
 from twistchat.core.roomlog import LocalRoomLog
@@ -333,6 +334,7 @@ class ChatService(service.MultiService):
     store: Any
     metrics: Metrics
     irc_factory: IRCFactory
+    authenticator: Authenticator
     udp: UDPFrontEnd | None = None
 
     def stopService(self) -> Any:
@@ -381,6 +383,8 @@ def makeService(options: Options, reactor: Any = None) -> ChatService:
         password=options["password"],
         opers=options.get("oper_entries"),
     )
+    authenticator = Authenticator(registry.accounts, Argon2Hasher(reactor), reactor.seconds)
+    top.authenticator = authenticator
     top.registry = registry
     top.store = store
     registry.extra_isupport += [f"CHATHISTORY={options['history-max']}",
@@ -392,7 +396,7 @@ def makeService(options: Options, reactor: Any = None) -> ChatService:
     factory = IRCFactory(registry, reactor, ConnectionLimits(**options.limits("conn")),
                          History(store, registry, options["history-max"],
                                  options["history-on-join"]),
-                         top.metrics)
+                         top.metrics, authenticator=authenticator)
     top.irc_factory = factory
     descriptions = [] if options["no-default-listener"] or options["proto"] == "udp" else [
         f"tcp:{options['port']}:interface={_escape_endpoint(options['interface'])}"]
@@ -415,7 +419,7 @@ def makeService(options: Options, reactor: Any = None) -> ChatService:
         broadcast = Broadcast(address, options["broadcast-port"], domain)
         top.udp = UDPFrontEnd(registry, reactor, broadcast, udp_limits, top.metrics,
                               History(store, registry, options["history-max"],
-                                      options["history-on-join"]))
+                                      options["history-on-join"]), authenticator=authenticator)
         top.udp.noisy = False
         UDPListenerService(options["port"], top.udp, interface=options["interface"],
                            reactor=reactor).setServiceParent(top)

@@ -15,12 +15,14 @@ speak are the core's.  History reaches it through
 
 from __future__ import annotations
 
+import base64
+import binascii
 from collections import deque
 from dataclasses import dataclass
 from typing import Any
 
 from twisted.internet import protocol
-from twisted.internet.defer import Deferred, succeed
+from twisted.internet.defer import Deferred, fail, succeed
 from twisted.internet.interfaces import IHandshakeListener, IPushProducer, ISSLTransport
 from twisted.internet.task import LoopingCall
 from twisted.logger import Logger
@@ -29,12 +31,17 @@ from twisted.python.failure import Failure
 from zope.interface import implementer
 
 from twistchat import history
+from twistchat.auth import Authenticator, AuthFailed
 from twistchat.core import commands, multiline
-from twistchat.core.events import Disconnect, Event, Gated, deliver
+from twistchat.core.accounts import Account
+from twistchat.core.events import Delivery, Disconnect, Event, Gated, deliver
 from twistchat.core.ratelimit import TokenBucket
 from twistchat.core.registry import Registry, User
 from twistchat.frontends import ircv3
 from twistchat.metrics import Metrics, TransportCounters
+from twistchat.services import Answer, Services
+from twistchat.services.nickserv import auth_failure_text
+from twistchat.services.registration import Refused, create_account
 from twistchat.wire import (
     MAX_BODY,
     MAX_CLIENT_TAGS,
@@ -69,6 +76,47 @@ class ConnectionLimits:
     registration_timeout: float = 60.0
     ping_interval: float = 120.0  # idle seconds before the server PINGs
     ping_timeout: float = 60.0  # seconds to answer that PING
+
+
+# SASL (https://ircv3.net/specs/extensions/sasl-3.1, sasl-3.2): the mechanisms offered,
+# the size of one AUTHENTICATE chunk (a chunk this long means more follow), and the
+# most base64 one exchange may send in all: PLAIN's names and a password of
+# twistchat.auth.MAX_PASSWORD_BYTES fit easily; beyond, 905 ERR_SASLTOOLONG.
+SASL_MECHANISMS = ("PLAIN", "EXTERNAL")
+SASL_CHUNK = 400
+MAX_SASL_RESPONSE = 4 * SASL_CHUNK
+
+
+class _SaslExchange:
+    """One AUTHENTICATE exchange in progress: its mechanism and the chunks so far."""
+
+    __slots__ = ("mechanism", "chunks", "size", "checking", "end_waiting")
+
+    def __init__(self, mechanism: str) -> None:
+        self.mechanism = mechanism
+        self.chunks: list[str] = []
+        self.size = 0
+        self.checking = False  # the credentials are being checked (a Deferred)
+        self.end_waiting = False  # CAP END came meanwhile: register once the check ends
+
+
+def certificate_fingerprint(transport: Any) -> str | None:
+    """
+    SHA-256 of the TLS client certificate on ``transport`` (lower-case hex), or None.
+
+    ``getPeerCertificate()`` (Twisted's ISSLTransport) gives pyOpenSSL's X509,
+    or None when the client sent none; plain TCP transports do not have it.
+    """
+    get = getattr(transport, "getPeerCertificate", None)
+    if get is None:
+        return None
+    try:
+        cert = get()
+    except Exception:  # no handshake yet, or the connection is gone
+        return None
+    if cert is None:
+        return None
+    return str(cert.digest("sha256").decode("ascii")).replace(":", "").lower()
 
 
 # Seconds between checks of every connection's registration and ping timeouts
@@ -152,7 +200,7 @@ class IRCProtocol(LineReceiver):
         "closing", "backlog", "_quit_reason", "_capture", "_aside", "_echo_left", "_held",
         "_label", "_label_used", "_batches", "_discarding", "_flood", "_flood_queue",
         "_drain_call", "_connected_at", "_last_seen", "_ping_sent", "_lost_reason",
-        "_handshaking", "_closed_at", "_cap_version", "_multiline",
+        "_handshaking", "_closed_at", "_cap_version", "_multiline", "_sasl",
     )
 
     def __init__(self, factory: IRCFactory) -> None:
@@ -199,6 +247,7 @@ class IRCProtocol(LineReceiver):
         self._closed_at: float | None = None  # when close() asked for a clean close
         self._cap_version = 0  # the highest CAP LS version the client sent (302: values)
         self._multiline: multiline.Collector | None = None  # the client's open multiline batch
+        self._sasl: _SaslExchange | None = None  # an AUTHENTICATE exchange in progress
 
     @property
     def caps(self) -> frozenset[str]:
@@ -583,6 +632,11 @@ class IRCProtocol(LineReceiver):
             if client_tags:
                 context = commands.Context(context.echo, context.multi_prefix, client_tags,
                                            context.caps)
+        services = self.factory.services
+        if services is not None and message.verb == "PRIVMSG" and user.registered \
+                and services.addressed(message):
+            self._services(message)
+            return None
         was_registered = user.registered
         before = {key for key, _ in self.registry.rooms_of(user)} \
             if message.verb == "JOIN" else None
@@ -599,7 +653,202 @@ class IRCProtocol(LineReceiver):
             return self._cap
         if verb == "CHATHISTORY":
             return self._chathistory
+        if self.factory.authenticator is not None:
+            if verb == "AUTHENTICATE":
+                return self._authenticate
+            if verb == "REGISTER":
+                return self._register
+            if verb == "NS":
+                return self._services
         return None
+
+    def _services(self, message: Message) -> list:
+        """A line for a service (``NS ...``, ``PRIVMSG NickServ :...``): answered in order."""
+        services, user = self.factory.services, self.user
+        assert services is not None and user is not None
+        self._answer_later(services.route(user, message, certificate_fingerprint(self.transport)))
+        return []
+
+    # --------------------------------------------------------------- accounts
+
+    def _render(self, deliveries: list[Delivery]) -> list[bytes]:
+        """
+        ``deliveries`` run now; the lines they make for this client, returned, not written.
+
+        Other users' lines go out at once; ours take their place in the held output
+        (:meth:`_hold_for`), after what this client was sent before.
+        """
+        saved = self._capture, self._aside, self._echo_left
+        self._capture, self._aside, self._echo_left = [], [], 0
+        try:
+            deliver(deliveries)
+            return self._capture + self._aside
+        finally:
+            self._capture, self._aside, self._echo_left = saved
+
+    def _answer_later(self, answer: Answer, then: Any = None) -> None:
+        """
+        Deliver an answer that may come later (a password check), in order, labeled.
+
+        As CHATHISTORY's: this client's later output waits behind it.  ``then``
+        (if given) is called with the deliveries first and may add to them.
+        """
+        label, self._label_used = self._label, self._label is not None
+        d = answer if isinstance(answer, Deferred) else succeed(answer)
+
+        def lines(deliveries: list[Delivery]) -> list[bytes]:
+            if then is not None:
+                deliveries = then(deliveries)
+            if self.user is None or self.closing:
+                return []
+            out = self._render(deliveries)
+            if label is not None:
+                out = ircv3.labeled_lines(label, out, self.registry.server_name,
+                                          self._batch_ref())
+            return out
+
+        d.addCallback(lines)
+        self._hold_for(d)
+
+    def _authenticate(self, message: Message) -> list:
+        """
+        IRCv3 SASL: ``AUTHENTICATE <mechanism>``, then the client's response in chunks.
+
+        sasl-3.1/3.2: ``AUTHENTICATE +`` invites the response; chunks of
+        :data:`SASL_CHUNK` bytes, one shorter (or ``+``) ending it; ``*`` aborts
+        (906).  Unknown mechanism: 908 RPL_SASLMECHS, 904.  A chunk over 400
+        bytes or a response over :data:`MAX_SASL_RESPONSE`: 905.  Logged in
+        already: 907.  Success: 900 RPL_LOGGEDIN, then 903.
+        """
+        user = self.user
+        assert user is not None
+        arg = message.params[0]
+        exchange = self._sasl
+        if exchange is not None and exchange.checking:
+            self.numeric("904", "SASL authentication failed: a check is still running")
+            return []
+        if arg == "*":
+            self._sasl = None
+            self.numeric("906", "SASL authentication aborted")
+            return []
+        if exchange is None:
+            if user.account is not None:
+                self.numeric("907", "You have already authenticated using SASL")
+                return []
+            mechanism = arg.upper()
+            if mechanism not in SASL_MECHANISMS:
+                self.numeric("908", ",".join(SASL_MECHANISMS), "are available SASL mechanisms")
+                self.numeric("904", "SASL authentication failed")
+                return []
+            self._sasl = _SaslExchange(mechanism)
+            self.send("AUTHENTICATE", "+")
+            return []
+        if len(arg.encode("utf-8")) > SASL_CHUNK:
+            self._sasl = None
+            self.numeric("905", "SASL message too long")
+            return []
+        if arg != "+":
+            exchange.chunks.append(arg)
+            exchange.size += len(arg)
+        if exchange.size > MAX_SASL_RESPONSE:
+            self._sasl = None
+            self.numeric("905", "SASL message too long")
+            return []
+        if len(arg) == SASL_CHUNK:
+            return []  # more chunks follow
+        try:
+            data = base64.b64decode("".join(exchange.chunks), validate=True)
+        except (binascii.Error, ValueError):
+            self._sasl = None
+            self.numeric("904", "SASL authentication failed")
+            return []
+        exchange.checking = True
+        self._answer_later(self._sasl_check(exchange.mechanism, data).addCallbacks(
+            lambda account: self.registry.log_in(user, account.name)
+            + [self.registry.reply(user, "903", "SASL authentication successful")],
+            self._sasl_failed), then=lambda out: self._sasl_done(exchange, out))
+        return []
+
+    def _sasl_check(self, mechanism: str, data: bytes) -> Deferred[Account]:
+        """The account the client's SASL response proves (fails with AuthFailed)."""
+        authenticator = self.factory.authenticator
+        assert authenticator is not None
+        try:
+            text = data.decode("utf-8")
+        except UnicodeDecodeError:
+            return fail(AuthFailed("invalid"))
+        if mechanism == "PLAIN":  # RFC 4616: authzid NUL authcid NUL passwd
+            parts = text.split("\0")
+            if len(parts) != 3 or not parts[1]:
+                return fail(AuthFailed("invalid"))
+            authzid, authcid, password = parts
+            if authzid and casefold(authzid) != casefold(authcid):
+                return fail(AuthFailed("invalid"))  # no logging in as someone else
+            return authenticator.check_password(self.host, authcid, password)
+        # EXTERNAL (RFC 4422 appendix A): the TLS client certificate; an optional authzid.
+        fp = certificate_fingerprint(self.transport)
+        if fp is None:
+            return fail(AuthFailed("invalid"))
+
+        def same(account: Account) -> Account:
+            if text and casefold(text) != account.key:
+                raise AuthFailed("invalid")
+            return account
+
+        return authenticator.by_certfp(fp).addCallback(same)
+
+    def _sasl_failed(self, failure: Failure) -> list[Delivery]:
+        failure.trap(AuthFailed)
+        assert self.user is not None and isinstance(failure.value, AuthFailed)
+        code = failure.value.code
+        text = "SASL authentication failed"
+        if code != "invalid":
+            text += ": " + auth_failure_text(code)
+        return [self.registry.reply(self.user, "904", text)]
+
+    def _sasl_done(self, exchange: _SaslExchange, out: list[Delivery]) -> list[Delivery]:
+        """The exchange is over; a CAP END that came meanwhile goes on now."""
+        if self._sasl is exchange:
+            self._sasl = None
+        if exchange.end_waiting and self.user is not None:
+            out = out + self.registry.release_registration(self.user)
+        return out
+
+    def _register(self, message: Message) -> list:
+        """
+        ``REGISTER <account|*> <email|*> <password>`` (IRCv3 draft/account-registration).
+
+        ``REGISTER SUCCESS <account> :...`` and 900, or ``FAIL REGISTER <code> ...``.
+        Works before CAP END (``before-connect``); the account is the nick
+        (``*`` or the nick itself: no ``custom-account-name``).  No e-mail is
+        sent, so there is no VERIFY step.
+        """
+        user = self.user
+        authenticator = self.factory.authenticator
+        assert user is not None and authenticator is not None
+        account, email, password = message.params[:3]
+        nick = user.nick if user.registered else user.pending_nick
+        server = self.registry.server_name
+        if account != "*" and nick is not None and casefold(account) != casefold(nick):
+            self.send("FAIL", "REGISTER", "ACCOUNT_NAME_MUST_BE_NICK", account,
+                      "The account name must be your nick")
+            return []
+        d = create_account(self.registry, authenticator, user, nick, email, password)
+
+        def made(new: Account) -> list[Delivery]:
+            return [Delivery((user,), Message("REGISTER", ("SUCCESS", new.name,
+                                                           "Account created"), server))] \
+                + self.registry.log_in(user, new.name)
+
+        def refused(failure: Failure) -> list[Delivery]:
+            failure.trap(Refused)
+            r = failure.value
+            assert isinstance(r, Refused)
+            return [Delivery((user,), Message("FAIL", ("REGISTER", r.code, safe_middle(r.subject),
+                                                       r.text), server))]
+
+        self._answer_later(d.addCallbacks(made, refused))
+        return []
 
     # ------------------------------------------------------ draft/multiline
 
@@ -766,14 +1015,14 @@ class IRCProtocol(LineReceiver):
                 self._cap_version = int(version)
             if self._cap_version >= 302 and not ircv3.STICKY_302 <= self.caps:
                 self._set_caps(self.caps | ircv3.STICKY_302)
-            self._cap_reply("LS", ircv3.offer(self._cap_version))
+            self._cap_reply("LS", ircv3.offer(self._cap_version, self.factory.hidden_caps))
         elif sub == "LIST":
             self._cap_reply("LIST", sorted(self.caps))
         elif sub == "REQ":
             self.registry.hold_registration(user)
             text = params[1] if len(params) > 1 else ""
             wanted = text.split()
-            caps = ircv3.requested(self.caps, wanted)
+            caps = ircv3.requested(self.caps, wanted, self.factory.hidden_caps)
             if caps is not None and self._cap_version >= 302 \
                     and not ircv3.STICKY_302 <= caps:
                 caps = None  # a 302 client keeps cap-notify
@@ -783,6 +1032,14 @@ class IRCProtocol(LineReceiver):
                 self._set_caps(caps)
                 self.send("CAP", nick, "ACK", text)
         elif sub == "END":
+            exchange = self._sasl
+            if exchange is not None and exchange.checking:
+                exchange.end_waiting = True  # registration waits for the SASL check
+                return []
+            if exchange is not None:
+                # sasl-3.1: registration completed mid-exchange aborts it (906).
+                self._sasl = None
+                self.numeric("906", "SASL authentication aborted")
             return self.registry.release_registration(user)
         else:
             self.numeric("410", sub or "*", "Invalid CAP command")
@@ -870,9 +1127,14 @@ class IRCFactory(protocol.Factory):
     def __init__(self, registry: Registry, clock: Any,
                  limits: ConnectionLimits = ConnectionLimits(),
                  history: history.History | None = None,
-                 metrics: Metrics | None = None) -> None:
+                 metrics: Metrics | None = None,
+                 authenticator: Authenticator | None = None) -> None:
         self.registry = registry
         self.history = history
+        # Accounts (issue #14): SASL, REGISTER and NickServ only with an authenticator.
+        self.authenticator = authenticator
+        self.services = Services(registry, authenticator) if authenticator is not None else None
+        self.hidden_caps = frozenset() if authenticator is not None else ircv3.ACCOUNT_CAPS
         self.clock = clock
         self.limits = limits
         # Counters for --metrics; service.py passes the server's.

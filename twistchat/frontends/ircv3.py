@@ -39,7 +39,8 @@ from twistchat.history import replay_message
 from twistchat.wire import Message, encode, escape_tag_value, format_server_time
 
 __all__ = [
-    "CAPABILITIES", "CAP_GATED", "CAP_VALUES", "MULTILINE_CAP_VALUE", "STICKY_302", "View",
+    "ACCOUNT_CAPS", "CAPABILITIES", "CAP_GATED", "CAP_VALUES", "MULTILINE_CAP_VALUE",
+    "STICKY_302", "View",
     "batch_lines", "cap_lines", "history_lines", "label", "labeled_lines", "offer",
     "targets_lines",
 ]
@@ -65,12 +66,20 @@ CAPABILITIES = (
     "extended-monitor",
     # standard-replies: FAIL for errors no other spec defines (else a server NOTICE).
     "standard-replies",
+    # sasl (sasl-3.1/3.2): AUTHENTICATE PLAIN and EXTERNAL; draft/account-registration:
+    # REGISTER.  Offered only where the server has an authenticator (ACCOUNT_CAPS).
+    "sasl", "draft/account-registration",
 )
+# The capabilities of accounts (issue #14): not offered by a front-end without accounts.
+ACCOUNT_CAPS = frozenset({"sasl", "draft/account-registration"})
 # ``cap=value`` in CAP LS 302 (capability-negotiation: "values ... only for 302 clients").
 # A capability with a value adds it here, beside its name in CAPABILITIES
 # (draft/multiline's value is REQUIRED by its spec).
 MULTILINE_CAP_VALUE = multiline.CAP_VALUE
 CAP_VALUES: dict[str, str] = {"draft/multiline": MULTILINE_CAP_VALUE}
+# sasl-3.2: the mechanisms; account-registration: REGISTER works before CAP END too.
+CAP_VALUES["sasl"] = "PLAIN,EXTERNAL"
+CAP_VALUES["draft/account-registration"] = "before-connect"
 # Implied by CAP LS 302 and not to be turned off by such a client (cap-notify spec).
 STICKY_302 = frozenset({"cap-notify"})
 # Lines only clients that asked for a capability may see (IRCv3: "MUST NOT send ... unless
@@ -127,9 +136,11 @@ class View:
 NO_CAPS = View.of(frozenset())
 
 
-def requested(current: frozenset[str], wanted: list[str]) -> frozenset[str] | None:
+def requested(current: frozenset[str], wanted: list[str],
+              hidden: frozenset[str] = frozenset()) -> frozenset[str] | None:
     """``CAP REQ``: the new capability set, or None to NAK (unknown name; all or nothing)."""
-    if not wanted or any(w.lstrip("-") not in CAPABILITIES for w in wanted):
+    if not wanted or any(w.lstrip("-") not in CAPABILITIES or w.lstrip("-") in hidden
+                         for w in wanted):
         return None
     caps = set(current)
     for w in wanted:
@@ -140,12 +151,16 @@ def requested(current: frozenset[str], wanted: list[str]) -> frozenset[str] | No
     return frozenset(caps)
 
 
-def offer(version: int) -> list[str]:
-    """The ``CAP LS`` words for a client of CAP ``version`` (302 and up: with values)."""
+def offer(version: int, hidden: frozenset[str] = frozenset()) -> list[str]:
+    """
+    The ``CAP LS`` words for a client of CAP ``version`` (302 and up: with values).
+
+    ``hidden``: capabilities this front-end does not offer (ACCOUNT_CAPS without accounts).
+    """
+    names = [name for name in CAPABILITIES if name not in hidden]
     if version < 302:
-        return list(CAPABILITIES)
-    return [f"{name}={CAP_VALUES[name]}" if CAP_VALUES.get(name) else name
-            for name in CAPABILITIES]
+        return names
+    return [f"{name}={CAP_VALUES[name]}" if CAP_VALUES.get(name) else name for name in names]
 
 
 def cap_lines(nick: str, sub: str, words: list[str], multiline: bool,

@@ -42,8 +42,10 @@ from dataclasses import dataclass
 from typing import Any
 
 from twisted.internet import error, protocol, task
+from twisted.internet.defer import Deferred
 from twisted.logger import Logger
 
+from twistchat.auth import Authenticator
 from twistchat.core import commands
 from twistchat.core.events import Disconnect, Event, Gated, deliver, is_multiline
 from twistchat.core.ratelimit import TokenBucket
@@ -71,6 +73,7 @@ from twistchat.frontends.udpwire import (
 )
 from twistchat.history import History
 from twistchat.metrics import Metrics
+from twistchat.services import Services
 from twistchat.wire import (
     MAX_BODY,
     InvalidUTF8,
@@ -226,6 +229,8 @@ class UDPSession:
             return self._repair
         if verb == "CAP":
             return _nothing  # UDP sessions have every tag they need: nothing to negotiate
+        if verb == "NS" and self.front.services is not None:
+            return lambda message: self.front.to_services(self, message)
         return None
 
     def _repair(self, message: Message) -> list:
@@ -260,8 +265,11 @@ class UDPFrontEnd(protocol.DatagramProtocol):
 
     def __init__(self, registry: Registry, clock: Any, broadcast: Broadcast,
                  limits: UDPLimits = UDPLimits(), metrics: Metrics | None = None,
-                 history: History | None = None) -> None:
+                 history: History | None = None,
+                 authenticator: Authenticator | None = None) -> None:
         self.registry = registry
+        # Accounts (issue #14): NickServ (PRIVMSG NickServ, NS) only with an authenticator.
+        self.services = Services(registry, authenticator) if authenticator is not None else None
         self.clock = clock
         self.broadcast = broadcast
         self.limits = limits
@@ -634,6 +642,10 @@ class UDPFrontEnd(protocol.DatagramProtocol):
         """One command of a registered session, through the command table."""
         assert session.user is not None
         try:
+            if self.services is not None and message.verb == "PRIVMSG" \
+                    and self.services.addressed(message):
+                self.to_services(session, message)
+                return
             # echo: a private message comes back to its sender in its own
             # numbered stream, so the client shows it in order, once.
             deliver(commands.dispatch(self.registry, session.user, message, _ECHO, session))
@@ -642,6 +654,18 @@ class UDPFrontEnd(protocol.DatagramProtocol):
                               addr=session.addr)
             self._numbered(session, "FAIL", message.verb, "INTERNAL_ERROR",
                            "The server failed on that command")
+
+    def to_services(self, session: UDPSession, message: Message) -> list:
+        """A line for a service: its answer delivered when it comes (a password check)."""
+        services = self.services
+        assert services is not None and session.user is not None
+        answer = services.route(session.user, message)
+        if isinstance(answer, Deferred):
+            answer.addCallback(deliver).addErrback(
+                lambda f: self._log.failure("services failed for {addr}", f, addr=session.addr))
+        else:
+            deliver(answer)
+        return []
 
     # --------------------------------------------------------------- repair
 
