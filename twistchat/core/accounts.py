@@ -149,7 +149,10 @@ def log_in(registry: Registry, user: User, name: str) -> list[Delivery]:
     """
     account = registry.accounts.find(name)
     shown = account.name if account is not None else name
-    out = [registry.reply(user, "900", f"{user.source}", shown,
+    # Before 001 (SASL) the mask is what the client has offered so far ("*" where unknown).
+    mask = user.source if user.registered else \
+        f"{user.pending_nick or '*'}!{(user.pending_user or ('*',))[0]}@{user.host}"
+    out = [registry.reply(user, "900", mask, shown,
                           f"You are now logged in as {shown}")]
     if user.account != shown:
         user.account = shown
