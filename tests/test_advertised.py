@@ -10,6 +10,7 @@ over a real socket (issue #13, "How it must be shown").
 
 from __future__ import annotations
 
+import base64
 import itertools
 import time
 
@@ -646,6 +647,42 @@ def cap_multiline(server):
     assert [m.params[1] for m in plain.ask() if m.command == "PRIVMSG"] == ["first", "second"]
 
 
+def cap_sasl(server):
+    """sasl=PLAIN,EXTERNAL: an account made with REGISTER, then PLAIN logs in before 001."""
+    assert advertised_caps(server)["sasl"] == "PLAIN,EXTERNAL"
+    nick = new_nick()
+    maker = Probe(server, caps="draft/account-registration", nick=nick)
+    assert one(maker.ask(f"REGISTER * * :pw-{nick}-long"), "REGISTER").params[0] == "SUCCESS"
+    maker.close()
+    client = LineClient(server.host, server.port)
+    client.send("CAP REQ :sasl", f"NICK {nick}x", f"USER {nick} 0 * :{nick}",
+                "AUTHENTICATE PLAIN")
+    client.wait_for(lambda line: line == "AUTHENTICATE +")
+    client.send("AUTHENTICATE " + base64.b64encode(f"\0{nick}\0pw-{nick}-long".encode())
+                .decode())
+    assert f" 900 * {nick}x!{nick}@" in client.wait_for(lambda line: " 900 " in line)
+    client.wait_for(lambda line: " 903 " in line)
+    client.send("CAP END")
+    client.wait_for(lambda line: " 001 " in line)
+    client.close()
+
+
+def cap_account_registration(server):
+    """draft/account-registration=before-connect: REGISTER before CAP END, 900, then 001."""
+    assert advertised_caps(server)["draft/account-registration"] == "before-connect"
+    nick = new_nick()
+    client = LineClient(server.host, server.port)
+    client.send("CAP REQ :draft/account-registration", f"NICK {nick}",
+                f"USER {nick} 0 * :{nick}", f"REGISTER * * :pw-{nick}-long")
+    assert client.wait_for(lambda line: " REGISTER " in line).split()[2:4] == ["SUCCESS", nick]
+    client.wait_for(lambda line: " 900 " in line)
+    client.send(f"REGISTER * * :pw-{nick}-again")
+    assert " ALREADY_AUTHENTICATED " in client.wait_for(lambda line: "FAIL" in line)
+    client.send("CAP END")
+    client.wait_for(lambda line: " 001 " in line)
+    client.close()
+
+
 CAPS = {
     "away-notify": cap_away_notify, "batch": cap_batch, "draft/chathistory": cap_chathistory,
     "draft/event-playback": cap_event_playback, "echo-message": cap_echo_message,
@@ -656,6 +693,7 @@ CAPS = {
     "extended-monitor": cap_extended_monitor, "invite-notify": cap_invite_notify,
     "setname": cap_setname, "standard-replies": cap_standard_replies,
     "userhost-in-names": cap_userhost_in_names, "draft/multiline": cap_multiline,
+    "sasl": cap_sasl, "draft/account-registration": cap_account_registration,
 }
 
 

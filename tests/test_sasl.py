@@ -88,10 +88,10 @@ def test_plain_logs_in_before_registration_then_cap_end_registers(server):
 
 
 def test_authenticate_plus_is_the_server_challenge():
-    """The server's empty challenge is ``AUTHENTICATE +``."""
+    """The server's empty challenge is ``AUTHENTICATE +``, without a source (as the spec shows)."""
     client = sasl_client(MemoryServer(authenticator=quick_accounts))
     (line,) = client.ask("AUTHENTICATE PLAIN")
-    assert line.command == "AUTHENTICATE" and line.params == ("+",)
+    assert line.command == "AUTHENTICATE" and line.params == ("+",) and line.source is None
 
 
 def test_plain_authzid_may_only_name_the_same_account(server):

@@ -741,7 +741,8 @@ class IRCProtocol(LineReceiver):
                 self.numeric("904", "SASL authentication failed")
                 return []
             self._sasl = _SaslExchange(mechanism)
-            self.send("AUTHENTICATE", "+")
+            # No source, as in the spec's examples ("S: AUTHENTICATE +") and most servers.
+            self.deliver(Message("AUTHENTICATE", ("+",)))
             return []
         if len(arg.encode("utf-8")) > SASL_CHUNK:
             self._sasl = None
