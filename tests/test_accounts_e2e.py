@@ -11,12 +11,15 @@ from __future__ import annotations
 
 import base64
 import shutil
+import socket
+import ssl
 import subprocess
 import time
 
 import pytest
 
-from tests.serverproc import LineClient
+from tests.serverproc import LineClient, free_port
+from tests.tlsfiles import make_client_cert, make_tls_files
 
 PASSWORD = "e2e-passphrase"
 
@@ -105,6 +108,52 @@ def test_nickserv_nick_is_reserved_and_whois_shows_a_service(server):
     assert client.wait_for(lambda line: " 311 " in line).split()[3:6] == [
         "NickServ", "NickServ", "services."]
     client.close()
+
+
+class TLSLineClient(LineClient):
+    """LineClient over TLS (checking the test CA), with a client certificate."""
+
+    def __init__(self, port: int, ca, client_cert) -> None:
+        context = ssl.create_default_context(cafile=str(ca))
+        context.load_cert_chain(str(client_cert.cert), str(client_cert.key))
+        raw = socket.create_connection(("127.0.0.1", port), timeout=10)
+        self.sock = context.wrap_socket(raw, server_hostname="localhost")
+        self.timeout = 10.0
+        self.buffer = b""
+        self.seen = []
+
+
+def test_cert_add_over_tls_then_sasl_external(chat_server, tmp_path):
+    """NickServ CERT ADD takes the TLS client certificate; a new connection logs in by EXTERNAL."""
+    files = make_tls_files(tmp_path / "tls")
+    mine = make_client_cert(tmp_path / "tls", "teacher")
+    port = free_port()
+    chat_server(f"--db={tmp_path / 'chat.sqlite'}", f"--listen={files.listen(port)}")
+    first = TLSLineClient(port, files.ca_cert, mine).register("certy")
+    first.send(f"NS REGISTER {PASSWORD}")
+    first.wait_for(lambda line: " 900 " in line)
+    first.send("NS CERT ADD")
+    assert first.wait_for(lambda line: "Certificate" in line).endswith(
+        f":Certificate {mine.sha256} added")
+    first.send("QUIT")
+    first.close()
+
+    again = TLSLineClient(port, files.ca_cert, mine)
+    again.send("CAP REQ :sasl", "NICK other", "USER other 0 * :Other", "AUTHENTICATE EXTERNAL")
+    again.wait_for(lambda line: line == "AUTHENTICATE +")
+    again.send("AUTHENTICATE +")
+    assert " 900 * other!other@127.0.0.1 certy " in again.wait_for(lambda line: " 90" in line)
+    again.wait_for(lambda line: " 903 " in line)
+    again.send("CAP END")
+    again.wait_for(lambda line: " 001 " in line)
+    again.close()
+
+    stranger = TLSLineClient(port, files.ca_cert, make_client_cert(tmp_path / "tls", "x"))
+    stranger.send("CAP REQ :sasl", "NICK x", "USER x 0 * :X", "AUTHENTICATE EXTERNAL")
+    stranger.wait_for(lambda line: line == "AUTHENTICATE +")
+    stranger.send("AUTHENTICATE +")
+    assert " 904 " in stranger.wait_for(lambda line: " 90" in line)
+    stranger.close()
 
 
 @pytest.mark.skipif(shutil.which("weechat-headless") is None,

@@ -210,13 +210,50 @@ def _ssl_endpoint(reactor, description: str):
             raise ValueError(f"{chain_file} holds no PEM certificate")
         chain = [ssl.Certificate.loadPEM(pem).original for pem in pems]
     dh = ssl.DiffieHellmanParameters.fromFile(FilePath(dh_file)) if dh_file else None
-    options = ssl.CertificateOptions(
+    options = _CertFPOptions(
         privateKey=pair.privateKey.original, certificate=pair.original,
         extraCertChain=chain, dhParameters=dh,
         raiseMinimumTo=ssl.TLSVersion.TLSv1_2,
         acceptableCiphers=ssl.AcceptableCiphers.fromOpenSSLCipherString(TLS12_CIPHERS))
     return endpoints.SSL4ServerEndpoint(reactor, port, options, backlog=backlog,
                                         interface=interface)
+
+
+def _accept_any_certificate(connection, certificate, errno, depth, ok) -> bool:
+    """Client certificates are identities (SASL EXTERNAL, by fingerprint), not CA-checked."""
+    return True
+
+
+def _cert_fp_options():
+    """CertificateOptions that ask clients for a certificate (optional, not verified)."""
+    from OpenSSL import SSL
+    from twisted.internet import ssl
+
+    class CertFPOptions(ssl.CertificateOptions):
+        """
+        Ask every client for a TLS certificate, take any or none (issue #14, SASL EXTERNAL).
+
+        IRC servers identify a client certificate by its SHA-256 fingerprint
+        (``NickServ CERT ADD``), so self-signed ones are the rule: OpenSSL is told to
+        request one (VERIFY_PEER without FAIL_IF_NO_PEER_CERT) and to accept whatever
+        comes.  A session-id context is needed by OpenSSL once peers are verified.
+        """
+
+        _asks = False
+
+        def getContext(self):
+            context = super().getContext()
+            if not self._asks:  # once: pyOpenSSL forbids changing a context in use
+                self._asks = True
+                context.set_verify(SSL.VERIFY_PEER, _accept_any_certificate)
+                context.set_session_id(b"twistchat")
+            return context
+
+    return CertFPOptions
+
+
+def _CertFPOptions(**kw):
+    return _cert_fp_options()(**kw)
 
 
 def _server_endpoint(reactor, description: str):
