@@ -15,8 +15,9 @@ from tests.accountfakes import WaitingHasher, quick_accounts, with_cert
 from tests.memory import MemoryServer, numerics
 from twistchat.auth import ADDRESS_BURST, MAX_QUEUED, Authenticator
 from twistchat.core.accounts import Account
-from twistchat.frontends.irc import MAX_SASL_RESPONSE, SASL_CHUNK
 from twistchat.services.registration import MIN_PASSWORD_CHARS
+from twistchat.services.sasl import CHUNK as SASL_CHUNK
+from twistchat.services.sasl import MAX_RESPONSE as MAX_SASL_RESPONSE
 
 PASSWORD = "correct horse"
 

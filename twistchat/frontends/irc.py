@@ -15,14 +15,12 @@ speak are the core's.  History reaches it through
 
 from __future__ import annotations
 
-import base64
-import binascii
 from collections import deque
 from dataclasses import dataclass
 from typing import Any
 
 from twisted.internet import protocol
-from twisted.internet.defer import Deferred, fail, succeed
+from twisted.internet.defer import Deferred, succeed
 from twisted.internet.interfaces import IHandshakeListener, IPushProducer, ISSLTransport
 from twisted.internet.task import LoopingCall
 from twisted.logger import Logger
@@ -31,17 +29,16 @@ from twisted.python.failure import Failure
 from zope.interface import implementer
 
 from twistchat import history
-from twistchat.auth import Authenticator, AuthFailed
+from twistchat.auth import Authenticator
 from twistchat.core import commands, multiline
-from twistchat.core.accounts import Account
 from twistchat.core.events import Delivery, Disconnect, Event, Gated, deliver
 from twistchat.core.ratelimit import TokenBucket
 from twistchat.core.registry import Registry, User
 from twistchat.frontends import ircv3
 from twistchat.metrics import Metrics, TransportCounters
 from twistchat.services import Answer, Services
-from twistchat.services.nickserv import auth_failure_text
-from twistchat.services.registration import Refused, create_account
+from twistchat.services.registration import register_command
+from twistchat.services.sasl import Sasl
 from twistchat.wire import (
     MAX_BODY,
     MAX_CLIENT_TAGS,
@@ -76,28 +73,6 @@ class ConnectionLimits:
     registration_timeout: float = 60.0
     ping_interval: float = 120.0  # idle seconds before the server PINGs
     ping_timeout: float = 60.0  # seconds to answer that PING
-
-
-# SASL (https://ircv3.net/specs/extensions/sasl-3.1, sasl-3.2): the mechanisms offered,
-# the size of one AUTHENTICATE chunk (a chunk this long means more follow), and the
-# most base64 one exchange may send in all: PLAIN's names and a password of
-# twistchat.auth.MAX_PASSWORD_BYTES fit easily; beyond, 905 ERR_SASLTOOLONG.
-SASL_MECHANISMS = ("PLAIN", "EXTERNAL")
-SASL_CHUNK = 400
-MAX_SASL_RESPONSE = 4 * SASL_CHUNK
-
-
-class _SaslExchange:
-    """One AUTHENTICATE exchange in progress: its mechanism and the chunks so far."""
-
-    __slots__ = ("mechanism", "chunks", "size", "checking", "end_waiting")
-
-    def __init__(self, mechanism: str) -> None:
-        self.mechanism = mechanism
-        self.chunks: list[str] = []
-        self.size = 0
-        self.checking = False  # the credentials are being checked (a Deferred)
-        self.end_waiting = False  # CAP END came meanwhile: register once the check ends
 
 
 def certificate_fingerprint(transport: Any) -> str | None:
@@ -247,7 +222,7 @@ class IRCProtocol(LineReceiver):
         self._closed_at: float | None = None  # when close() asked for a clean close
         self._cap_version = 0  # the highest CAP LS version the client sent (302: values)
         self._multiline: multiline.Collector | None = None  # the client's open multiline batch
-        self._sasl: _SaslExchange | None = None  # an AUTHENTICATE exchange in progress
+        self._sasl: Sasl | None = None  # SASL's state, made at the first AUTHENTICATE
 
     @property
     def caps(self) -> frozenset[str]:
@@ -712,143 +687,35 @@ class IRCProtocol(LineReceiver):
 
     def _authenticate(self, message: Message) -> list:
         """
-        IRCv3 SASL: ``AUTHENTICATE <mechanism>``, then the client's response in chunks.
+        IRCv3 SASL (:class:`twistchat.services.sasl.Sasl` runs the exchange).
 
-        sasl-3.1/3.2: ``AUTHENTICATE +`` invites the response; chunks of
-        :data:`SASL_CHUNK` bytes, one shorter (or ``+``) ending it; ``*`` aborts
-        (906).  Unknown mechanism: 908 RPL_SASLMECHS, 904.  A chunk over 400
-        bytes or a response over :data:`MAX_SASL_RESPONSE`: 905.  Logged in
-        already: 907.  Success: 900 RPL_LOGGEDIN, then 903.
+        An answer that comes later (the credentials' check) keeps this client's
+        later output behind it, and a CAP END that came meanwhile waits for it.
         """
-        user = self.user
-        assert user is not None
-        arg = message.params[0]
-        exchange = self._sasl
-        if exchange is not None and exchange.checking:
-            self.numeric("904", "SASL authentication failed: a check is still running")
+        user, authenticator = self.user, self.factory.authenticator
+        assert user is not None and authenticator is not None
+        if self._sasl is None:
+            self._sasl = Sasl(self.registry, authenticator, self.host,
+                              lambda: certificate_fingerprint(self.transport))
+        sasl = self._sasl
+        answer = sasl.step(user, message.params[0])
+        if isinstance(answer, Deferred):
+            self._answer_later(answer, then=lambda out: self._sasl_done(sasl, out))
             return []
-        if arg == "*":
-            self._sasl = None
-            self.numeric("906", "SASL authentication aborted")
-            return []
-        if exchange is None:
-            if user.account is not None:
-                self.numeric("907", "You have already authenticated using SASL")
-                return []
-            mechanism = arg.upper()
-            if mechanism not in SASL_MECHANISMS:
-                self.numeric("908", ",".join(SASL_MECHANISMS), "are available SASL mechanisms")
-                self.numeric("904", "SASL authentication failed")
-                return []
-            self._sasl = _SaslExchange(mechanism)
-            # No source, as in the spec's examples ("S: AUTHENTICATE +") and most servers.
-            self.deliver(Message("AUTHENTICATE", ("+",)))
-            return []
-        if len(arg.encode("utf-8")) > SASL_CHUNK:
-            self._sasl = None
-            self.numeric("905", "SASL message too long")
-            return []
-        if arg != "+":
-            exchange.chunks.append(arg)
-            exchange.size += len(arg)
-        if exchange.size > MAX_SASL_RESPONSE:
-            self._sasl = None
-            self.numeric("905", "SASL message too long")
-            return []
-        if len(arg) == SASL_CHUNK:
-            return []  # more chunks follow
-        try:
-            data = base64.b64decode("".join(exchange.chunks), validate=True)
-        except (binascii.Error, ValueError):
-            self._sasl = None
-            self.numeric("904", "SASL authentication failed")
-            return []
-        exchange.checking = True
-        self._answer_later(self._sasl_check(exchange.mechanism, data).addCallbacks(
-            lambda account: self.registry.log_in(user, account.name)
-            + [self.registry.reply(user, "903", "SASL authentication successful")],
-            self._sasl_failed), then=lambda out: self._sasl_done(exchange, out))
-        return []
+        return answer
 
-    def _sasl_check(self, mechanism: str, data: bytes) -> Deferred[Account]:
-        """The account the client's SASL response proves (fails with AuthFailed)."""
-        authenticator = self.factory.authenticator
-        assert authenticator is not None
-        try:
-            text = data.decode("utf-8")
-        except UnicodeDecodeError:
-            return fail(AuthFailed("invalid"))
-        if mechanism == "PLAIN":  # RFC 4616: authzid NUL authcid NUL passwd
-            parts = text.split("\0")
-            if len(parts) != 3 or not parts[1]:
-                return fail(AuthFailed("invalid"))
-            authzid, authcid, password = parts
-            if authzid and casefold(authzid) != casefold(authcid):
-                return fail(AuthFailed("invalid"))  # no logging in as someone else
-            return authenticator.check_password(self.host, authcid, password)
-        # EXTERNAL (RFC 4422 appendix A): the TLS client certificate; an optional authzid.
-        fp = certificate_fingerprint(self.transport)
-        if fp is None:
-            return fail(AuthFailed("invalid"))
-
-        def same(account: Account) -> Account:
-            if text and casefold(text) != account.key:
-                raise AuthFailed("invalid")
-            return account
-
-        return authenticator.by_certfp(fp).addCallback(same)
-
-    def _sasl_failed(self, failure: Failure) -> list[Delivery]:
-        failure.trap(AuthFailed)
-        assert self.user is not None and isinstance(failure.value, AuthFailed)
-        code = failure.value.code
-        text = "SASL authentication failed"
-        if code != "invalid":
-            text += ": " + auth_failure_text(code)
-        return [self.registry.reply(self.user, "904", text)]
-
-    def _sasl_done(self, exchange: _SaslExchange, out: list[Delivery]) -> list[Delivery]:
-        """The exchange is over; a CAP END that came meanwhile goes on now."""
-        if self._sasl is exchange:
-            self._sasl = None
-        if exchange.end_waiting and self.user is not None:
+    def _sasl_done(self, sasl: Sasl, out: list[Delivery]) -> list[Delivery]:
+        """The check is over; a CAP END that came meanwhile goes on now."""
+        if sasl.end_waiting and self.user is not None:
+            sasl.end_waiting = False
             out = out + self.registry.release_registration(self.user)
         return out
 
     def _register(self, message: Message) -> list:
-        """
-        ``REGISTER <account|*> <email|*> <password>`` (IRCv3 draft/account-registration).
-
-        ``REGISTER SUCCESS <account> :...`` and 900, or ``FAIL REGISTER <code> ...``.
-        Works before CAP END (``before-connect``); the account is the nick
-        (``*`` or the nick itself: no ``custom-account-name``).  No e-mail is
-        sent, so there is no VERIFY step.
-        """
-        user = self.user
-        authenticator = self.factory.authenticator
+        """IRCv3 ``REGISTER`` (:func:`twistchat.services.registration.register_command`)."""
+        user, authenticator = self.user, self.factory.authenticator
         assert user is not None and authenticator is not None
-        account, email, password = message.params[:3]
-        nick = user.nick if user.registered else user.pending_nick
-        server = self.registry.server_name
-        if account != "*" and nick is not None and casefold(account) != casefold(nick):
-            self.send("FAIL", "REGISTER", "ACCOUNT_NAME_MUST_BE_NICK", account,
-                      "The account name must be your nick")
-            return []
-        d = create_account(self.registry, authenticator, user, nick, email, password)
-
-        def made(new: Account) -> list[Delivery]:
-            return [Delivery((user,), Message("REGISTER", ("SUCCESS", new.name,
-                                                           "Account created"), server))] \
-                + self.registry.log_in(user, new.name)
-
-        def refused(failure: Failure) -> list[Delivery]:
-            failure.trap(Refused)
-            r = failure.value
-            assert isinstance(r, Refused)
-            return [Delivery((user,), Message("FAIL", ("REGISTER", r.code, safe_middle(r.subject),
-                                                       r.text), server))]
-
-        self._answer_later(d.addCallbacks(made, refused))
+        self._answer_later(register_command(self.registry, authenticator, user, message.params))
         return []
 
     # ------------------------------------------------------ draft/multiline
@@ -1033,14 +900,13 @@ class IRCProtocol(LineReceiver):
                 self._set_caps(caps)
                 self.send("CAP", nick, "ACK", text)
         elif sub == "END":
-            exchange = self._sasl
-            if exchange is not None and exchange.checking:
-                exchange.end_waiting = True  # registration waits for the SASL check
+            sasl = self._sasl
+            if sasl is not None and sasl.checking:
+                sasl.end_waiting = True  # registration waits for the SASL check
                 return []
-            if exchange is not None:
+            if sasl is not None and sasl.in_progress and not user.registered:
                 # sasl-3.1: registration completed mid-exchange aborts it (906).
-                self._sasl = None
-                self.numeric("906", "SASL authentication aborted")
+                return sasl.abort(user) + self.registry.release_registration(user)
             return self.registry.release_registration(user)
         else:
             self.numeric("410", sub or "*", "Invalid CAP command")

@@ -19,9 +19,12 @@ from twisted.internet.defer import Deferred, fail
 
 from twistchat.auth import MAX_PASSWORD_BYTES, Authenticator, AuthFailed
 from twistchat.core.accounts import Account, is_service_nick
+from twistchat.core.events import Delivery
 from twistchat.core.registry import Registry, User
+from twistchat.wire import Message, casefold, safe_middle
 
-__all__ = ["MAX_EMAIL_BYTES", "MIN_PASSWORD_CHARS", "Refused", "create_account", "refusal"]
+__all__ = ["MAX_EMAIL_BYTES", "MIN_PASSWORD_CHARS", "Refused", "create_account", "refusal",
+           "register_command"]
 
 MIN_PASSWORD_CHARS = 8  # shorter passwords: WEAK_PASSWORD
 MAX_EMAIL_BYTES = 254  # RFC 5321's limit on a forward path
@@ -85,3 +88,37 @@ def create_account(registry: Registry, authenticator: Authenticator, user: User,
 
     d = authenticator.create(name, password, "" if email == "*" else email)
     return d.addErrback(failed)
+
+
+def register_command(registry: Registry, authenticator: Authenticator, user: User,
+                     params: tuple[str, ...]) -> list[Delivery] | Deferred[list[Delivery]]:
+    """
+    ``REGISTER <account|*> <email|*> <password>`` (IRCv3 draft/account-registration).
+
+    ``REGISTER SUCCESS <account> :...`` and 900, or ``FAIL REGISTER <code> ...``.
+    Works before registration (``before-connect``); the account is the nick
+    (``*`` or the nick itself: no ``custom-account-name``).  No e-mail is sent,
+    so there is no VERIFY step.
+    """
+    account, email, password = params[:3]
+    nick = user.nick if user.registered else user.pending_nick
+    server = registry.server_name
+
+    def fail_line(code: str, subject: str, text: str) -> list[Delivery]:
+        return [Delivery((user,), Message("FAIL", ("REGISTER", code, safe_middle(subject), text),
+                                          server))]
+
+    if account != "*" and nick is not None and casefold(account) != casefold(nick):
+        return fail_line("ACCOUNT_NAME_MUST_BE_NICK", account, "The account name must be your nick")
+
+    def made(new: Account) -> list[Delivery]:
+        return [Delivery((user,), Message("REGISTER", ("SUCCESS", new.name, "Account created"),
+                                          server))] + registry.log_in(user, new.name)
+
+    def refused(failure: Any) -> list[Delivery]:
+        failure.trap(Refused)
+        r = failure.value
+        return fail_line(r.code, r.subject, r.text)
+
+    d = create_account(registry, authenticator, user, nick, email, password)
+    return d.addCallbacks(made, refused)
