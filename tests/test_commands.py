@@ -57,7 +57,7 @@ def test_every_verb_has_a_handler_or_is_local():
 def test_every_local_verb_is_served_by_some_front_end():
     """
     CAP and CHATHISTORY by the IRC front-end, REPAIR (and CAP) by the UDP one; with
-    accounts (an authenticator), AUTHENTICATE and REGISTER by IRC, NS by both.
+    accounts (an authenticator), AUTHENTICATE, REGISTER and NS by both.
     """
     irc = {v for v in LOCAL_VERBS if _bare(IRCProtocol).local_handler(v) is not None}
     udp = {v for v in LOCAL_VERBS if _bare(UDPSession).local_handler(v) is not None}
@@ -65,7 +65,7 @@ def test_every_local_verb_is_served_by_some_front_end():
     irc = {v for v in LOCAL_VERBS if _bare(IRCProtocol, True).local_handler(v) is not None}
     udp = {v for v in LOCAL_VERBS if _bare(UDPSession, True).local_handler(v) is not None}
     assert irc == {"CAP", "CHATHISTORY", "AUTHENTICATE", "REGISTER", "NS"}
-    assert udp == {"CAP", "REPAIR", "NS"}
+    assert udp == {"CAP", "REPAIR", "NS", "AUTHENTICATE", "REGISTER"}
     assert irc | udp == LOCAL_VERBS
 
 

@@ -7,6 +7,8 @@ in-memory TCP front-end and the in-memory UDP world (the same routing).
 
 from __future__ import annotations
 
+import base64
+
 import pytest
 
 from tests.accountfakes import quick_accounts, with_cert
@@ -279,3 +281,30 @@ def test_a_udp_session_ghosts_a_tcp_one(mixed_accounts):
     bob.command(f"NS IDENTIFY teacher {PASSWORD}")
     assert notices(bob.command("NS GHOST teacher")) == ["teacher was ghosted"]
     assert ghost.closed and server.registry.find_user("teacher") is None
+
+
+def test_sasl_plain_and_register_over_udp(mixed_accounts):
+    """A UDP session (no CAP) may REGISTER and log in with SASL PLAIN after it opened."""
+    server, w = mixed_accounts
+    bob = Raw(w)
+    bob.register("bob")
+    got = bob.command("REGISTER * * :a-long-passphrase")
+    assert [(m.command, *m.params[:2]) for m in got if m.command == "REGISTER"] == [
+        ("REGISTER", "SUCCESS", "bob")] and numerics(got) == ["900"]
+    carol = Raw(w, "127.0.0.2")
+    carol.register("carol")
+    assert [(m.command, m.params) for m in carol.command("AUTHENTICATE PLAIN")
+            if m.command != "ACK"] == [("AUTHENTICATE", ("+",))]
+    response = base64.b64encode(f"\0teacher\0{PASSWORD}".encode()).decode()
+    assert numerics(carol.command("AUTHENTICATE " + response)) == ["900", "903"]
+    assert server.registry.find_user("carol").account == "teacher"
+    assert numerics(carol.command("AUTHENTICATE EXTERNAL")) == ["907"]  # logged in already
+
+
+def test_sasl_external_over_udp_fails(mixed_accounts):
+    """UDP has no TLS, so no certificate: EXTERNAL fails with 904."""
+    server, w = mixed_accounts
+    dave = Raw(w)
+    dave.register("dave")
+    dave.command("AUTHENTICATE EXTERNAL")
+    assert numerics(dave.command("AUTHENTICATE +")) == ["904"]
