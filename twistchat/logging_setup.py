@@ -210,7 +210,7 @@ def _ssl_endpoint(reactor, description: str):
             raise ValueError(f"{chain_file} holds no PEM certificate")
         chain = [ssl.Certificate.loadPEM(pem).original for pem in pems]
     dh = ssl.DiffieHellmanParameters.fromFile(FilePath(dh_file)) if dh_file else None
-    options = _CertFPOptions(
+    options = _asking_options(
         privateKey=pair.privateKey.original, certificate=pair.original,
         extraCertChain=chain, dhParameters=dh,
         raiseMinimumTo=ssl.TLSVersion.TLSv1_2,
@@ -224,21 +224,20 @@ def _accept_any_certificate(connection, certificate, errno, depth, ok) -> bool:
     return True
 
 
-def _cert_fp_options():
-    """CertificateOptions that ask clients for a certificate (optional, not verified)."""
+def _asking_options(**kw):
+    """
+    ``CertificateOptions(**kw)`` that also ask each client for a certificate (issue #14).
+
+    IRC servers know a client certificate by its SHA-256 fingerprint (``NickServ
+    CERT ADD``, then SASL EXTERNAL), so self-signed ones are the rule: OpenSSL is
+    told to request one (VERIFY_PEER without FAIL_IF_NO_PEER_CERT: a client may
+    send none) and to accept whatever comes.  OpenSSL wants a session-id context
+    once peers are verified.
+    """
     from OpenSSL import SSL
     from twisted.internet import ssl
 
-    class CertFPOptions(ssl.CertificateOptions):
-        """
-        Ask every client for a TLS certificate, take any or none (issue #14, SASL EXTERNAL).
-
-        IRC servers identify a client certificate by its SHA-256 fingerprint
-        (``NickServ CERT ADD``), so self-signed ones are the rule: OpenSSL is told to
-        request one (VERIFY_PEER without FAIL_IF_NO_PEER_CERT) and to accept whatever
-        comes.  A session-id context is needed by OpenSSL once peers are verified.
-        """
-
+    class AskingOptions(ssl.CertificateOptions):
         _asks = False
 
         def getContext(self):
@@ -249,11 +248,7 @@ def _cert_fp_options():
                 context.set_session_id(b"twistchat")
             return context
 
-    return CertFPOptions
-
-
-def _CertFPOptions(**kw):
-    return _cert_fp_options()(**kw)
+    return AskingOptions(**kw)
 
 
 def _server_endpoint(reactor, description: str):
