@@ -15,7 +15,7 @@ from tests.accountfakes import WaitingHasher, quick_accounts, with_cert
 from tests.memory import MemoryServer, numerics
 from twistchat.auth import ADDRESS_BURST, MAX_QUEUED, Authenticator
 from twistchat.core.accounts import Account
-from twistchat.services.registration import MIN_PASSWORD_CHARS
+from twistchat.services.registration import MIN_PASSWORD_CHARS, REGISTER_BURST, REGISTER_RATE
 from twistchat.services.sasl import CHUNK as SASL_CHUNK
 from twistchat.services.sasl import MAX_RESPONSE as MAX_SASL_RESPONSE
 
@@ -360,3 +360,28 @@ def test_register_needs_the_capability(server):
     """REGISTER without draft/account-registration: 421."""
     client = reg_client(server, caps="sasl")
     assert numerics(client.ask("REGISTER * * :a long passphrase")) == ["421"]
+
+
+def test_accounts_made_from_one_address_are_limited_then_refill(server):
+    """REGISTER_BURST accounts from one address, then TEMPORARILY_UNAVAILABLE until it refills."""
+    for i in range(REGISTER_BURST):
+        client = reg_client(server, f"maker{i}")
+        assert client.ask("REGISTER * * :a long passphrase")[0].params[0] == "SUCCESS"
+    late = reg_client(server, "late")
+    assert fails(late, "REGISTER * * :a long passphrase")[0] == "TEMPORARILY_UNAVAILABLE"
+    elsewhere = server.connect("127.0.0.9")
+    elsewhere.send("CAP REQ :draft/account-registration", "NICK other", "USER o 0 * :O")
+    elsewhere.take()
+    assert elsewhere.ask("REGISTER * * :a long passphrase")[0].params[0] == "SUCCESS"
+    server.clock.advance(1 / REGISTER_RATE)
+    again = reg_client(server, "later")
+    assert again.ask("REGISTER * * :a long passphrase")[0].params[0] == "SUCCESS"
+
+
+def test_a_refused_registration_costs_no_token(server):
+    """Refusals (a taken name, a weak password) do not use up the address's registrations."""
+    taken = reg_client(server, "teacher")
+    for _ in range(REGISTER_BURST + 2):
+        assert fails(taken, "REGISTER * * :a long passphrase")[0] == "ACCOUNT_EXISTS"
+    client = reg_client(server)
+    assert client.ask("REGISTER * * :a long passphrase")[0].params[0] == "SUCCESS"

@@ -13,21 +13,52 @@ NickServ shows their text.  No e-mail is ever sent: an address is only kept
 
 from __future__ import annotations
 
+import weakref
+from collections import OrderedDict
 from typing import Any
 
 from twisted.internet.defer import Deferred, fail
 
-from twistchat.auth import MAX_PASSWORD_BYTES, Authenticator, AuthFailed
+from twistchat.auth import MAX_PASSWORD_BYTES, MAX_TRACKED, Authenticator, AuthFailed
 from twistchat.core.accounts import Account, is_service_nick
 from twistchat.core.events import Delivery
+from twistchat.core.ratelimit import TokenBucket
 from twistchat.core.registry import Registry, User
 from twistchat.wire import Message, casefold, safe_middle
 
-__all__ = ["MAX_EMAIL_BYTES", "MIN_PASSWORD_CHARS", "Refused", "create_account", "refusal",
-           "register_command"]
+__all__ = ["MAX_EMAIL_BYTES", "MIN_PASSWORD_CHARS", "REGISTER_BURST", "REGISTER_RATE",
+           "Refused", "create_account", "refusal", "register_command"]
 
 MIN_PASSWORD_CHARS = 8  # shorter passwords: WEAK_PASSWORD
 MAX_EMAIL_BYTES = 254  # RFC 5321's limit on a forward path
+# Accounts one source address may make: a burst, then one every 1/rate seconds; past it,
+# TEMPORARILY_UNAVAILABLE (each account costs a hash and a row, and reserves a nick).
+REGISTER_BURST, REGISTER_RATE = 3, 1 / 60
+
+
+class _PerAddress:
+    """Registrations per source address (token buckets, the oldest forgotten first)."""
+
+    def __init__(self) -> None:
+        self._buckets: OrderedDict[str, TokenBucket] = OrderedDict()
+
+    def take(self, address: str, now: float) -> bool:
+        bucket = self._buckets.get(address)
+        if bucket is None:
+            bucket = self._buckets[address] = TokenBucket(REGISTER_BURST, REGISTER_RATE, now)
+            while len(self._buckets) > MAX_TRACKED:
+                self._buckets.popitem(last=False)
+        self._buckets.move_to_end(address)
+        return bucket.take(now)
+
+    def give_back(self, address: str) -> None:
+        bucket = self._buckets.get(address)
+        if bucket is not None:
+            bucket.give_back()
+
+
+# One limit per server: per authenticator (the service makes one).
+_limits: weakref.WeakKeyDictionary[Authenticator, _PerAddress] = weakref.WeakKeyDictionary()
 
 
 class Refused(Exception):
@@ -75,9 +106,14 @@ def create_account(registry: Registry, authenticator: Authenticator, user: User,
     if refused is not None:
         return fail(refused)
     assert name is not None
+    limit = _limits.setdefault(authenticator, _PerAddress())
+    if not limit.take(user.address, authenticator.clock()):
+        return fail(Refused("TEMPORARILY_UNAVAILABLE", name,
+                            "Too many accounts made from your address; try again later"))
 
     def failed(failure: Any) -> Account:
         failure.trap(AuthFailed)
+        limit.give_back(user.address)  # nothing was made
         code = failure.value.code
         if code == "exists":
             raise Refused("ACCOUNT_EXISTS", name, "That account already exists")
