@@ -10,7 +10,10 @@ and lines this client is shown, :mod:`twistchat.frontends.ircv3`) and hands
 every command to :func:`twistchat.core.commands.dispatch`.  It holds no chat
 state and decides no chat rule: registration, who may connect, read history or
 speak are the core's.  History reaches it through
-:class:`twistchat.history.History`; it never sees the store.
+:class:`twistchat.history.History`; it never sees the store.  Accounts (issue
+#14): SASL, REGISTER and NickServ run in :mod:`twistchat.services`; this module
+delivers their answers in order (a password check answers later) and reads the
+TLS client certificate for SASL EXTERNAL and NickServ CERT ADD.
 """
 
 from __future__ import annotations
@@ -424,7 +427,8 @@ class IRCProtocol(LineReceiver):
             marker.lines = lines
 
         def failed(failure: Failure) -> None:
-            self._log.failure("history for {peer} failed", failure, peer=self.host)
+            self._log.failure("held output (history, accounts) for {peer} failed", failure,
+                              peer=self.host)
             marker.lines = []
 
         lines_deferred.addCallbacks(resolved, failed)
