@@ -308,3 +308,16 @@ def test_sasl_external_over_udp_fails(mixed_accounts):
     dave.register("dave")
     dave.command("AUTHENTICATE EXTERNAL")
     assert numerics(dave.command("AUTHENTICATE +")) == ["904"]
+
+
+def test_udp_without_an_authenticator_knows_no_account_verbs():
+    """A UDP front-end without accounts: NS, AUTHENTICATE, REGISTER are 421; NickServ is 401."""
+    w = UDPWorld()
+    try:
+        bob = Raw(w)
+        bob.register("bob")
+        for line in ("NS HELP", "AUTHENTICATE PLAIN", "REGISTER * * :a-long-passphrase"):
+            assert numerics(bob.command(line)) == ["421"], line
+        assert numerics(bob.command("PRIVMSG NickServ :HELP")) == ["401"]
+    finally:
+        w.stop()
