@@ -23,7 +23,8 @@ class MemoryServer:
     """A registry and an IRC factory on a fake clock, no sockets."""
 
     def __init__(self, password=None, motd=None, registry_limits=None, store=None,
-                 history_on_join=50, history_max=100, **conn_limits) -> None:
+                 history_on_join=50, history_max=100, authenticator=None,
+                 **conn_limits) -> None:
         self.clock = Clock()
         self.clock.advance(1_800_000_000)
         self.store = store
@@ -37,8 +38,11 @@ class MemoryServer:
         if store is not None:
             self.registry.log.subscribe(lambda e: store.append(record_from_event(e)))
             history = History(store, self.registry, history_max, history_on_join)
+        if callable(authenticator):  # made from the registry: accounts(registry)
+            authenticator = authenticator(self.registry)
+        self.authenticator = authenticator
         self.factory = IRCFactory(self.registry, self.clock, ConnectionLimits(**conn_limits),
-                                  history)
+                                  history, authenticator=authenticator)
 
     def connect(self, host: str = "127.0.0.1") -> MemoryClient:
         """A new connection from ``host``."""

@@ -15,7 +15,6 @@ from tests.memory import MemoryServer, first
 from tests.test_registry import joined, make
 from twistchat.core.accounts import Account
 from twistchat.core.events import TAG_ACCOUNT, TAG_EXTENDED, Event, deliver
-from twistchat.frontends import ircv3
 
 
 def codes(conn):
@@ -218,9 +217,8 @@ def test_an_account_ban_is_removed_in_any_case():
 
 
 @pytest.fixture
-def server(monkeypatch):
-    """An in-memory TCP server that offers account-notify and account-tag (as after the merge)."""
-    monkeypatch.setattr(ircv3, "CAPABILITIES", ircv3.CAPABILITIES + ircv3.ACCOUNT_CAPS)
+def server():
+    """An in-memory TCP server with an account, Teacher."""
     server = MemoryServer()
     server.registry.accounts.add(Account("Teacher", "hash"))
     return server
@@ -230,18 +228,11 @@ def log_in(server, client, name="Teacher"):
     deliver(server.registry.log_in(client.proto.user, name))
 
 
-def test_account_caps_are_not_offered_before_the_merge():
-    """Until a client can log in over the wire, account-notify and account-tag stay unoffered."""
-    assert not set(ircv3.ACCOUNT_CAPS) & set(ircv3.CAPABILITIES)
+def test_account_caps_are_offered():
+    """account-notify and account-tag are in CAP LS, with checks in test_advertised."""
     client = MemoryServer().connect()
     words = " ".join(m.params[-1] for m in client.ask("CAP LS 302") if m.command == "CAP")
-    assert "account-notify" not in words and "account-tag" not in words
-
-
-def test_pending_advertised_checks_match_the_pending_caps():
-    """Each built-but-unoffered capability has its wire check waiting in test_advertised."""
-    from tests.test_advertised import ACCOUNT_CAP_CHECKS
-    assert sorted(ACCOUNT_CAP_CHECKS) == sorted(ircv3.ACCOUNT_CAPS)
+    assert "account-notify" in words.split() and "account-tag" in words.split()
 
 
 def test_account_notify_reaches_capable_peers_only(server):

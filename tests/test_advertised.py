@@ -10,6 +10,7 @@ over a real socket (issue #13, "How it must be shown").
 
 from __future__ import annotations
 
+import base64
 import itertools
 import time
 
@@ -441,8 +442,7 @@ def check_knock(server, value):
 def check_extban(server, value):
     """
     ``~a:<account>`` is set, listed and removed like any mask; it never bans a user
-    who is not logged in (a banned account kept out under another nick: tests of the
-    accounts' end to end, once REGISTER is on the wire, issue #14).
+    who is not logged in; and a banned account is kept out under another nick.
     """
     assert value == "~,a"
     op, other, room = _room_with_op(server)
@@ -451,6 +451,7 @@ def check_extban(server, value):
     assert listed == [f"~a:{other.nick}"]
     assert "JOIN" in codes(other.join(room))
     assert "696" in codes(op.ask(f"MODE {room} +b ~q:x"))
+    extban_keeps_an_account_out(server)
 
 
 TOKENS = {
@@ -669,7 +670,7 @@ def _registered(server, caps=""):
     draft/account-registration: ``REGISTER * * <password>`` (``*``: the current nick,
     no email), then 900 RPL_LOGGEDIN.  REGISTER comes with the SASL branch of #14.
     """
-    probe = Probe(server, caps=caps)
+    probe = Probe(server, caps=" ".join(filter(None, (caps, "draft/account-registration"))))
     got = probe.ask("REGISTER * * correct-horse-battery")
     assert "900" in codes(got), codes(got)
     return probe
@@ -680,7 +681,7 @@ def cap_account_notify(server):
     watcher, plain, anon = Probe(server, caps="account-notify"), Probe(server), Probe(server)
     for probe in (watcher, plain, anon):
         probe.join(room)
-    user = Probe(server)
+    user = Probe(server, caps="draft/account-registration")
     user.join(room)
     watcher.ask()
     plain.ask()
@@ -715,13 +716,6 @@ def extban_keeps_an_account_out(server):
     assert "474" in codes(banned.join(room))
 
 
-# Checks of capabilities built but not offered yet (twistchat.frontends.ircv3.ACCOUNT_CAPS):
-# they need REGISTER on the wire (the SASL branch of #14).  The merge moves these into
-# CAPS as the capabilities move into CAPABILITIES.
-# extban_keeps_an_account_out joins check_extban then.
-ACCOUNT_CAP_CHECKS = {"account-notify": cap_account_notify, "account-tag": cap_account_tag}
-
-
 def cap_read_marker(server):
     """MARKREAD after JOIN, before 366, with the cap only; get answers; set needs an account."""
     room = next(_rooms)
@@ -736,6 +730,42 @@ def cap_read_marker(server):
     assert refused.params[:3] == ("MARKREAD", "INTERNAL_ERROR", room)
 
 
+def cap_sasl(server):
+    """sasl=PLAIN,EXTERNAL: an account made with REGISTER, then PLAIN logs in before 001."""
+    assert advertised_caps(server)["sasl"] == "PLAIN,EXTERNAL"
+    nick = new_nick()
+    maker = Probe(server, caps="draft/account-registration", nick=nick)
+    assert one(maker.ask(f"REGISTER * * :pw-{nick}-long"), "REGISTER").params[0] == "SUCCESS"
+    maker.close()
+    client = LineClient(server.host, server.port)
+    client.send("CAP REQ :sasl", f"NICK {nick}x", f"USER {nick} 0 * :{nick}",
+                "AUTHENTICATE PLAIN")
+    client.wait_for(lambda line: line == "AUTHENTICATE +")
+    client.send("AUTHENTICATE " + base64.b64encode(f"\0{nick}\0pw-{nick}-long".encode())
+                .decode())
+    assert f" 900 * {nick}x!{nick}@" in client.wait_for(lambda line: " 900 " in line)
+    client.wait_for(lambda line: " 903 " in line)
+    client.send("CAP END")
+    client.wait_for(lambda line: " 001 " in line)
+    client.close()
+
+
+def cap_account_registration(server):
+    """draft/account-registration=before-connect: REGISTER before CAP END, 900, then 001."""
+    assert advertised_caps(server)["draft/account-registration"] == "before-connect"
+    nick = new_nick()
+    client = LineClient(server.host, server.port)
+    client.send("CAP REQ :draft/account-registration", f"NICK {nick}",
+                f"USER {nick} 0 * :{nick}", f"REGISTER * * :pw-{nick}-long")
+    assert client.wait_for(lambda line: " REGISTER " in line).split()[2:4] == ["SUCCESS", nick]
+    client.wait_for(lambda line: " 900 " in line)
+    client.send(f"REGISTER * * :pw-{nick}-again")
+    assert " ALREADY_AUTHENTICATED " in client.wait_for(lambda line: "FAIL" in line)
+    client.send("CAP END")
+    client.wait_for(lambda line: " 001 " in line)
+    client.close()
+
+
 CAPS = {
     "away-notify": cap_away_notify, "batch": cap_batch, "draft/chathistory": cap_chathistory,
     "draft/event-playback": cap_event_playback, "echo-message": cap_echo_message,
@@ -747,6 +777,8 @@ CAPS = {
     "setname": cap_setname, "standard-replies": cap_standard_replies,
     "userhost-in-names": cap_userhost_in_names, "draft/multiline": cap_multiline,
     "draft/read-marker": cap_read_marker,
+    "sasl": cap_sasl, "draft/account-registration": cap_account_registration,
+    "account-notify": cap_account_notify, "account-tag": cap_account_tag,
 }
 
 

@@ -2,6 +2,8 @@
 The command table and dispatch without I/O: preconditions in one place, then the core call.
 """
 
+from types import SimpleNamespace
+
 import pytest
 
 from tests.test_registry import Conn, joined, make
@@ -11,7 +13,7 @@ from twistchat.frontends.irc import IRCProtocol
 from twistchat.frontends.udp import UDPSession
 from twistchat.wire import Message
 
-LOCAL_VERBS = {"CAP", "CHATHISTORY", "REPAIR"}
+LOCAL_VERBS = {"CAP", "CHATHISTORY", "REPAIR", "AUTHENTICATE", "REGISTER", "NS", "CS"}
 
 
 class Local:
@@ -53,16 +55,34 @@ def test_every_verb_has_a_handler_or_is_local():
 
 
 def test_every_local_verb_is_served_by_some_front_end():
-    """CAP and CHATHISTORY by the IRC front-end, REPAIR (and CAP) by the UDP one."""
+    """
+    CAP and CHATHISTORY by the IRC front-end, REPAIR (and CAP) by the UDP one; with
+    accounts (an authenticator), AUTHENTICATE, REGISTER and NS by both.
+    """
     irc = {v for v in LOCAL_VERBS if _bare(IRCProtocol).local_handler(v) is not None}
     udp = {v for v in LOCAL_VERBS if _bare(UDPSession).local_handler(v) is not None}
     assert irc == {"CAP", "CHATHISTORY"} and udp == {"CAP", "REPAIR"}
+    irc = {v for v in LOCAL_VERBS if _bare(IRCProtocol, True).local_handler(v) is not None}
+    udp = {v for v in LOCAL_VERBS if _bare(UDPSession, True).local_handler(v) is not None}
+    assert irc == {"CAP", "CHATHISTORY", "AUTHENTICATE", "REGISTER", "NS", "CS"}
+    assert udp == {"CAP", "REPAIR", "NS", "CS", "AUTHENTICATE", "REGISTER"}
     assert irc | udp == LOCAL_VERBS
 
 
-def _bare(cls):
-    """An instance of ``cls`` made without __init__: only its local_handler is asked."""
-    return object.__new__(cls)
+def _bare(cls, accounts=False):
+    """
+    An instance of ``cls`` made without __init__: only its local_handler is asked.
+
+    Its factory (front-end) has an authenticator and services if ``accounts``.
+    """
+    bare = object.__new__(cls)
+    owner = SimpleNamespace(authenticator=object() if accounts else None,
+                            services=object() if accounts else None)
+    if cls is IRCProtocol:
+        bare.factory = owner
+    else:
+        bare.front = owner
+    return bare
 
 
 PRE_REGISTRATION = sorted(v for v, c in COMMANDS.items() if c.pre_registration)
@@ -70,8 +90,9 @@ NEEDS_REGISTRATION = sorted(v for v, c in COMMANDS.items() if not c.pre_registra
 
 
 def test_pre_registration_verbs_are_the_connection_ones():
-    """Only NICK USER PASS CAP PING PONG QUIT may come before 001."""
-    assert PRE_REGISTRATION == sorted(["NICK", "USER", "PASS", "CAP", "PING", "PONG", "QUIT"])
+    """Only NICK USER PASS CAP PING PONG QUIT, and SASL's and REGISTER, may come before 001."""
+    assert PRE_REGISTRATION == sorted(["NICK", "USER", "PASS", "CAP", "PING", "PONG", "QUIT",
+                                       "AUTHENTICATE", "REGISTER"])
 
 
 @pytest.mark.parametrize("verb", NEEDS_REGISTRATION + ["FROBNICATE"])

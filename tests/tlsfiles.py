@@ -118,3 +118,39 @@ def make_tls_files(directory: Path, server_key: str = "ec") -> TLSFiles:
     files.server_key.chmod(0o600)
     files.server_cert.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
     return files
+
+
+@dataclass(frozen=True)
+class ClientCert:
+    """A self-signed TLS client certificate (SASL EXTERNAL) and its SHA-256 fingerprint."""
+
+    cert: Path
+    key: Path
+    sha256: str  # lower-case hex, no colons: what NickServ CERT ADD keeps
+
+
+def make_client_cert(directory: Path, name: str = "client") -> ClientCert:
+    """Write a self-signed client certificate and key, as IRC users make them."""
+    directory = Path(directory)
+    directory.mkdir(parents=True, exist_ok=True)
+    now = datetime.datetime.now(datetime.timezone.utc)
+    key = ec.generate_private_key(ec.SECP256R1())
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(_name(name))
+        .issuer_name(_name(name))
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - datetime.timedelta(minutes=5))
+        .not_valid_after(now + datetime.timedelta(days=1))
+        .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.CLIENT_AUTH]), critical=False)
+        .sign(key, hashes.SHA256())
+    )
+    found = ClientCert(directory / f"{name}-cert.pem", directory / f"{name}-key.pem",
+                       cert.fingerprint(hashes.SHA256()).hex())
+    found.cert.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    found.key.write_bytes(key.private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+        serialization.NoEncryption()))
+    found.key.chmod(0o600)
+    return found

@@ -128,7 +128,7 @@ class UDPWorld:
 
     def __init__(self, limits: UDPLimits = None, domain: str = "127.0.0.0/8",
                  registry: Registry = None, clock: Clock = None, history=None,
-                 **registry_kw) -> None:
+                 authenticator=None, **registry_kw) -> None:
         self.net = FakeNet(clock)
         self.clock = self.net.clock
         if clock is None:
@@ -138,7 +138,7 @@ class UDPWorld:
         self.limits = limits or UDPLimits(flood_burst=10_000, flood_rate=10_000.0)
         self.broadcast = Broadcast(BROADCAST, 6668, ipaddress.IPv4Network(domain))
         self.front = UDPFrontEnd(self.registry, self.clock, self.broadcast, self.limits,
-                                 history=history)
+                                 history=history, authenticator=authenticator)
         self.port = self.net.bind(self.front, "127.0.0.1", 6667)
 
     def stop(self) -> None:

@@ -213,13 +213,45 @@ def _ssl_endpoint(reactor, description: str):
             raise ValueError(f"{chain_file} holds no PEM certificate")
         chain = [ssl.Certificate.loadPEM(pem).original for pem in pems]
     dh = ssl.DiffieHellmanParameters.fromFile(FilePath(dh_file)) if dh_file else None
-    options = ssl.CertificateOptions(
+    options = _asking_options(
         privateKey=pair.privateKey.original, certificate=pair.original,
         extraCertChain=chain, dhParameters=dh,
         raiseMinimumTo=ssl.TLSVersion.TLSv1_2,
         acceptableCiphers=ssl.AcceptableCiphers.fromOpenSSLCipherString(TLS12_CIPHERS))
     return endpoints.SSL4ServerEndpoint(reactor, port, options, backlog=backlog,
                                         interface=interface)
+
+
+def _accept_any_certificate(connection, certificate, errno, depth, ok) -> bool:
+    """Client certificates are identities (SASL EXTERNAL, by fingerprint), not CA-checked."""
+    return True
+
+
+def _asking_options(**kw):
+    """
+    ``CertificateOptions(**kw)`` that also ask each client for a certificate (issue #14).
+
+    IRC servers know a client certificate by its SHA-256 fingerprint (``NickServ
+    CERT ADD``, then SASL EXTERNAL), so self-signed ones are the rule: OpenSSL is
+    told to request one (VERIFY_PEER without FAIL_IF_NO_PEER_CERT: a client may
+    send none) and to accept whatever comes.  OpenSSL wants a session-id context
+    once peers are verified.
+    """
+    from OpenSSL import SSL
+    from twisted.internet import ssl
+
+    class AskingOptions(ssl.CertificateOptions):
+        _asks = False
+
+        def getContext(self):
+            context = super().getContext()
+            if not self._asks:  # once: pyOpenSSL forbids changing a context in use
+                self._asks = True
+                context.set_verify(SSL.VERIFY_PEER, _accept_any_certificate)
+                context.set_session_id(b"twistchat")
+            return context
+
+    return AskingOptions(**kw)
 
 
 def _server_endpoint(reactor, description: str):

@@ -553,7 +553,7 @@ def makeService(options: Options, reactor: Any = None) -> ChatService:
     factory = IRCFactory(registry, reactor, ConnectionLimits(**options.limits("conn")),
                          History(store, registry, options["history-max"],
                                  options["history-on-join"]),
-                         top.metrics)
+                         top.metrics, authenticator=authenticator)
     top.irc_factory = factory
     startup = options.startup()  # how a port that cannot be had ends the process
     descriptions = [] if options["no-default-listener"] or options["proto"] == "udp" else [
@@ -577,7 +577,7 @@ def makeService(options: Options, reactor: Any = None) -> ChatService:
         broadcast = Broadcast(address, options["broadcast-port"], domain)
         top.udp = UDPFrontEnd(registry, reactor, broadcast, udp_limits, top.metrics,
                               History(store, registry, options["history-max"],
-                                      options["history-on-join"]))
+                                      options["history-on-join"]), authenticator=authenticator)
         top.udp.noisy = False
         UDPListenerService(options["port"], top.udp, interface=options["interface"],
                            reactor=reactor, startup=startup).setServiceParent(top)

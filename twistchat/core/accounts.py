@@ -23,14 +23,21 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from twistchat.core import reservations, roomreg
-from twistchat.core.events import Delivery, Gated
+from twistchat.core.events import Delivery, Disconnect, Gated
 from twistchat.core.model import User
 from twistchat.wire import Message, casefold
 
 if TYPE_CHECKING:
     from twistchat.core.registry import Registry
 
-__all__ = ["Account", "AccountDirectory", "Saver", "log_in", "log_out"]
+__all__ = ["SERVICES_HOST", "SERVICE_NICKS", "Account", "AccountDirectory", "Saver",
+           "evict_ghost", "ghost_refusal", "is_service_nick", "log_in", "log_out", "service_whois"]
+
+# The services' pseudo-users (twistchat.services): nobody may take these nicks, and
+# WHOIS shows them as services.  Their lines come from ``<nick>!<nick>@services.``.
+SERVICE_NICKS = ("NickServ", "ChanServ")
+SERVICES_HOST = "services."
+_SERVICE_KEYS = {casefold(nick): nick for nick in SERVICE_NICKS}
 
 
 @dataclass
@@ -145,7 +152,10 @@ def log_in(registry: Registry, user: User, name: str) -> list[Delivery]:
     """
     account = registry.accounts.find(name)
     shown = account.name if account is not None else name
-    out = [registry.reply(user, "900", f"{user.source}", shown,
+    # Before 001 (SASL) the mask is what the client has offered so far ("*" where unknown).
+    mask = user.source if user.registered else \
+        f"{user.pending_nick or '*'}!{(user.pending_user or ('*',))[0]}@{user.host}"
+    out = [registry.reply(user, "900", mask, shown,
                           f"You are now logged in as {shown}")]
     if user.account != shown:
         user.account = shown
@@ -173,3 +183,63 @@ def _account_notify(registry: Registry, user: User, shown: str) -> list[Delivery
     peers = registry.peers(user) - {user}
     line = Message("ACCOUNT", (shown,), user.source)
     return [Delivery(tuple(peers), Gated("account-notify", line))] if peers else []
+
+
+# ------------------------------------------------------------- services' nicks
+
+
+def is_service_nick(nick: str) -> bool:
+    """Is ``nick`` (any case) one of the services' pseudo-users (:data:`SERVICE_NICKS`)?"""
+    return casefold(nick) in _SERVICE_KEYS
+
+
+def service_whois(registry: Registry, user: User, nick: str) -> list[Delivery] | None:
+    """WHOIS of a service pseudo-user: 311, 312, 318 (None: ``nick`` is no service)."""
+    name = _SERVICE_KEYS.get(casefold(nick))
+    if name is None:
+        return None
+    return [registry.reply(user, "311", name, name, SERVICES_HOST, "*", f"{name} service"),
+            registry.reply(user, "312", name, registry.server_name, "Network services"),
+            registry.reply(user, "318", name, "End of /WHOIS list")]
+
+
+# ------------------------------------------------------------------- GHOST
+
+
+def ghost_refusal(registry: Registry, owner: User, nick: str) -> str | None:
+    """
+    Why ``owner`` may not evict the session holding ``nick`` (None: it may).
+
+    Allowed when ``owner`` is logged in and the session holding ``nick`` is
+    another one, and either ``nick`` is reserved by ``owner``'s account or that
+    session is logged in to the same account (Ergo's GHOST rules).
+    """
+    if owner.account is None:
+        return "You are not logged in"
+    target = registry.find_user(nick)
+    if target is None:
+        return f"{nick} is not online"
+    if target is owner:
+        return "You cannot GHOST yourself"
+    mine = casefold(owner.account)
+    reserved = registry.accounts.owner_of(target.nick)
+    if (reserved is None or reserved.key != mine) and \
+            (target.account is None or casefold(target.account) != mine):
+        return f"{target.nick} is not yours to GHOST"
+    return None
+
+
+def evict_ghost(registry: Registry, owner: User, nick: str) -> list[Delivery]:
+    """
+    Disconnect the session holding ``nick`` for ``owner`` (NickServ GHOST).
+
+    Its peers see ``QUIT :GHOST command used by <owner>``, the nick is free at
+    once; [] if :func:`ghost_refusal` refuses.
+    """
+    if ghost_refusal(registry, owner, nick) is not None:
+        return []
+    target = registry.find_user(nick)
+    assert target is not None
+    why = f"GHOST command used by {owner.nick}"
+    # As KILL: the user leaves the registry now; its front-end closes on the Disconnect.
+    return registry.quit(target, why, shown=why) + [Delivery((target,), Disconnect(why, why))]

@@ -327,6 +327,14 @@ COMMANDS: dict[str, Command] = {
     "CHATHISTORY": Command(LOCAL),
     # UDP sequence repair (docs/udp-protocol.md); only the UDP front-end has a handler.
     "REPAIR": Command(LOCAL),
+    # Accounts (issue #14): IRCv3 SASL (sasl-3.1/3.2) and draft/account-registration, and
+    # NS <command> for NickServ and CS for ChanServ (twistchat.services); the front-ends
+    # check the passwords.
+    "AUTHENTICATE": Command(LOCAL, 1, pre_registration=True, caps=frozenset({"sasl"})),
+    "REGISTER": Command(LOCAL, 3, pre_registration=True,
+                        caps=frozenset({"draft/account-registration"})),
+    "NS": Command(LOCAL, 1),
+    "CS": Command(LOCAL, 1),  # CS <command> for ChanServ (registered rooms)
 }
 
 

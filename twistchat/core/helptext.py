@@ -85,6 +85,14 @@ HELP: dict[str, tuple[str, str]] = {
                  "account has read a room or conversation (draft/read-marker)."),
     # Verbs added on other branches of issue #13 (opers); their entries are here already.
     "OPER": ("OPER <name> <password>", "Become an IRC operator."),
+    "AUTHENTICATE": ("AUTHENTICATE <mechanism or data>", "Log in to your account with SASL "
+                     "(PLAIN or EXTERNAL); your client does this for you."),
+    "REGISTER": ("REGISTER <account|*> <email|*> <password>", "Create an account (its name "
+                 "is your nick) and log in to it."),
+    "NS": ("NS <command>", "Talk to NickServ: REGISTER, IDENTIFY, GHOST, CERT, INFO, DROP, "
+           "LOGOUT; NS HELP lists them."),
+    "CS": ("CS <command>", "Talk to ChanServ: REGISTER a room, OP, DEOP, VOICE, AMODE, TOPIC, "
+           "INFO, DROP; CS HELP lists them."),
     "KILL": ("KILL <nick> <reason>", "Disconnect a user from the server (IRC operators)."),
     "WALLOPS": ("WALLOPS <text>", "Send a message to every user with user mode +w "
                 "(IRC operators)."),

@@ -16,7 +16,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from twistchat.core import elist, lists, masks, modes, whox
+from twistchat.core import accounts, elist, lists, masks, modes, whox
 from twistchat.core.events import Delivery
 from twistchat.core.masks import mask_matcher
 from twistchat.core.model import CHANMODES, PREFIX_MODES, PREFIX_SYMBOLS, VERSION, Channel, User
@@ -245,6 +245,9 @@ def whois(registry: Registry, user: User, nick: str) -> list:
     """WHOIS: 311, 319, 312, 313 (an oper), 335 (a bot), 330 (logged in), 301, 317, 318 (or 401)."""
     target = registry.find_user(nick)
     if target is None:
+        service = accounts.service_whois(registry, user, nick)
+        if service is not None:
+            return service
         return [registry.reply(user, "401", nick, "No such nick/channel"),
                 registry.reply(user, "318", nick, "End of /WHOIS list")]
     out = [registry.reply(user, "311", target.nick, target.user, target.host, "*",

@@ -425,6 +425,8 @@ class Registry:
             return [self.reply(user, "431", "No nickname given")]
         if not self.valid_nick(nick):
             return [self.reply(user, "432", nick, "Erroneous nickname")]
+        if accounts.is_service_nick(nick):
+            return [self.reply(user, "432", nick, "Erroneous nickname (reserved for services)")]
         holder = self._users.get(casefold(nick))
         if holder is not None and holder is not user:
             return [self.reply(user, "433", nick, "Nickname is already in use")]
@@ -921,6 +923,10 @@ class Registry:
         :func:`twistchat.core.reservations.enforce`; the service runs it every second.
         """
         return reservations.enforce(self, now)
+
+    def evict_ghost(self, owner: User, nick: str) -> list[Delivery]:
+        """NickServ GHOST (:func:`twistchat.core.accounts.evict_ghost`)."""
+        return accounts.evict_ghost(self, owner, nick)
 
     def set_realname(self, user: User, realname: str) -> list[Delivery]:
         """IRCv3 SETNAME (:func:`twistchat.core.identity.set_realname`)."""

@@ -10,7 +10,10 @@ and lines this client is shown, :mod:`twistchat.frontends.ircv3`) and hands
 every command to :func:`twistchat.core.commands.dispatch`.  It holds no chat
 state and decides no chat rule: registration, who may connect, read history or
 speak are the core's.  History reaches it through
-:class:`twistchat.history.History`; it never sees the store.
+:class:`twistchat.history.History`; it never sees the store.  Accounts (issue
+#14): SASL, REGISTER and NickServ run in :mod:`twistchat.services`; this module
+delivers their answers in order (a password check answers later) and reads the
+TLS client certificate for SASL EXTERNAL and NickServ CERT ADD.
 """
 
 from __future__ import annotations
@@ -29,12 +32,16 @@ from twisted.python.failure import Failure
 from zope.interface import implementer
 
 from twistchat import history
+from twistchat.auth import Authenticator
 from twistchat.core import commands, multiline
-from twistchat.core.events import Disconnect, Event, Gated, deliver
+from twistchat.core.events import Delivery, Disconnect, Event, Gated, deliver
 from twistchat.core.ratelimit import TokenBucket
 from twistchat.core.registry import Registry, User
 from twistchat.frontends import ircv3
 from twistchat.metrics import Metrics, TransportCounters
+from twistchat.services import Answer, Services
+from twistchat.services.registration import register_command
+from twistchat.services.sasl import Sasl
 from twistchat.wire import (
     MAX_BODY,
     MAX_CLIENT_TAGS,
@@ -69,6 +76,25 @@ class ConnectionLimits:
     registration_timeout: float = 60.0
     ping_interval: float = 120.0  # idle seconds before the server PINGs
     ping_timeout: float = 60.0  # seconds to answer that PING
+
+
+def certificate_fingerprint(transport: Any) -> str | None:
+    """
+    SHA-256 of the TLS client certificate on ``transport`` (lower-case hex), or None.
+
+    ``getPeerCertificate()`` (Twisted's ISSLTransport) gives pyOpenSSL's X509,
+    or None when the client sent none; plain TCP transports do not have it.
+    """
+    get = getattr(transport, "getPeerCertificate", None)
+    if get is None:
+        return None
+    try:
+        cert = get()
+    except Exception:  # no handshake yet, or the connection is gone
+        return None
+    if cert is None:
+        return None
+    return str(cert.digest("sha256").decode("ascii")).replace(":", "").lower()
 
 
 # Seconds between checks of every connection's registration and ping timeouts
@@ -152,7 +178,7 @@ class IRCProtocol(LineReceiver):
         "closing", "backlog", "_quit_reason", "_capture", "_aside", "_echo_left", "_held",
         "_label", "_label_used", "_batches", "_discarding", "_flood", "_flood_queue",
         "_drain_call", "_connected_at", "_last_seen", "_ping_sent", "_lost_reason",
-        "_handshaking", "_closed_at", "_cap_version", "_multiline",
+        "_handshaking", "_closed_at", "_cap_version", "_multiline", "_sasl",
     )
 
     def __init__(self, factory: IRCFactory) -> None:
@@ -199,6 +225,7 @@ class IRCProtocol(LineReceiver):
         self._closed_at: float | None = None  # when close() asked for a clean close
         self._cap_version = 0  # the highest CAP LS version the client sent (302: values)
         self._multiline: multiline.Collector | None = None  # the client's open multiline batch
+        self._sasl: Sasl | None = None  # SASL's state, made at the first AUTHENTICATE
 
     @property
     def caps(self) -> frozenset[str]:
@@ -400,7 +427,8 @@ class IRCProtocol(LineReceiver):
             marker.lines = lines
 
         def failed(failure: Failure) -> None:
-            self._log.failure("history for {peer} failed", failure, peer=self.host)
+            self._log.failure("held output (history, accounts) for {peer} failed", failure,
+                              peer=self.host)
             marker.lines = []
 
         lines_deferred.addCallbacks(resolved, failed)
@@ -583,6 +611,11 @@ class IRCProtocol(LineReceiver):
             if client_tags:
                 context = commands.Context(context.echo, context.multi_prefix, client_tags,
                                            context.caps)
+        services = self.factory.services
+        if services is not None and message.verb == "PRIVMSG" and user.registered \
+                and services.addressed(message):
+            self._services(message)
+            return None
         was_registered = user.registered
         before = {key for key, _ in self.registry.rooms_of(user)} \
             if message.verb == "JOIN" else None
@@ -599,7 +632,95 @@ class IRCProtocol(LineReceiver):
             return self._cap
         if verb == "CHATHISTORY":
             return self._chathistory
+        if self.factory.authenticator is not None:
+            if verb == "AUTHENTICATE":
+                return self._authenticate
+            if verb == "REGISTER":
+                return self._register
+            if verb in ("NS", "CS"):
+                return self._services
         return None
+
+    def _services(self, message: Message) -> list:
+        """A line for a service (``NS ...``, ``PRIVMSG NickServ :...``): answered in order."""
+        services, user = self.factory.services, self.user
+        assert services is not None and user is not None
+        self._answer_later(services.route(user, message, certificate_fingerprint(self.transport)))
+        return []
+
+    # --------------------------------------------------------------- accounts
+
+    def _render(self, deliveries: list[Delivery]) -> list[bytes]:
+        """
+        ``deliveries`` run now; the lines they make for this client, returned, not written.
+
+        Other users' lines go out at once; ours take their place in the held output
+        (:meth:`_hold_for`), after what this client was sent before.
+        """
+        saved = self._capture, self._aside, self._echo_left
+        self._capture, self._aside, self._echo_left = [], [], 0
+        try:
+            deliver(deliveries)
+            return self._capture + self._aside
+        finally:
+            self._capture, self._aside, self._echo_left = saved
+
+    def _answer_later(self, answer: Answer, then: Any = None) -> None:
+        """
+        Deliver an answer that may come later (a password check), in order, labeled.
+
+        As CHATHISTORY's: this client's later output waits behind it.  ``then``
+        (if given) is called with the deliveries first and may add to them.
+        """
+        label, self._label_used = self._label, self._label is not None
+        d = answer if isinstance(answer, Deferred) else succeed(answer)
+
+        def lines(deliveries: list[Delivery]) -> list[bytes]:
+            if then is not None:
+                deliveries = then(deliveries)
+            if self.user is None or self.closing:
+                return []
+            out = self._render(deliveries)
+            if label is not None:
+                out = ircv3.labeled_lines(label, out, self.registry.server_name,
+                                          self._batch_ref())
+            return out
+
+        d.addCallback(lines)
+        self._hold_for(d)
+
+    def _authenticate(self, message: Message) -> list:
+        """
+        IRCv3 SASL (:class:`twistchat.services.sasl.Sasl` runs the exchange).
+
+        An answer that comes later (the credentials' check) keeps this client's
+        later output behind it, and a CAP END that came meanwhile waits for it.
+        """
+        user, authenticator = self.user, self.factory.authenticator
+        assert user is not None and authenticator is not None
+        if self._sasl is None:
+            self._sasl = Sasl(self.registry, authenticator, self.host,
+                              lambda: certificate_fingerprint(self.transport))
+        sasl = self._sasl
+        answer = sasl.step(user, message.params[0])
+        if isinstance(answer, Deferred):
+            self._answer_later(answer, then=lambda out: self._sasl_done(sasl, out))
+            return []
+        return answer
+
+    def _sasl_done(self, sasl: Sasl, out: list[Delivery]) -> list[Delivery]:
+        """The check is over; a CAP END that came meanwhile goes on now."""
+        if sasl.end_waiting and self.user is not None:
+            sasl.end_waiting = False
+            out = out + self.registry.release_registration(self.user)
+        return out
+
+    def _register(self, message: Message) -> list:
+        """IRCv3 ``REGISTER`` (:func:`twistchat.services.registration.register_command`)."""
+        user, authenticator = self.user, self.factory.authenticator
+        assert user is not None and authenticator is not None
+        self._answer_later(register_command(self.registry, authenticator, user, message.params))
+        return []
 
     # ------------------------------------------------------ draft/multiline
 
@@ -766,14 +887,14 @@ class IRCProtocol(LineReceiver):
                 self._cap_version = int(version)
             if self._cap_version >= 302 and not ircv3.STICKY_302 <= self.caps:
                 self._set_caps(self.caps | ircv3.STICKY_302)
-            self._cap_reply("LS", ircv3.offer(self._cap_version))
+            self._cap_reply("LS", ircv3.offer(self._cap_version, self.factory.hidden_caps))
         elif sub == "LIST":
             self._cap_reply("LIST", sorted(self.caps))
         elif sub == "REQ":
             self.registry.hold_registration(user)
             text = params[1] if len(params) > 1 else ""
             wanted = text.split()
-            caps = ircv3.requested(self.caps, wanted)
+            caps = ircv3.requested(self.caps, wanted, self.factory.hidden_caps)
             if caps is not None and self._cap_version >= 302 \
                     and not ircv3.STICKY_302 <= caps:
                 caps = None  # a 302 client keeps cap-notify
@@ -783,6 +904,13 @@ class IRCProtocol(LineReceiver):
                 self._set_caps(caps)
                 self.send("CAP", nick, "ACK", text)
         elif sub == "END":
+            sasl = self._sasl
+            if sasl is not None and sasl.checking:
+                sasl.end_waiting = True  # registration waits for the SASL check
+                return []
+            if sasl is not None and sasl.in_progress and not user.registered:
+                # sasl-3.1: registration completed mid-exchange aborts it (906).
+                return sasl.abort(user) + self.registry.release_registration(user)
             return self.registry.release_registration(user)
         else:
             self.numeric("410", sub or "*", "Invalid CAP command")
@@ -870,9 +998,14 @@ class IRCFactory(protocol.Factory):
     def __init__(self, registry: Registry, clock: Any,
                  limits: ConnectionLimits = ConnectionLimits(),
                  history: history.History | None = None,
-                 metrics: Metrics | None = None) -> None:
+                 metrics: Metrics | None = None,
+                 authenticator: Authenticator | None = None) -> None:
         self.registry = registry
         self.history = history
+        # Accounts (issue #14): SASL, REGISTER and NickServ only with an authenticator.
+        self.authenticator = authenticator
+        self.services = Services(registry, authenticator) if authenticator is not None else None
+        self.hidden_caps = frozenset() if authenticator is not None else ircv3.ACCOUNT_CAPS
         self.clock = clock
         self.limits = limits
         # Counters for --metrics; service.py passes the server's.

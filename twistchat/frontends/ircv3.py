@@ -46,12 +46,6 @@ __all__ = [
     "targets_lines",
 ]
 
-# IRCv3 account-notify (ACCOUNT lines of peers who log in or out) and account-tag
-# (``account=<name>`` on a logged-in user's lines): built (issue #14) and shown to
-# clients that negotiate them, but offered only once a client can log in over the wire
-# (SASL, NickServ): the merge of #14 moves them into CAPABILITIES, with their checks
-# in tests/test_advertised.py.
-ACCOUNT_CAPS = ("account-notify", "account-tag")
 # IRCv3 capabilities this front-end offers.
 CAPABILITIES = (
     "away-notify", "batch", "draft/chathistory", "draft/event-playback", "draft/multiline",
@@ -76,12 +70,23 @@ CAPABILITIES = (
     # draft/read-marker: MARKREAD after JOIN, and an account's markers pushed to all its
     # connections (core/readmarkers.py).
     "draft/read-marker",
+    # account-notify: ACCOUNT lines of peers who log in or out; account-tag: the sender's
+    # account on its messages (core/accounts.py, Event.account).
+    "account-notify", "account-tag",
+    # sasl (sasl-3.1/3.2): AUTHENTICATE PLAIN and EXTERNAL; draft/account-registration:
+    # REGISTER.  Offered only where the server has an authenticator (ACCOUNT_CAPS).
+    "sasl", "draft/account-registration",
 )
+# The capabilities of accounts (issue #14): not offered by a front-end without accounts.
+ACCOUNT_CAPS = frozenset({"sasl", "draft/account-registration"})
 # ``cap=value`` in CAP LS 302 (capability-negotiation: "values ... only for 302 clients").
 # A capability with a value adds it here, beside its name in CAPABILITIES
 # (draft/multiline's value is REQUIRED by its spec).
 MULTILINE_CAP_VALUE = multiline.CAP_VALUE
 CAP_VALUES: dict[str, str] = {"draft/multiline": MULTILINE_CAP_VALUE}
+# sasl-3.2: the mechanisms; account-registration: REGISTER works before CAP END too.
+CAP_VALUES["sasl"] = "PLAIN,EXTERNAL"
+CAP_VALUES["draft/account-registration"] = "before-connect"
 # Implied by CAP LS 302 and not to be turned off by such a client (cap-notify spec).
 STICKY_302 = frozenset({"cap-notify"})
 # Lines only clients that asked for a capability may see (IRCv3: "MUST NOT send ... unless
@@ -154,9 +159,11 @@ def _account_only(message: Message) -> dict[str, str]:
     return {} if account is None else {"account": account}
 
 
-def requested(current: frozenset[str], wanted: list[str]) -> frozenset[str] | None:
+def requested(current: frozenset[str], wanted: list[str],
+              hidden: frozenset[str] = frozenset()) -> frozenset[str] | None:
     """``CAP REQ``: the new capability set, or None to NAK (unknown name; all or nothing)."""
-    if not wanted or any(w.lstrip("-") not in CAPABILITIES for w in wanted):
+    if not wanted or any(w.lstrip("-") not in CAPABILITIES or w.lstrip("-") in hidden
+                         for w in wanted):
         return None
     caps = set(current)
     for w in wanted:
@@ -167,12 +174,16 @@ def requested(current: frozenset[str], wanted: list[str]) -> frozenset[str] | No
     return frozenset(caps)
 
 
-def offer(version: int) -> list[str]:
-    """The ``CAP LS`` words for a client of CAP ``version`` (302 and up: with values)."""
+def offer(version: int, hidden: frozenset[str] = frozenset()) -> list[str]:
+    """
+    The ``CAP LS`` words for a client of CAP ``version`` (302 and up: with values).
+
+    ``hidden``: capabilities this front-end does not offer (ACCOUNT_CAPS without accounts).
+    """
+    names = [name for name in CAPABILITIES if name not in hidden]
     if version < 302:
-        return list(CAPABILITIES)
-    return [f"{name}={CAP_VALUES[name]}" if CAP_VALUES.get(name) else name
-            for name in CAPABILITIES]
+        return names
+    return [f"{name}={CAP_VALUES[name]}" if CAP_VALUES.get(name) else name for name in names]
 
 
 def cap_lines(nick: str, sub: str, words: list[str], multiline: bool,

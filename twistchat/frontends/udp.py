@@ -42,8 +42,10 @@ from dataclasses import dataclass
 from typing import Any
 
 from twisted.internet import error, protocol, task
+from twisted.internet.defer import Deferred
 from twisted.logger import Logger
 
+from twistchat.auth import Authenticator
 from twistchat.core import commands
 from twistchat.core.events import Disconnect, Event, Gated, deliver, is_multiline
 from twistchat.core.ratelimit import TokenBucket
@@ -71,6 +73,9 @@ from twistchat.frontends.udpwire import (
 )
 from twistchat.history import History
 from twistchat.metrics import Metrics
+from twistchat.services import Answer, Services
+from twistchat.services.registration import register_command
+from twistchat.services.sasl import Sasl
 from twistchat.wire import (
     MAX_BODY,
     InvalidUTF8,
@@ -145,7 +150,7 @@ class UDPSession:
 
     __slots__ = (
         "front", "token", "addr", "user", "unicast", "validated", "closed", "last_heard",
-        "next_cseq", "held", "useq", "kept", "budget", "flood", "repairs",
+        "next_cseq", "held", "useq", "kept", "budget", "flood", "repairs", "sasl",
     )
 
     def __init__(self, front: UDPFrontEnd, token: str, addr: tuple, unicast: bool,
@@ -166,6 +171,7 @@ class UDPSession:
         limits = front.limits
         self.flood = TokenBucket(limits.flood_burst, limits.flood_rate, now)
         self.repairs = TokenBucket(limits.repair_burst, limits.repair_rate, now)
+        self.sasl: Sasl | None = None  # SASL's state, made at the first AUTHENTICATE
 
     # The core's output for this user.
     def deliver(self, payload: Any) -> None:
@@ -226,7 +232,30 @@ class UDPSession:
             return self._repair
         if verb == "CAP":
             return _nothing  # UDP sessions have every tag they need: nothing to negotiate
+        if self.front.services is not None:
+            if verb in ("NS", "CS"):
+                return lambda message: self.front.to_services(self, message)
+            if verb == "AUTHENTICATE":
+                return self._authenticate
+            if verb == "REGISTER":
+                return self._register
         return None
+
+    def _authenticate(self, message: Message) -> list:
+        """SASL PLAIN after the session opened (no TLS here: EXTERNAL always fails)."""
+        services, user = self.front.services, self.user
+        assert services is not None and user is not None
+        if self.sasl is None:
+            self.sasl = Sasl(self.front.registry, services.authenticator, user.address,
+                             lambda: None)
+        return self.front.answer_later(self.sasl.step(user, message.params[0]))
+
+    def _register(self, message: Message) -> list:
+        """IRCv3 REGISTER (:func:`twistchat.services.registration.register_command`)."""
+        services, user = self.front.services, self.user
+        assert services is not None and user is not None
+        return self.front.answer_later(register_command(
+            self.front.registry, services.authenticator, user, message.params))
 
     def _repair(self, message: Message) -> list:
         self.front.repair(self, message, self.front.clock.seconds())
@@ -260,8 +289,11 @@ class UDPFrontEnd(protocol.DatagramProtocol):
 
     def __init__(self, registry: Registry, clock: Any, broadcast: Broadcast,
                  limits: UDPLimits = UDPLimits(), metrics: Metrics | None = None,
-                 history: History | None = None) -> None:
+                 history: History | None = None,
+                 authenticator: Authenticator | None = None) -> None:
         self.registry = registry
+        # Accounts (issue #14): NickServ (PRIVMSG NickServ, NS) only with an authenticator.
+        self.services = Services(registry, authenticator) if authenticator is not None else None
         self.clock = clock
         self.broadcast = broadcast
         self.limits = limits
@@ -634,6 +666,10 @@ class UDPFrontEnd(protocol.DatagramProtocol):
         """One command of a registered session, through the command table."""
         assert session.user is not None
         try:
+            if self.services is not None and message.verb == "PRIVMSG" \
+                    and self.services.addressed(message):
+                deliver(self.to_services(session, message))
+                return
             # echo: a private message comes back to its sender in its own
             # numbered stream, so the client shows it in order, once.
             deliver(commands.dispatch(self.registry, session.user, message, _ECHO, session))
@@ -642,6 +678,25 @@ class UDPFrontEnd(protocol.DatagramProtocol):
                               addr=session.addr)
             self._numbered(session, "FAIL", message.verb, "INTERNAL_ERROR",
                            "The server failed on that command")
+
+    def to_services(self, session: UDPSession, message: Message) -> list:
+        """A line for a service: its answer delivered when it comes (a password check)."""
+        services = self.services
+        assert services is not None and session.user is not None
+        return self.answer_later(services.route(session.user, message))
+
+    def answer_later(self, answer: Answer) -> list:
+        """
+        Deliveries now, or when a Deferred of them fires (the account's password check).
+
+        Returned now, for the command table to deliver; a later answer goes out
+        when it comes, in the session's numbered stream like any other line.
+        """
+        if not isinstance(answer, Deferred):
+            return answer
+        answer.addCallback(deliver).addErrback(
+            lambda f: self._log.failure("an account answer failed", f))
+        return []
 
     # --------------------------------------------------------------- repair
 
@@ -802,7 +857,10 @@ class UDPFrontEnd(protocol.DatagramProtocol):
         deliver(self.registry.quit(user, reason))
 
 
-_ECHO = commands.Context(echo=True)
+# UDP sessions negotiate no capabilities but have SASL's and REGISTER's verbs (where the
+# front-end has accounts; otherwise those verbs are unknown: 421).
+_ECHO = commands.Context(echo=True,
+                         caps=frozenset({"sasl", "draft/account-registration"}))
 # docs/udp-protocol.md, "Reliable commands": the verbs that may come without a
 # cseq, since running them twice changes nothing (PING and REPAIR are answered
 # before the command table; QUIT ends the session whichever copy comes first).
