@@ -2,10 +2,8 @@
 Reserved nicks through a real ``twistd -n chat --nick-grace=1`` (issue #14).
 
 The account is made over the wire with ``REGISTER`` (draft/account-registration),
-as the issue asks of the tests' account helpers.  REGISTER comes with another
-branch of #14 (SASL); until it is merged this test skips itself when the server
-answers 421 ERR_UNKNOWNCOMMAND.  The rules themselves are tested without a
-process in ``tests.test_account_rules``.
+as the issue asks of the tests' account helpers.  The rules themselves are
+tested without a process in ``tests.test_account_rules``.
 """
 
 from __future__ import annotations
@@ -28,11 +26,8 @@ def server(tmp_path_factory):
 
 def test_a_squatter_is_told_then_renamed_after_the_grace(server):
     """The owner registers and leaves; another client on the nick: NOTICE, then NICK Guest<n>."""
-    owner = Probe(server, nick="Own" + new_nick())
-    got = owner.ask("REGISTER * * correct-horse-battery")
-    if "421" in codes(got):
-        pytest.skip("REGISTER is not on the wire yet (the SASL branch of #14)")
-    assert "900" in codes(got)
+    owner = Probe(server, caps="draft/account-registration", nick="Own" + new_nick())
+    assert "900" in codes(owner.ask("REGISTER * * correct-horse-battery"))
     nick = owner.nick
     owner.client.send("QUIT :bye")
     owner.client.wait_for(lambda text: text.startswith("ERROR"))  # the nick is free now

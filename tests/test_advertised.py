@@ -29,7 +29,7 @@ def server(tmp_path_factory):
     started = ServerProcess(tmp_path_factory.mktemp("advertised"), "--db=:memory:",
                             "--history-max=20", "--flood-burst=100000",
                             "--flood-rate=100000", "--flood-queue=100000",
-                            "--max-per-ip=1000").start()
+                            "--max-per-ip=1000", "--register-burst=1000").start()
     yield started
     started.stop()
 

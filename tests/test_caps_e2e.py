@@ -14,9 +14,14 @@ def negotiate(server, nick: str) -> LineClient:
     """CAP LS 302, REQ the capabilities, register; the ACK and 001 are read."""
     client = LineClient(server.host, server.port)
     client.send("CAP LS 302")
-    ls = client.wait_for(lambda line: " CAP * LS " in line and " LS * " not in line)
+    offered: list[str] = []
+    while True:  # CAP LS 302 may take several lines: "LS * :..." until the last "LS :..."
+        line = client.wait_for(lambda line: " CAP * LS " in line)
+        offered += line.split(":", 2)[-1].split()
+        if " LS * " not in line:
+            break
     for cap in CAPS.split() + ["cap-notify"]:
-        assert cap in ls.split(":", 2)[-1].split(), (cap, ls)
+        assert cap in offered, (cap, offered)
     client.send(f"CAP REQ :{CAPS}", f"NICK {nick}", f"USER {nick} 0 * :{nick} Real")
     assert client.wait_for(lambda line: " CAP " in line).endswith(f"ACK :{CAPS}")
     client.send("CAP END")

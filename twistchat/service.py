@@ -11,6 +11,7 @@ defined here, each option with its default.
 from __future__ import annotations
 
 import signal
+import threading
 from typing import Any
 
 from twisted.application import internet, service
@@ -144,6 +145,12 @@ LIMIT_FLAGS = [
     ("nick-grace", 30.0, _positive_float,
      "Seconds a user on a nick another account reserves has to log in before it is renamed "
      "Guest<n>.", "registry", "nick_grace"),
+    ("register-burst", 3, _non_negative_int,
+     "Accounts one address may REGISTER at once (then --register-rate).", "registry",
+     "register_burst"),
+    ("register-rate", 1 / 60, _non_negative_float,
+     "Accounts per second one address may REGISTER after its burst (1/60: one a minute).",
+     "registry", "register_rate"),
 ]
 
 
@@ -413,7 +420,9 @@ class AccountsOnSighup(service.Service):
 
     def startService(self) -> None:
         super().startService()
-        if hasattr(signal, "SIGHUP"):
+        # Signals reach only the main thread: a server run inside the terminal client
+        # (clients.ptk --serve, in its reactor thread) has no SIGHUP reload.
+        if hasattr(signal, "SIGHUP") and threading.current_thread() is threading.main_thread():
             self._previous = signal.signal(
                 signal.SIGHUP, lambda *_: self.reactor.callFromThread(self.reload))
 

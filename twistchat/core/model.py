@@ -60,6 +60,9 @@ class Limits:
     # Seconds a user on a nick another account reserves has to log in before it is
     # renamed Guest<digits> (core/reservations.py, issue #14).
     nick_grace: float = 30.0
+    # Accounts one address may REGISTER: a burst, then this many per second (1 a minute).
+    register_burst: int = 3
+    register_rate: float = 1 / 60
 
 
 class User:

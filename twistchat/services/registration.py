@@ -33,19 +33,21 @@ MIN_PASSWORD_CHARS = 8  # shorter passwords: WEAK_PASSWORD
 MAX_EMAIL_BYTES = 254  # RFC 5321's limit on a forward path
 # Accounts one source address may make: a burst, then one every 1/rate seconds; past it,
 # TEMPORARILY_UNAVAILABLE (each account costs a hash and a row, and reserves a nick).
+# The defaults of Limits.register_burst / register_rate (--register-burst, --register-rate).
 REGISTER_BURST, REGISTER_RATE = 3, 1 / 60
 
 
 class _PerAddress:
     """Registrations per source address (token buckets, the oldest forgotten first)."""
 
-    def __init__(self) -> None:
+    def __init__(self, burst: int, rate: float) -> None:
+        self.burst, self.rate = burst, rate
         self._buckets: OrderedDict[str, TokenBucket] = OrderedDict()
 
     def take(self, address: str, now: float) -> bool:
         bucket = self._buckets.get(address)
         if bucket is None:
-            bucket = self._buckets[address] = TokenBucket(REGISTER_BURST, REGISTER_RATE, now)
+            bucket = self._buckets[address] = TokenBucket(self.burst, self.rate, now)
             while len(self._buckets) > MAX_TRACKED:
                 self._buckets.popitem(last=False)
         self._buckets.move_to_end(address)
@@ -106,7 +108,10 @@ def create_account(registry: Registry, authenticator: Authenticator, user: User,
     if refused is not None:
         return fail(refused)
     assert name is not None
-    limit = _limits.setdefault(authenticator, _PerAddress())
+    limit = _limits.get(authenticator)
+    if limit is None:
+        limit = _limits[authenticator] = _PerAddress(registry.limits.register_burst,
+                                                     registry.limits.register_rate)
     if not limit.take(user.address, authenticator.clock()):
         return fail(Refused("TEMPORARILY_UNAVAILABLE", name,
                             "Too many accounts made from your address; try again later"))
