@@ -331,8 +331,9 @@ COMMANDS: dict[str, Command] = {
     # NS <command> for NickServ and CS for ChanServ (twistchat.services); the front-ends
     # check the passwords.
     "AUTHENTICATE": Command(LOCAL, 1, pre_registration=True, caps=frozenset({"sasl"})),
-    "REGISTER": Command(LOCAL, 3, pre_registration=True,
-                        caps=frozenset({"draft/account-registration"})),
+    # REGISTER works without its capability: a client's raw "/quote REGISTER" too (the
+    # account-registration drafts: "MUST be accepted regardless of ... the capability").
+    "REGISTER": Command(LOCAL, 3, pre_registration=True),
     "NS": Command(LOCAL, 1),
     "CS": Command(LOCAL, 1),  # CS <command> for ChanServ (registered rooms)
 }
