@@ -4,7 +4,7 @@ The token bucket with time passed in as plain numbers: no clock, no reactor.
 
 import pytest
 
-from twistchat.core.ratelimit import TokenBucket
+from twistchat.core.ratelimit import KeyedBuckets, TokenBucket
 
 
 def takes(bucket: TokenBucket, now: float, n: int) -> list:
@@ -108,3 +108,14 @@ def test_time_before_the_last_refill_gives_nothing_back():
     bucket = TokenBucket(1, 1.0, now=10.0)
     bucket.take(10.0)
     assert bucket.take(5.0) is False
+
+
+def test_keyed_buckets_are_one_per_key_and_bounded():
+    """Each key has its own bucket; past ``tracked`` keys the least recently used is forgotten."""
+    buckets = KeyedBuckets(burst=1, rate=0.0, tracked=2)
+    assert buckets.take("a", 0) and not buckets.take("a", 0)
+    assert buckets.take("b", 0)  # another key, its own burst
+    assert buckets.take("c", 0)  # a third: "a" (least recently used) is forgotten...
+    assert buckets.take("a", 0)  # ...so it starts full again
+    buckets.give_back("a")
+    assert buckets.take("a", 0)

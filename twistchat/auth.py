@@ -19,7 +19,6 @@ core's (:mod:`twistchat.core.accounts`).  Design: docs/accounts.md.
 
 from __future__ import annotations
 
-from collections import OrderedDict
 from collections.abc import Callable
 from typing import Any, Protocol
 
@@ -29,7 +28,7 @@ from twisted.internet.threads import deferToThreadPool
 from twisted.python.threadpool import ThreadPool
 
 from twistchat.core.accounts import Account, AccountDirectory
-from twistchat.core.ratelimit import TokenBucket
+from twistchat.core.ratelimit import KeyedBuckets
 
 __all__ = [
     "ADDRESS_BURST", "ADDRESS_RATE", "ACCOUNT_BURST", "ACCOUNT_RATE", "MAX_PASSWORD_BYTES",
@@ -99,28 +98,6 @@ class Argon2Hasher:
             return False
 
 
-class _Buckets:
-    """Token buckets by key, the oldest forgotten past ``MAX_TRACKED``."""
-
-    def __init__(self, burst: float, rate: float) -> None:
-        self.burst, self.rate = burst, rate
-        self._buckets: OrderedDict[str, TokenBucket] = OrderedDict()
-
-    def take(self, key: str, now: float) -> bool:
-        bucket = self._buckets.get(key)
-        if bucket is None:
-            bucket = self._buckets[key] = TokenBucket(self.burst, self.rate, now)
-            while len(self._buckets) > MAX_TRACKED:
-                self._buckets.popitem(last=False)
-        self._buckets.move_to_end(key)
-        return bucket.take(now)
-
-    def give_back(self, key: str) -> None:
-        bucket = self._buckets.get(key)
-        if bucket is not None:
-            bucket.give_back()
-
-
 class Authenticator:
     """
     Checks passwords against the account directory, and makes accounts.
@@ -134,8 +111,8 @@ class Authenticator:
         self.directory = directory
         self.hasher = hasher
         self.clock = clock
-        self._by_address = _Buckets(ADDRESS_BURST, ADDRESS_RATE)
-        self._by_account = _Buckets(ACCOUNT_BURST, ACCOUNT_RATE)
+        self._by_address = KeyedBuckets(ADDRESS_BURST, ADDRESS_RATE, MAX_TRACKED)
+        self._by_account = KeyedBuckets(ACCOUNT_BURST, ACCOUNT_RATE, MAX_TRACKED)
         self._queued = 0
         # A hash to check unknown names against, so they cost what a real check costs.
         self._dummy: str | None = None

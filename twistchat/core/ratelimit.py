@@ -11,7 +11,9 @@ Ergo's ``irc/fakelag.go`` takes its clock the same way.
 
 from __future__ import annotations
 
-__all__ = ["TokenBucket"]
+from collections import OrderedDict
+
+__all__ = ["KeyedBuckets", "TokenBucket"]
 
 # A token, less float rounding (refills are computed from clock differences).
 _ONE_TOKEN = 1 - 1e-9
@@ -58,3 +60,33 @@ class TokenBucket:
     def wait(self) -> float:
         """Seconds until the next whole token, as of the last take (0 if one is there)."""
         return max(0.0, (1 - self.tokens) / self.rate)
+
+
+class KeyedBuckets:
+    """
+    One :class:`TokenBucket` per key (a source address, an account), made full on first use.
+
+    At most ``tracked`` keys are remembered, the least recently used forgotten
+    first, so a flood of new keys costs bounded memory (and a forgotten key
+    starts again with a full bucket, the price of that bound).
+    """
+
+    def __init__(self, burst: float, rate: float, tracked: int = 4096) -> None:
+        self.burst, self.rate, self.tracked = burst, rate, tracked
+        self._buckets: OrderedDict[str, TokenBucket] = OrderedDict()
+
+    def take(self, key: str, now: float) -> bool:
+        """Take one token of ``key``'s bucket if there is one; True if taken."""
+        bucket = self._buckets.get(key)
+        if bucket is None:
+            bucket = self._buckets[key] = TokenBucket(self.burst, self.rate, now)
+            while len(self._buckets) > self.tracked:
+                self._buckets.popitem(last=False)
+        self._buckets.move_to_end(key)
+        return bucket.take(now)
+
+    def give_back(self, key: str) -> None:
+        """Return a token taken for something that turned out free."""
+        bucket = self._buckets.get(key)
+        if bucket is not None:
+            bucket.give_back()

@@ -14,7 +14,6 @@ NickServ shows their text.  No e-mail is ever sent: an address is only kept
 from __future__ import annotations
 
 import weakref
-from collections import OrderedDict
 from typing import Any
 
 from twisted.internet.defer import Deferred, fail
@@ -22,7 +21,7 @@ from twisted.internet.defer import Deferred, fail
 from twistchat.auth import MAX_PASSWORD_BYTES, MAX_TRACKED, Authenticator, AuthFailed
 from twistchat.core.accounts import Account, is_service_nick
 from twistchat.core.events import Delivery
-from twistchat.core.ratelimit import TokenBucket
+from twistchat.core.ratelimit import KeyedBuckets
 from twistchat.core.registry import Registry, User
 from twistchat.wire import Message, casefold, safe_middle
 
@@ -37,30 +36,8 @@ MAX_EMAIL_BYTES = 254  # RFC 5321's limit on a forward path
 REGISTER_BURST, REGISTER_RATE = 3, 1 / 60
 
 
-class _PerAddress:
-    """Registrations per source address (token buckets, the oldest forgotten first)."""
-
-    def __init__(self, burst: int, rate: float) -> None:
-        self.burst, self.rate = burst, rate
-        self._buckets: OrderedDict[str, TokenBucket] = OrderedDict()
-
-    def take(self, address: str, now: float) -> bool:
-        bucket = self._buckets.get(address)
-        if bucket is None:
-            bucket = self._buckets[address] = TokenBucket(self.burst, self.rate, now)
-            while len(self._buckets) > MAX_TRACKED:
-                self._buckets.popitem(last=False)
-        self._buckets.move_to_end(address)
-        return bucket.take(now)
-
-    def give_back(self, address: str) -> None:
-        bucket = self._buckets.get(address)
-        if bucket is not None:
-            bucket.give_back()
-
-
 # One limit per server: per authenticator (the service makes one).
-_limits: weakref.WeakKeyDictionary[Authenticator, _PerAddress] = weakref.WeakKeyDictionary()
+_limits: weakref.WeakKeyDictionary[Authenticator, KeyedBuckets] = weakref.WeakKeyDictionary()
 
 
 class Refused(Exception):
@@ -110,8 +87,8 @@ def create_account(registry: Registry, authenticator: Authenticator, user: User,
     assert name is not None
     limit = _limits.get(authenticator)
     if limit is None:
-        limit = _limits[authenticator] = _PerAddress(registry.limits.register_burst,
-                                                     registry.limits.register_rate)
+        limit = _limits[authenticator] = KeyedBuckets(registry.limits.register_burst,
+                                                      registry.limits.register_rate, MAX_TRACKED)
     if not limit.take(user.address, authenticator.clock()):
         return fail(Refused("TEMPORARILY_UNAVAILABLE", name,
                             "Too many accounts made from your address; try again later"))
