@@ -36,6 +36,7 @@ from __future__ import annotations
 import json
 import os
 import sqlite3
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -44,8 +45,8 @@ from zope.interface import Attribute, Interface
 from twistchat.store import database
 from twistchat.store.interface import StoreError
 
-__all__ = ["ACCOUNTS", "AccountFile", "AccountState", "IAccountStore", "MARKERS", "ROOMS",
-           "StateChanges", "encode_record", "read_state"]
+__all__ = ["ACCOUNTS", "AccountFile", "AccountSaves", "AccountState", "IAccountStore", "MARKERS",
+           "ROOMS", "StateChanges", "encode_record", "read_state"]
 
 # The kinds of state change, one table each (database.py has the tables).
 ACCOUNTS, ROOMS, MARKERS = "accounts", "rooms", "markers"
@@ -206,6 +207,31 @@ class StateChanges:
         for change, value in newer.items():
             self.pending.pop(change, None)
             self.pending[change] = value
+
+
+class AccountSaves:
+    """
+    IAccountStore's three saves, for a store that keeps a :class:`StateChanges`.
+
+    The store gives ``_changes`` and ``_save_state(change, *args)``, which runs
+    one change (or counts and logs it once when it cannot be kept); every save
+    goes through it, so none ever raises.
+    """
+
+    _changes: StateChanges
+    _save_state: Callable[..., None]  # each store's own
+
+    def save_account(self, key: str, record: dict | None) -> None:
+        """Keep account ``key``'s record (None: drop it and its markers); never raises."""
+        self._save_state(self._changes.account, key, record)
+
+    def save_room(self, key: str, record: dict | None) -> None:
+        """Keep registered room ``key``'s record (None: drop it); never raises."""
+        self._save_state(self._changes.room, key, record)
+
+    def save_marker(self, account_key: str, target: str, timestamp: str | None) -> None:
+        """Keep a read marker (None: drop it); never raises."""
+        self._save_state(self._changes.marker, account_key, target, timestamp)
 
 
 def read_state(conn: sqlite3.Connection, path: str) -> tuple[AccountState, int]:

@@ -23,7 +23,7 @@ from twisted.logger import Logger
 from zope.interface import implementer
 
 from twistchat.store import windows
-from twistchat.store.accounts import AccountState, IAccountStore, StateChanges
+from twistchat.store.accounts import AccountSaves, AccountState, IAccountStore, StateChanges
 from twistchat.store.interface import (
     DEFAULT_MAX_PER_TARGET,
     DEFAULT_PRUNE_INTERVAL,
@@ -37,7 +37,7 @@ __all__ = ["MemoryStore"]
 
 
 @implementer(IHistoryStore, IAccountStore)
-class MemoryStore:
+class MemoryStore(AccountSaves):
     """
     History in memory only: the same answers as :class:`SQLiteStore`, lost at exit.
 
@@ -131,18 +131,6 @@ class MemoryStore:
     def reload_accounts(self) -> Deferred:
         """Nothing is stored elsewhere: the state as it is."""
         return succeed(self._changes.snapshot())
-
-    def save_account(self, key: str, record: dict | None) -> None:
-        """Keep account ``key``'s record (None: drop it and its markers); never raises."""
-        self._save_state(self._changes.account, key, record)
-
-    def save_room(self, key: str, record: dict | None) -> None:
-        """Keep registered room ``key``'s record (None: drop it); never raises."""
-        self._save_state(self._changes.room, key, record)
-
-    def save_marker(self, account_key: str, target: str, timestamp: str | None) -> None:
-        """Keep a read marker (None: drop it); never raises."""
-        self._save_state(self._changes.marker, account_key, target, timestamp)
 
     def _save_state(self, change: Any, *args: Any) -> None:
         try:

@@ -42,7 +42,7 @@ from twisted.python.threadpool import ThreadPool
 from zope.interface import implementer
 
 from twistchat.store import database, windows
-from twistchat.store.accounts import AccountState, IAccountStore, StateChanges
+from twistchat.store.accounts import AccountSaves, AccountState, IAccountStore, StateChanges
 from twistchat.store.interface import (
     DEFAULT_MAX_PER_TARGET,
     DEFAULT_PRUNE_INTERVAL,
@@ -84,7 +84,7 @@ def _observe(d: Deferred) -> Deferred:
 
 
 @implementer(IHistoryStore, IAccountStore)
-class SQLiteStore:
+class SQLiteStore(AccountSaves):
     """
     History in one SQLite file (WAL mode), written in batches by one thread.
 
@@ -378,18 +378,6 @@ class SQLiteStore:
                            path=self.path, skipped=skipped)
         self._changes.refresh(AccountState(accounts, rooms, markers))
         return self._changes.snapshot()
-
-    def save_account(self, key: str, record: dict | None) -> None:
-        """Queue account ``key``'s record (None: delete it and its markers); never raises."""
-        self._save_state(self._changes.account, key, record)
-
-    def save_room(self, key: str, record: dict | None) -> None:
-        """Queue registered room ``key``'s record (None: delete it); never raises."""
-        self._save_state(self._changes.room, key, record)
-
-    def save_marker(self, account_key: str, target: str, timestamp: str | None) -> None:
-        """Queue a read marker (None: delete it); never raises."""
-        self._save_state(self._changes.marker, account_key, target, timestamp)
 
     def _save_state(self, change: Callable, *args: Any) -> None:
         try:
