@@ -12,7 +12,8 @@ from __future__ import annotations
 
 import signal
 import threading
-from typing import Any
+from collections.abc import Callable, Mapping
+from typing import Any, TypeVar
 
 from twisted.application import internet, service
 from twisted.logger import Logger
@@ -468,30 +469,33 @@ class AccountsOnSighup(service.Service):
         return added, changed, removed
 
 
-def _accounts_of(state: AccountState, db: str, quiet: bool = False) -> list[Account]:
-    """The accounts of the stored records; a record that is not an account is logged and left."""
-    accounts = []
-    for key, record in state.accounts.items():
+T = TypeVar("T")
+
+
+def _parsed(records: Mapping[str, Any], parse: Callable[[Any], T], what: str,
+            db: str) -> list[T]:
+    """``parse`` of each stored record; a record it cannot read is logged and left out."""
+    parsed = []
+    for key, record in records.items():
         try:
-            accounts.append(Account.from_record(record))
+            parsed.append(parse(record))
         except (KeyError, TypeError, ValueError, AttributeError):
-            _log.warn("Accounts: the record of {key!r} in {db} is not an account; ignored",
-                      key=key, db=db)
+            _log.warn("The record of {key!r} in {db} is not {what}; ignored",
+                      key=key, db=db, what=what)
+    return parsed
+
+
+def _accounts_of(state: AccountState, db: str, quiet: bool = False) -> list[Account]:
+    """The accounts of the stored records (logged: how many)."""
+    accounts = _parsed(state.accounts, Account.from_record, "an account", db)
     if not quiet:
         _log.info("Accounts: {count} loaded from {db}", count=len(accounts), db=db)
     return accounts
 
 
 def _rooms_of(state: AccountState, db: str) -> list[RegisteredRoom]:
-    """The registered rooms of the stored records; a record that is not one is logged and left."""
-    rooms = []
-    for key, record in state.rooms.items():
-        try:
-            rooms.append(RegisteredRoom.from_record(record))
-        except (KeyError, TypeError, ValueError, AttributeError):
-            _log.warn("Rooms: the record of {key!r} in {db} is not a registered room; ignored",
-                      key=key, db=db)
-    return rooms
+    """The registered rooms of the stored records."""
+    return _parsed(state.rooms, RegisteredRoom.from_record, "a registered room", db)
 
 
 def _markers_of(state: AccountState) -> dict[tuple[str, str], int]:
