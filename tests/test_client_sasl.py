@@ -1,0 +1,275 @@
+"""
+The client sessions' SASL PLAIN login (twistchat.client.sasl), against the real
+front-ends in memory (issue #14).
+
+TCP: a :class:`~twistchat.client.tcp.TCPChatSession` wired to a
+``tests.memory.MemoryServer`` with an authenticator on a fast hasher, bytes
+moved by :meth:`Wire.pump` on one ``task.Clock``.  UDP: a
+:class:`~twistchat.client.udp.UDPChatSession` in ``tests.udpnet.UDPWorld``.
+Spec: https://ircv3.net/specs/extensions/sasl-3.1 (400-byte chunks, ``+``).
+"""
+
+from __future__ import annotations
+
+import base64
+
+import pytest
+from twisted.internet import defer
+from twisted.internet.address import IPv4Address
+from twisted.internet.error import ConnectionDone
+from twisted.internet.testing import StringTransportWithDisconnection
+from twisted.logger import globalLogPublisher
+from twisted.python.failure import Failure
+
+from tests.accountfakes import quick_accounts
+from tests.memory import MemoryServer
+from twistchat.client import interfaces as I
+from twistchat.client.sasl import CHUNK, Credentials, SaslLogin, plain_response
+from twistchat.client.tcp import TCPChatSession
+from twistchat.wire import Message
+
+PASSWORD = "correct horse battery"
+FAST_RETRY = {"initialDelay": 0.1, "maxDelay": 0.5, "factor": 1.5, "jitter": lambda: 0}
+
+
+class Wire:
+    """An endpoint joining a client session to a MemoryServer; ``pump`` moves the bytes."""
+
+    def __init__(self, server: MemoryServer) -> None:
+        self.server = server
+        self.links: list = []  # (client protocol, client transport, server-side MemoryClient)
+        self.sent: list[str] = []  # every line the client wrote, in order
+
+    def connect(self, factory):
+        proto = factory.buildProtocol(IPv4Address("TCP", "127.0.0.1", 6667))
+        transport = StringTransportWithDisconnection()
+        transport.protocol = proto
+        far = self.server.connect()
+        self.links.append((proto, transport, far))
+        proto.makeConnection(transport)
+        return defer.succeed(proto)
+
+    def pump(self) -> None:
+        """Deliver both ways until neither side has more to say."""
+        for _ in range(200):
+            moved = False
+            for proto, transport, far in self.links:
+                data = transport.value()
+                if data:
+                    transport.clear()
+                    self.sent += [line.decode() for line in data.split(b"\r\n") if line]
+                    if not far.closed:
+                        far.proto.dataReceived(data)
+                    moved = True
+                out = far.transport.value()
+                if out and transport.connected:
+                    far.transport.clear()
+                    proto.dataReceived(out)
+                    moved = True
+            if not moved:
+                return
+        raise AssertionError("the two sides never stopped talking")
+
+    def drop(self) -> None:
+        """The newest connection breaks (both ends see it)."""
+        proto, transport, far = self.links[-1]
+        transport.connected = False
+        far.proto.connectionLost(Failure(ConnectionDone()))
+        proto.connectionLost(Failure(ConnectionDone()))
+
+    def server_user(self, nick: str):
+        return self.server.registry.find_user(nick)
+
+
+def session_on(server: MemoryServer, credentials: Credentials | None, nick: str = "teach"):
+    wire = Wire(server)
+    session = TCPChatSession("127.0.0.1", 6667, nick, ["#room"], reactor=server.clock,
+                             endpoint=wire, retry=FAST_RETRY, sasl=credentials)
+    events: list = []
+    session.set_handler(events.append)
+    return wire, session, events
+
+
+def texts(events, kind):
+    return [e.text for e in events if e.kind == kind]
+
+
+@pytest.fixture
+def server():
+    return MemoryServer(authenticator=lambda r: quick_accounts(r, ("teacher", PASSWORD)))
+
+
+@pytest.fixture
+def logged():
+    """Every Twisted log event while the test runs."""
+    seen: list = []
+    globalLogPublisher.addObserver(seen.append)
+    yield seen
+    globalLogPublisher.removeObserver(seen.append)
+
+
+def close(server: MemoryServer, session) -> None:
+    session.close()
+    server.clock.advance(2)
+
+
+# ------------------------------------------------------------------ the response
+
+
+def test_plain_response_is_empty_authzid_account_password_in_base64():
+    """RFC 4616: ``\\0account\\0password``, one chunk when it is shorter than 400."""
+    assert plain_response(Credentials("teacher", "pw")) == [
+        base64.b64encode(b"\0teacher\0pw").decode()]
+
+
+def test_a_response_of_exactly_400_bytes_is_followed_by_a_plus():
+    """sasl-3.1: a chunk of 400 means more follow; so a 400-byte last chunk gets ``+``."""
+    password = "x" * (300 - len("\0teacher\0"))  # 300 bytes raw: 400 of base64
+    chunks = plain_response(Credentials("teacher", password))
+    assert [len(c) for c in chunks] == [CHUNK, 1] and chunks[1] == "+"
+
+
+def test_a_long_response_is_cut_in_400_byte_chunks():
+    """509 bytes raw, 680 of base64: 400 then 280, joined they are the whole response."""
+    password = "p" * 500
+    chunks = plain_response(Credentials("teacher", password))
+    assert [len(c) for c in chunks] == [CHUNK, 280]
+    assert base64.b64decode("".join(chunks)) == b"\0teacher\0" + password.encode()
+
+
+def test_credentials_never_show_the_password():
+    """repr, str and the login's repr name the account only."""
+    creds = Credentials("teacher", PASSWORD)
+    for text in (repr(creds), str(creds), repr(SaslLogin(creds))):
+        assert PASSWORD not in text and "teacher" in text
+
+
+def test_an_authenticate_line_not_plus_is_not_answered():
+    """Only ``AUTHENTICATE +`` gets the response; another AUTHENTICATE is not ours."""
+    login = SaslLogin(Credentials("teacher", PASSWORD))
+    login.start()
+    assert login.on_message(Message("AUTHENTICATE", ("xyz",))) is None
+    assert login.on_message(Message("AUTHENTICATE", ("+",))).send == tuple(
+        plain_response(login.credentials))
+    assert login.on_message(Message("AUTHENTICATE", ("+",))) is None  # once only
+
+
+# ------------------------------------------------------------------- over TCP
+
+
+def test_tcp_logs_in_before_cap_end(server, logged):
+    """CAP REQ with sasl, AUTHENTICATE PLAIN, the response, 900/903, then CAP END and 001."""
+    wire, session, events = session_on(server, Credentials("teacher", PASSWORD))
+    session.start()
+    wire.pump()
+    verbs = [line.split()[0] for line in wire.sent]
+    assert verbs[:3] == ["CAP", "NICK", "USER"]
+    req = next(line for line in wire.sent if line.startswith("CAP REQ"))
+    assert "sasl" in req.split(":", 1)[1].split()
+    start = wire.sent.index("AUTHENTICATE PLAIN")
+    assert wire.sent[start + 1] == "AUTHENTICATE " + plain_response(session._registration
+                                                                   .credentials)[0]
+    assert wire.sent.index("CAP END") > start + 1
+    assert session.state == I.REGISTERED
+    assert session.account == "teacher"
+    assert wire.server_user("teach").account == "teacher"
+    assert "Logged in as teacher." in texts(events, I.INFO)
+    assert not texts(events, I.ERROR)
+    everything = [repr(e) for e in events] + [repr(e) for e in logged]
+    assert not [t for t in everything if PASSWORD in t]
+    close(server, session)
+
+
+def test_tcp_wrong_password_is_one_error_line_and_stays_connected(server):
+    """904: one ERROR line naming the account, CAP END, registered without an account."""
+    wire, session, events = session_on(server, Credentials("teacher", "wrong password"))
+    session.start()
+    wire.pump()
+    assert texts(events, I.ERROR) == [
+        "Login as teacher failed (wrong account or password): connected without an account."]
+    assert session.state == I.REGISTERED and session.account is None
+    assert wire.server_user("teach").account is None
+    assert "CAP END" in wire.sent
+    session.join("#other")
+    wire.pump()
+    assert "#other" in session.rooms  # chat goes on
+    close(server, session)
+
+
+def test_tcp_a_long_password_goes_in_two_chunks(server):
+    """A 500-byte password: ``AUTHENTICATE`` 400 bytes then 280; the server logs us in."""
+    password = "p" * 500
+    server.authenticator.create("longpw", password)
+    wire, session, events = session_on(server, Credentials("longpw", password))
+    session.start()
+    wire.pump()
+    sent = [line.split()[1] for line in wire.sent if line.startswith("AUTHENTICATE")]
+    assert [len(a) for a in sent] == [5, CHUNK, 280]
+    assert session.account == "longpw"
+    close(server, session)
+
+
+def test_tcp_a_400_byte_response_ends_with_plus_and_logs_in(server):
+    """The edge: a response of exactly one chunk is followed by ``AUTHENTICATE +``."""
+    password = "x" * (300 - len("\0edge\0"))
+    server.authenticator.create("edge", password)
+    wire, session, events = session_on(server, Credentials("edge", password))
+    session.start()
+    wire.pump()
+    sent = [line.split()[1] for line in wire.sent if line.startswith("AUTHENTICATE")]
+    assert [len(a) for a in sent] == [5, CHUNK, 1] and sent[-1] == "+"
+    assert session.account == "edge"
+    close(server, session)
+
+
+def test_tcp_logs_in_again_on_every_reconnect(server):
+    """The connection breaks; the next one logs in again before CAP END."""
+    wire, session, events = session_on(server, Credentials("teacher", PASSWORD))
+    session.start()
+    wire.pump()
+    wire.drop()
+    assert session.account is None
+    server.clock.advance(1)
+    wire.pump()
+    assert len(wire.links) == 2
+    assert session.state == I.REGISTERED
+    assert wire.sent.count("AUTHENTICATE PLAIN") == 2
+    assert texts(events, I.INFO).count("Logged in as teacher.") == 2
+    assert session.account == "teacher"
+    assert wire.server_user("teach").account == "teacher"
+    close(server, session)
+
+
+def test_tcp_server_without_sasl_says_so_once_and_registers():
+    """No ``sasl`` in CAP LS: one ERROR line, no AUTHENTICATE, registered."""
+    server = MemoryServer()
+    wire, session, events = session_on(server, Credentials("teacher", PASSWORD))
+    session.start()
+    wire.pump()
+    assert texts(events, I.ERROR) == [
+        "Login as teacher failed (the server offers no SASL): connected without an account."]
+    assert not [line for line in wire.sent if line.startswith("AUTHENTICATE")]
+    assert session.state == I.REGISTERED
+    close(server, session)
+
+
+def test_tcp_without_credentials_asks_no_sasl(server):
+    """No ``sasl=``: the capability is not requested, nothing is said about accounts."""
+    wire, session, events = session_on(server, None)
+    session.start()
+    wire.pump()
+    req = [line for line in wire.sent if line.startswith("CAP REQ")]
+    assert req and "sasl" not in req[0].split(":", 1)[1].split()
+    assert not texts(events, I.ERROR)
+    assert session.state == I.REGISTERED
+    close(server, session)
+
+
+def test_tcp_unknown_account_reads_as_wrong_account_or_password(server):
+    """An account that does not exist: the same 904 line as a wrong password."""
+    wire, session, events = session_on(server, Credentials("nobody", PASSWORD))
+    session.start()
+    wire.pump()
+    assert texts(events, I.ERROR) == [
+        "Login as nobody failed (wrong account or password): connected without an account."]
+    close(server, session)
