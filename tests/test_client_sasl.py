@@ -23,10 +23,17 @@ from twisted.python.failure import Failure
 
 from tests.accountfakes import quick_accounts
 from tests.memory import MemoryServer
+from tests.test_auth import QuickHasher
+from tests.udpnet import UDPWorld
+from twistchat.auth import Authenticator
 from twistchat.client import interfaces as I
 from twistchat.client.sasl import CHUNK, Credentials, SaslLogin, plain_response
 from twistchat.client.tcp import TCPChatSession
-from twistchat.wire import Message
+from twistchat.client.udp import UDPChatSession
+from twistchat.client.udp_commands import CommandWindow
+from twistchat.core.registry import Registry
+from twistchat.frontends.udp import UDPFrontEnd
+from twistchat.wire import Message, parse
 
 PASSWORD = "correct horse battery"
 FAST_RETRY = {"initialDelay": 0.1, "maxDelay": 0.5, "factor": 1.5, "jitter": lambda: 0}
@@ -273,3 +280,116 @@ def test_tcp_unknown_account_reads_as_wrong_account_or_password(server):
     assert texts(events, I.ERROR) == [
         "Login as nobody failed (wrong account or password): connected without an account."]
     close(server, session)
+
+
+# ------------------------------------------------------------------- over UDP
+
+
+@pytest.fixture
+def udp_world():
+    """A UDP front-end with accounts (``teacher`` made) on a FakeNet."""
+    world = UDPWorld()
+    world.stop()  # its front-end has no accounts: replaced by one that has
+    registry = Registry(server_name="srv", clock=world.clock.seconds)
+    auth = quick_accounts(registry, ("teacher", PASSWORD))
+    world.registry = registry
+    world.front = UDPFrontEnd(registry, world.clock, world.broadcast, world.limits,
+                              authenticator=auth)
+    world.port = world.net.bind(world.front, "127.0.0.1", 6667)
+    yield world
+    world.stop()
+
+
+def udp_session(world, credentials, nick="teach", rooms=("#room",)):
+    session = UDPChatSession("127.0.0.1", 6667, nick, list(rooms), reactor=world.clock,
+                             net=world.net, sasl=credentials)
+    session.events = []
+    session.set_handler(session.events.append)
+    session.start()
+    return session
+
+
+def udp_close(world, session) -> None:
+    session.close()
+    world.net.run(1.5)
+
+
+def test_udp_logs_in_after_the_session_opens_before_joining(udp_world, logged):
+    """AUTHENTICATE PLAIN, the response, 900/903 in the numbered stream; then the JOIN."""
+    session = udp_session(udp_world, Credentials("teacher", PASSWORD))
+    assert udp_world.net.run_until(lambda: session.account == "teacher", limit=5)
+    assert udp_world.net.run_until(lambda: "#room" in session.rooms, limit=5)
+    user = udp_world.registry.find_user("teach")
+    assert user.account == "teacher"
+    assert texts(session.events, I.INFO).count("Logged in as teacher.") == 1
+    assert not texts(session.events, I.ERROR)
+    everything = [repr(e) for e in session.events] + [repr(e) for e in logged]
+    assert not [t for t in everything if PASSWORD in t]
+    udp_close(udp_world, session)
+
+
+def test_udp_wrong_password_is_one_error_line_and_chats_on(udp_world):
+    """904 over UDP: the same line as on TCP; the room is joined all the same."""
+    session = udp_session(udp_world, Credentials("teacher", "wrong password"))
+    assert udp_world.net.run_until(lambda: "#room" in session.rooms, limit=5)
+    udp_world.net.run(0.5)
+    assert texts(session.events, I.ERROR) == [
+        "Login as teacher failed (wrong account or password): connected without an account."]
+    assert udp_world.registry.find_user("teach").account is None
+    udp_close(udp_world, session)
+
+
+def test_udp_a_long_password_goes_in_two_chunks(udp_world):
+    """A 500-byte password over UDP: 400 then 280 bytes of base64, logged in."""
+    password = "p" * 500
+    udp_world.front.services.authenticator.create("longpw", password)
+    session = udp_session(udp_world, Credentials("longpw", password))
+    assert udp_world.net.run_until(lambda: session.account == "longpw", limit=5)
+    udp_close(udp_world, session)
+
+
+def test_udp_server_without_accounts_says_so_once():
+    """AUTHENTICATE is 421 where the front-end has no accounts: one ERROR line, chat goes on."""
+    world = UDPWorld()
+    try:
+        session = udp_session(world, Credentials("teacher", PASSWORD))
+        assert world.net.run_until(lambda: "#room" in session.rooms, limit=5)
+        world.net.run(0.5)
+        assert texts(session.events, I.ERROR) == [
+            "Login as teacher failed (the server offers no SASL): connected without an account."]
+        udp_close(world, session)
+    finally:
+        world.stop()
+
+
+def test_udp_logs_in_again_after_a_server_restart(udp_world):
+    """A new front-end (a new boot) on the same address: the new session logs in again."""
+    session = udp_session(udp_world, Credentials("teacher", PASSWORD))
+    assert udp_world.net.run_until(lambda: session.account == "teacher", limit=5)
+    old = udp_world.registry
+    udp_world.front.shut_down()
+    udp_world.port.stopListening()
+    registry = Registry(server_name="srv", clock=udp_world.clock.seconds, accounts=old.accounts)
+    auth = Authenticator(registry.accounts, QuickHasher(), registry.clock)
+    udp_world.registry = registry
+    udp_world.front = UDPFrontEnd(registry, udp_world.clock, udp_world.broadcast,
+                                  udp_world.limits, authenticator=auth)
+    udp_world.port = udp_world.net.bind(udp_world.front, "127.0.0.1", 6667)
+    assert udp_world.net.run_until(
+        lambda: (registry.find_user("teach") is not None
+                 and registry.find_user("teach").account == "teacher"), limit=20)
+    assert udp_world.net.run_until(lambda: "#room" in session.rooms, limit=5)
+    assert texts(session.events, I.INFO).count("Logged in as teacher.") == 2
+    udp_close(udp_world, session)
+
+
+def test_an_old_sessions_authenticate_is_not_sent_into_the_new_one():
+    """CommandWindow.requeue drops AUTHENTICATE lines (the new session starts its own)."""
+    sent: list = []
+    window = CommandWindow(sent.append, 8, {"retransmits": 0})
+    window.queue(Message("AUTHENTICATE", ("PLAIN",)))
+    window.queue(Message("PRIVMSG", ("#r", "hi")))
+    window.pump("old", 0.0)
+    window.requeue([Message("AUTHENTICATE", ("PLAIN",)), Message("JOIN", ("#r",))])
+    window.pump("new", 1.0)
+    assert [parse(d).command for d in sent[2:]] == ["AUTHENTICATE", "JOIN", "PRIVMSG"]

@@ -117,6 +117,9 @@ class SaslLogin:
         if code in ("903", "907"):
             self.done = True
             return SaslStep(done=True, ok=True)
+        if code == "421" and len(msg.params) > 1 and msg.params[1].upper() == "AUTHENTICATE":
+            # A server without accounts does not know the verb (UDP has no CAP to ask first).
+            return self.unavailable("the server offers no SASL")
         if code == "908":
             return SaslStep()  # the mechanisms; the 904 that follows ends it
         if code in _FAILED:
