@@ -37,7 +37,6 @@ from twistchat.client.sasl import MAX_PASSWORD_BYTES, Credentials
 from twistchat.client.tcp import DEFAULT_PORT
 from twistchat.wire import sanitize_nick
 
-
 # Where --sasl finds the password when no --password-file is given.
 PASSWORD_ENV = "TWISTCHAT_PASSWORD"
 
@@ -64,7 +63,8 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument(
         "--port", type=_port, default=DEFAULT_PORT, help="server port (default %(default)s)"
     )
-    parser.add_argument("--nick", default=None, help="your nick (default: the --sasl account, else your login name)")
+    parser.add_argument("--nick", default=None,
+                        help="your nick (default: the --sasl account, else your login name)")
     parser.add_argument("--room", default="#lobby", help="room to join (default %(default)s)")
     parser.add_argument(
         "--proto", choices=("tcp", "udp"), default="tcp", help="transport (default tcp)"

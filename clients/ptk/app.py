@@ -509,7 +509,7 @@ class ChatState:
     # ------------------------------------------------------------------ status
 
     def status_fragments(self) -> list:
-        """The status line: server, transport, nick [account], window, others with unread, state, lag."""
+        """The status line: server, transport, nick [account], window, unread, state, lag."""
         session = self.session
         state = self.conn_state
         out = [("class:status", f" {getattr(session, 'transport_name', '?')} {self.label} | ")]
