@@ -12,6 +12,7 @@ import pytest
 from clients.ptk.__main__ import (
     PASSWORD_ENV,
     PasswordError,
+    cleartext_warning,
     main,
     parse_args,
     read_password,
@@ -141,3 +142,16 @@ def test_the_status_line_shows_the_account_while_connected():
     assert "| teach [teacher] | 1:*" in status
     state.on_event(I.ChatEvent(I.STATE, text=I.DISCONNECTED))
     assert "[teacher]" not in "".join(text for _, text in state.status_fragments())
+
+
+def test_a_password_that_would_cross_a_network_unencrypted_is_warned_of():
+    """Plain TCP or UDP beyond loopback: one warning; TLS or loopback: none."""
+    assert cleartext_warning("tcp", "127.0.0.1", False) is None
+    assert cleartext_warning("tcp", "::1", False) is None
+    assert cleartext_warning("tcp", "localhost", False) is None
+    assert cleartext_warning("tcp", "chat.example.org", True) is None
+    assert cleartext_warning("tcp", "chat.example.org", False) == (
+        "Warning: no --tls, so the login's password crosses the network readable.")
+    assert cleartext_warning("udp", "10.0.0.5", False) == (
+        "Warning: UDP has no encryption, so the login's password crosses the network readable.")
+    assert cleartext_warning("udp", None, False) is not None  # found by beacon: anywhere

@@ -22,6 +22,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import getpass
+import ipaddress
 import os
 import socket
 import sys
@@ -166,6 +167,22 @@ def read_password(account: str, path: str | None, environ=os.environ,
     return password
 
 
+def cleartext_warning(proto: str, host: str | None, tls: bool) -> str | None:
+    """
+    The note shown when --sasl's password would cross a network unencrypted: plain
+    TCP or UDP (which has no TLS) to a host that is not this machine's loopback.
+    """
+    if proto == "tcp" and tls:
+        return None
+    try:
+        if host == "localhost" or (host and ipaddress.ip_address(host).is_loopback):
+            return None
+    except ValueError:
+        pass  # a name: it may be anywhere
+    how = "UDP has no encryption" if proto == "udp" else "no --tls"
+    return f"Warning: {how}, so the login's password crosses the network readable."
+
+
 def _setup_logging(path: str | None) -> None:
     """Send Twisted's log to ``path``, or nowhere: nothing may write over the screen."""
     from twisted.logger import globalLogBeginner, textFileLogObserver
@@ -249,6 +266,10 @@ def main(argv=None) -> int:
     if host is None and args.proto == "tcp":
         host = "127.0.0.1"
 
+    if credentials is not None:
+        warning = cleartext_warning(args.proto, host, args.tls)
+        if warning:
+            notes.append(warning)
     options: dict[str, Any] = {}
     if args.proto == "tcp":
         options = {"tls": args.tls, "insecure": args.insecure, "trust_root": args.ca}
