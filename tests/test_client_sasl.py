@@ -393,3 +393,69 @@ def test_an_old_sessions_authenticate_is_not_sent_into_the_new_one():
     window.requeue([Message("AUTHENTICATE", ("PLAIN",)), Message("JOIN", ("#r",))])
     window.pump("new", 1.0)
     assert [parse(d).command for d in sent[2:]] == ["AUTHENTICATE", "JOIN", "PRIVMSG"]
+
+
+# ------------------------------------------------------- registration, by hand
+
+
+class Sent:
+    """A stand-in connection: records what Registration sends."""
+
+    registered = False
+
+    def __init__(self) -> None:
+        self.lines: list[tuple] = []
+
+    def send(self, *args) -> None:
+        self.lines.append(args)
+
+
+def by_hand(*server_lines: str):
+    from twistchat.client.tcp_register import Registration
+
+    steps: list = []
+    reg = Registration(Credentials("teacher", PASSWORD), steps.append)
+    proto = Sent()
+    reg.begin(proto, "teach", "teach", "T", None)
+    for line in server_lines:
+        msg = parse(line)
+        if msg.command == "CAP":
+            reg.on_cap(proto, msg)
+        else:
+            assert reg.on_sasl(proto, msg), line
+    return proto.lines, [s.text for s in steps if s.text]
+
+
+def test_a_nak_of_sasl_is_one_line_then_cap_end():
+    """CAP NAK of the request holding sasl: the login is given up, CAP END sent."""
+    sent, said = by_hand(":srv CAP * LS :sasl=PLAIN server-time",
+                         ":srv CAP * NAK :server-time sasl")
+    assert sent[-2:] == [("CAP", "REQ", "server-time sasl"), ("CAP", "END")]
+    assert said == ["Login as teacher failed (the server refused the sasl capability): "
+                    "connected without an account."]
+
+
+def test_a_server_with_only_external_is_not_asked_for_sasl():
+    """``sasl=EXTERNAL``: PLAIN is not there; one line, sasl not requested."""
+    sent, said = by_hand(":srv CAP * LS :sasl=EXTERNAL")
+    assert ("CAP", "END") in sent and not [s for s in sent if "sasl" in " ".join(s)]
+    assert said == ["Login as teacher failed (the server offers no SASL PLAIN): "
+                    "connected without an account."]
+
+
+def test_a_rate_limited_login_says_try_again_later():
+    """904 with the server's reason after a colon (twistchat's words): that reason is shown."""
+    _, said = by_hand(":srv CAP * LS :sasl", ":srv CAP * ACK :sasl", "AUTHENTICATE +",
+                      ":srv 904 teach :SASL authentication failed: Too many failed attempts; "
+                      "try again later")
+    assert said == ["Login as teacher failed (too many failed attempts; try again later): "
+                    "connected without an account."]
+
+
+def test_905_and_906_end_the_login_with_their_reason():
+    """905 (too long) and 906 (aborted): named, CAP END sent."""
+    for code, why in (("905", "the response was too long"), ("906", "aborted")):
+        sent, said = by_hand(":srv CAP * LS :sasl", ":srv CAP * ACK :sasl", "AUTHENTICATE +",
+                             f":srv {code} teach :whatever")
+        assert sent[-1] == ("CAP", "END")
+        assert said == [f"Login as teacher failed ({why}): connected without an account."]

@@ -126,8 +126,10 @@ class SaslLogin:
             self.done = True
             server_text = msg.params[-1] if len(msg.params) > 1 else ""
             reason = _FAILED[code] or server_text or "refused"
-            if code == "904" and server_text.partition(": ")[2]:
-                reason = server_text.partition(": ")[2]  # "...failed: try again later"
+            detail = server_text.partition(": ")[2]
+            if code == "904" and detail:
+                # "SASL authentication failed: Too many failed attempts; try again later"
+                reason = detail[:1].lower() + detail[1:]
             elif code == "904":
                 reason = "wrong account or password"
             return SaslStep(done=True, ok=False, text=self._failed(reason))
