@@ -8,6 +8,13 @@ the chat service inside it), opens a session over TCP or UDP and runs the
 full-screen application until Ctrl-X or /quit.  Everything the user should
 know (a port that is taken, a server that cannot be reached) is one line on
 the screen, never a traceback.
+
+``--sasl ACCOUNT`` logs in to an account (issue #14) on every connection, TCP
+or UDP.  The password comes from ``--password-file`` (its first line), else
+the environment variable :data:`PASSWORD_ENV`, else a prompt on the terminal
+before the full-screen UI starts; never from the command line, where every
+user of the machine could read it (``ps``, ``/proc/PID/cmdline``).  It is
+never shown or logged.
 """
 
 from __future__ import annotations
@@ -15,6 +22,8 @@ from __future__ import annotations
 import argparse
 import asyncio
 import getpass
+import ipaddress
+import os
 import socket
 import sys
 from typing import Any
@@ -25,8 +34,16 @@ from zope.interface import implementer
 from clients.ptk.app import DEFAULT_SCROLLBACK, ChatState, build_app
 from clients.ptk.reactor_thread import ReactorThread, UIBridge
 from twistchat.client import SessionUnavailable, open_session
+from twistchat.client.sasl import MAX_PASSWORD_BYTES, Credentials
 from twistchat.client.tcp import DEFAULT_PORT
 from twistchat.wire import sanitize_nick
+
+# Where --sasl finds the password when no --password-file is given.
+PASSWORD_ENV = "TWISTCHAT_PASSWORD"
+
+
+class PasswordError(Exception):
+    """No usable password for --sasl; ``str()`` is the one line to print."""
 
 
 def _port(text: str) -> int:
@@ -47,7 +64,8 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument(
         "--port", type=_port, default=DEFAULT_PORT, help="server port (default %(default)s)"
     )
-    parser.add_argument("--nick", default=None, help="your nick (default: your login name)")
+    parser.add_argument("--nick", default=None,
+                        help="your nick (default: the --sasl account, else your login name)")
     parser.add_argument("--room", default="#lobby", help="room to join (default %(default)s)")
     parser.add_argument(
         "--proto", choices=("tcp", "udp"), default="tcp", help="transport (default tcp)"
@@ -87,12 +105,82 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument(
         "--log", default=None, metavar="FILE", help="write the Twisted log here (default: none)"
     )
+    parser.add_argument(
+        "--sasl",
+        default=None,
+        metavar="ACCOUNT",
+        help="log in to ACCOUNT (SASL PLAIN) on every connection, TCP or UDP; also the "
+        "default nick.  The password is the first line of --password-file, else "
+        f"${PASSWORD_ENV}, else asked on the terminal; never give it on the command line",
+    )
+    parser.add_argument(
+        "--password-file",
+        default=None,
+        metavar="PATH",
+        help="with --sasl: read the password from the first line of PATH "
+        "(keep it readable by you only)",
+    )
+    # Not an option: there only to refuse it (and so that argparse does not take
+    # "--password SECRET" for an abbreviation of --password-file).
+    parser.add_argument("--password", default=None, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
+    if args.password is not None:
+        parser.error("the password is never given on the command line (every user of this "
+                     f"machine can read it there): use --password-file, ${PASSWORD_ENV} or "
+                     "the prompt")
+    if args.password_file and not args.sasl:
+        parser.error("--password-file needs --sasl ACCOUNT")
     if args.insecure or args.ca:
         args.tls = True
     if args.room[:1] not in "#&":
         args.room = "#" + args.room
     return args
+
+
+def read_password(account: str, path: str | None, environ=os.environ,
+                  ask=getpass.getpass) -> str:
+    """
+    The password for ``account``: ``path``'s first line, else ``$TWISTCHAT_PASSWORD``,
+    else ``ask`` (a terminal prompt).  Empty or over MAX_PASSWORD_BYTES: PasswordError.
+    """
+    if path:
+        try:
+            with open(path, encoding="utf-8") as f:
+                password = f.readline().rstrip("\r\n")
+        except (OSError, UnicodeDecodeError) as e:
+            raise PasswordError(f"cannot read the password file {path}: "
+                                f"{getattr(e, 'strerror', None) or e}") from None
+        where = f"the first line of {path}"
+    elif environ.get(PASSWORD_ENV):
+        password = environ[PASSWORD_ENV]
+        where = f"${PASSWORD_ENV}"
+    else:
+        try:
+            password = ask(f"Password for {account}: ")
+        except (EOFError, KeyboardInterrupt):
+            raise PasswordError("no password given") from None
+        where = "the password given"
+    if not password:
+        raise PasswordError(f"{where} is empty")
+    if len(password.encode("utf-8")) > MAX_PASSWORD_BYTES:
+        raise PasswordError(f"{where} is longer than {MAX_PASSWORD_BYTES} bytes")
+    return password
+
+
+def cleartext_warning(proto: str, host: str | None, tls: bool) -> str | None:
+    """
+    The note shown when --sasl's password would cross a network unencrypted: plain
+    TCP or UDP (which has no TLS) to a host that is not this machine's loopback.
+    """
+    if proto == "tcp" and tls:
+        return None
+    try:
+        if host == "localhost" or (host and ipaddress.ip_address(host).is_loopback):
+            return None
+    except ValueError:
+        pass  # a name: it may be anywhere
+    how = "UDP has no encryption" if proto == "udp" else "no --tls"
+    return f"Warning: {how}, so the login's password crosses the network readable."
 
 
 def _setup_logging(path: str | None) -> None:
@@ -143,7 +231,17 @@ def start_server(reactor, host: str, port: int, db: str = ":memory:"):
 def main(argv=None) -> int:
     """Run the client; the exit status."""
     args = parse_args(argv)
-    nick = args.nick or sanitize_nick(getpass.getuser())
+    credentials = None
+    if args.sasl:
+        # Before the full-screen UI: the prompt needs the plain terminal.
+        try:
+            credentials = Credentials(args.sasl, read_password(args.sasl, args.password_file))
+        except PasswordError as e:
+            print(f"twistchat: --sasl {args.sasl}: {e}", file=sys.stderr)
+            return 2
+        # Not handed on to anything this process starts.
+        os.environ.pop(PASSWORD_ENV, None)
+    nick = args.nick or sanitize_nick(args.sasl or getpass.getuser())
     _setup_logging(args.log)
     from twisted.internet import reactor
 
@@ -168,9 +266,15 @@ def main(argv=None) -> int:
     if host is None and args.proto == "tcp":
         host = "127.0.0.1"
 
-    options = {}
+    if credentials is not None:
+        warning = cleartext_warning(args.proto, host, args.tls)
+        if warning:
+            notes.append(warning)
+    options: dict[str, Any] = {}
     if args.proto == "tcp":
         options = {"tls": args.tls, "insecure": args.insecure, "trust_root": args.ca}
+    if credentials is not None:
+        options["sasl"] = credentials
     try:
         session = open_session(
             args.proto, host, args.port, nick, [args.room], reactor=reactor, **options

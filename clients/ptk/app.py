@@ -509,11 +509,14 @@ class ChatState:
     # ------------------------------------------------------------------ status
 
     def status_fragments(self) -> list:
-        """The status line: server, transport, nick, window, others with unread, state, lag."""
+        """The status line: server, transport, nick [account], window, unread, state, lag."""
         session = self.session
         state = self.conn_state
         out = [("class:status", f" {getattr(session, 'transport_name', '?')} {self.label} | ")]
         out += escape(self.nick or "?", "class:status")
+        account = getattr(session, "account", None)  # --sasl: the account we are logged in to
+        if isinstance(account, str) and account and state == I.REGISTERED:
+            out += escape(f" [{account}]", "class:status")
         out.append(("class:status", f" | {self.current + 1}:"))
         out += escape(self.window.name, "class:status")
         if self.window.scroll:

@@ -21,7 +21,8 @@ def open_session(proto: str, host, port: int, nick: str, rooms=("#lobby",), *, r
     """
     A new, unstarted :class:`~.interfaces.IChatSession` for ``proto`` ("tcp" or "udp").
 
-    ``options`` go to the provider (TCP: ``tls``, ``insecure``, ``trust_root`` ...).
+    ``options`` go to the provider (TCP: ``tls``, ``insecure``, ``trust_root`` ...;
+    both: ``sasl``, a :class:`~twistchat.client.sasl.Credentials` to log in with).
     Raise :class:`SessionUnavailable` with one clear sentence when it cannot be built.
     """
     if proto == "tcp":

@@ -19,6 +19,10 @@ What it does beyond plain RFC 1459 (issue #5):
   ``draft/chathistory`` (https://ircv3.net/specs/extensions/chathistory),
   asks ``CHATHISTORY AFTER`` the last message it saw, so the transcript has
   no hole; ``msgid`` tags keep it free of duplicates;
+- with ``sasl=Credentials(account, password)``, a SASL PLAIN login on every
+  connection before ``CAP END`` (:mod:`.sasl`, issue #14); its outcome is one
+  INFO or ERROR event, and a failed login leaves the session connected
+  without an account;
 - TLS with certificate verification (``tls=True``), or without
   (``insecure=True``: a self-signed test server);
 - CTCP ACTION for ``/me``; CTCP VERSION and PING answered.
@@ -50,6 +54,7 @@ from zope.interface import implementer
 
 from twistchat.client import interfaces as I
 from twistchat.client.interfaces import ChatEvent, IChatSession
+from twistchat.client.sasl import Credentials, SaslStep
 from twistchat.client.tcp_events import IRCEvents, Rooms
 from twistchat.client.tcp_link import (
     MAX_LINE,
@@ -78,7 +83,8 @@ class TCPChatSession:
     ``reactor`` is the clock and network (the global reactor if None);
     ``endpoint`` overrides the one built from host/port/TLS (tests);
     ``trust_root`` is a PEM file of certificates to trust instead of the
-    platform's; ``retry`` is ``backoffPolicy``'s keyword arguments.
+    platform's; ``retry`` is ``backoffPolicy``'s keyword arguments;
+    ``sasl``: log in to this account on every connection (never logged).
     """
 
     transport_name = "tcp"
@@ -106,6 +112,7 @@ class TCPChatSession:
         quit_timeout: float = 1.0,
         history_limit: int = 100,
         hold_timeout: float = 5.0,
+        sasl: Credentials | None = None,
     ) -> None:
         if reactor is None:
             from twisted.internet import reactor
@@ -125,7 +132,8 @@ class TCPChatSession:
         self.quit_timeout = quit_timeout
         self._handler: Callable[[ChatEvent], None] = lambda event: None
         self._rooms = Rooms(rooms)
-        self._registration = Registration()
+        self.account: str | None = None  # the account the server says we are logged in to
+        self._registration = Registration(sasl, self._sasl_step)
         self._order = RoomOrder(reactor, self._emit, hold_timeout=hold_timeout,
                                 history_limit=history_limit)
         self._events = IRCEvents(self, self._rooms, self._order, self._emit, self._now_ms)
@@ -392,6 +400,7 @@ class TCPChatSession:
     def _connection_lost(self, proto: IRCLineProtocol, reason: Failure) -> None:
         if proto is self._proto:
             self._proto = None
+            self.account = None
         self._stop_timers()
         self._order.release_all()
         self._events.reset()
@@ -489,6 +498,21 @@ class TCPChatSession:
     def _irc_CAP(self, proto: IRCLineProtocol, msg: Message) -> None:
         self._registration.on_cap(proto, msg)
 
+    def _sasl_line(self, proto: IRCLineProtocol, msg: Message) -> None:
+        """``AUTHENTICATE``, 900-908: our login's, else shown as any line."""
+        if msg.command == "900" and len(msg.params) > 2:
+            self.account = msg.params[2]
+        elif msg.command == "901":
+            self.account = None
+        if not self._registration.on_sasl(proto, msg):
+            self._events.handle(proto, msg)
+
+    def _sasl_step(self, step: SaslStep) -> None:
+        """The login's outcome: one line (INFO logged in, ERROR not)."""
+        if step.text is not None:
+            kind = I.INFO if step.ok else I.ERROR
+            self._emit(ChatEvent(kind, text=step.text, time_ms=self._now_ms()))
+
     def _irc_ERROR(self, proto: IRCLineProtocol, msg: Message) -> None:
         if self._closing:
             return
@@ -534,5 +558,15 @@ class TCPChatSession:
         "432": _nick_refused,
         "433": _nick_refused,
         "436": _nick_refused,
+        "AUTHENTICATE": _sasl_line,
+        "900": _sasl_line,
+        "901": _sasl_line,
+        "902": _sasl_line,
+        "903": _sasl_line,
+        "904": _sasl_line,
+        "905": _sasl_line,
+        "906": _sasl_line,
+        "907": _sasl_line,
+        "908": _sasl_line,
     }
 

@@ -39,6 +39,13 @@ new 001 (or a heartbeat with another ``boot``, which restarts this at once)
 means a new session: rooms joined again, commands not acknowledged sent
 again, each room's gap repaired from the last seq shown (:mod:`.udp_streams`).
 
+Accounts (issue #14): with ``sasl=Credentials(...)`` every new session (the
+first, and each one after a restart) starts with the SASL PLAIN exchange of
+:mod:`.sasl` in numbered commands, before its JOINs (docs/udp-protocol.md,
+"Accounts": the same AUTHENTICATE lines and 900-908 as on TCP, without CAP).
+Its outcome is one INFO or ERROR event; a failed login chats on without an
+account.
+
 This module is the session's state machine (registration, keepalive, a
 silent or restarted server, close).  The rest has a
 module each: :mod:`.udp_net` (sockets, faults, discovery),
@@ -59,6 +66,7 @@ from zope.interface import implementer
 
 from twistchat.client import interfaces as I
 from twistchat.client.interfaces import ChatEvent, IChatSession
+from twistchat.client.sasl import Credentials, SaslLogin
 from twistchat.client.udp_commands import (
     CommandWindow,
     ping_datagram,
@@ -97,7 +105,8 @@ class UDPChatSession:
     session is lost and registered anew.  ``net``: socket factory
     (default :class:`ReactorNet`).  ``fault_in``/``fault_out``: optional
     :class:`FaultInjector` on received and sent datagrams.  ``unicast``: ask the
-    server for unicast copies instead of listening for broadcasts.
+    server for unicast copies instead of listening for broadcasts.  ``sasl``:
+    log in to this account in every new session (the password is never logged).
     """
 
     transport_name = "udp"
@@ -109,7 +118,8 @@ class UDPChatSession:
                  unicast: bool = False, interface: str = "", window: int = 32,
                  reorder_delay: float = 0.03, repair_limit: int = 100,
                  register_timeout: float = 10.0, broadcast_port: int | None = None,
-                 history_on_join: int = 50, max_queued: int = 1000) -> None:
+                 history_on_join: int = 50, max_queued: int = 1000,
+                 sasl: Credentials | None = None) -> None:
         if reactor is None:
             from twisted.internet import reactor
         self.reactor = reactor
@@ -144,6 +154,9 @@ class UDPChatSession:
         self._down_since: float | None = None
         self._told_queued = False
         self._ever_registered = False
+        self.credentials = sasl
+        self.account: str | None = None  # the account the server says we are logged in to
+        self._login: SaslLogin | None = None  # this session's login (with credentials)
         self._cookie: str | None = None  # the COOKIE of the registration under way
         self._bad_cookies = 0
         self.broadcast_addr: tuple[str, int] | None = None
@@ -441,6 +454,13 @@ class UDPChatSession:
         if self.state == I.DISCONNECTED:
             self._set_state(I.CONNECTING)  # as the TCP session: connecting, then registered
         self._set_state(I.REGISTERED)
+        # Log in first, so the JOINs already carry the account (extended-join, founder ops).
+        login: list[Message] = []
+        self.account = None
+        self._login = None
+        if self.credentials is not None:
+            self._login = SaslLogin(self.credentials)
+            login = [Message("AUTHENTICATE", self._login.start())]
         if again:
             # A new session (docs, "Restarts"): our rooms first, then what was not acknowledged.
             self._streams.new_session()
@@ -450,8 +470,10 @@ class UDPChatSession:
             self.rooms = []
             for room in self._autojoin:
                 self._streams.joining(room)
-            self._commands.requeue([Message("JOIN", (room,)) for room in self._autojoin])
+            self._commands.requeue(login + [Message("JOIN", (room,)) for room in self._autojoin])
         else:
+            for message in login:
+                self._command(message.command, *message.params)
             for room in list(self._autojoin):
                 self.join(room)
         self._keepalive()  # proves our address at once, and tells us the latest useq
@@ -670,7 +692,27 @@ class UDPChatSession:
                              time_ms=self._now_ms()))
 
     def _show(self, message: Message, room: Any = None) -> None:
+        if room is None and self._sasl_line(message):
+            return
         self._events.show(message, room)
+
+    def _sasl_line(self, message: Message) -> bool:
+        """``AUTHENTICATE`` and 900-908 of our login: answered and reported here."""
+        code = message.command
+        if code == "900" and len(message.params) > 2:
+            self.account = message.params[2]
+        elif code == "901":
+            self.account = None
+        login = self._login
+        step = login.on_message(message) if login is not None else None
+        if step is None:
+            return False
+        for chunk in step.send:
+            self._command("AUTHENTICATE", chunk)
+        if step.text is not None:
+            self._emit(ChatEvent(I.INFO if step.ok else I.ERROR, text=step.text,
+                                 time_ms=self._now_ms()))
+        return True
 
     def _is_me(self, nick: str) -> bool:
         return self._events.is_me(nick)

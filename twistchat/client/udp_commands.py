@@ -113,11 +113,14 @@ class CommandWindow:
         every command not yet acknowledged, in order, numbered from ``cseq`` 1
         again (docs, "Restarts": "sends again every command it had not seen
         acknowledged").  A JOIN of a room ``first`` joins already is not sent twice,
-        and a PART of a room it does not join is moot (the new session is in none).
+        and a PART of a room it does not join is moot (the new session is in none);
+        so is an old session's AUTHENTICATE (the new one has an exchange of its own).
         """
         rooms = {casefold(m.params[0]) for m in first if m.command == "JOIN" and m.params}
 
         def moot(m: Message) -> bool:
+            if m.command.upper() == "AUTHENTICATE":
+                return True
             if m.command.upper() not in ("JOIN", "PART") or not m.params:
                 return False
             in_first = casefold(m.params[0]) in rooms
