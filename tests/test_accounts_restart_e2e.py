@@ -31,6 +31,7 @@ import signal
 import socket
 import threading
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -282,8 +283,9 @@ class Attacker:
     """
 
     def __init__(self, server: ServerProcess, account: str,
-                 per_connection: int | None = None) -> None:
+                 per_connection: int | None = None, sources: Iterator[str] | None = None) -> None:
         self.server, self.account, self.per_connection = server, account, per_connection
+        self.sources = sources  # a loopback source address for each connection
         self.client: LineClient | None = None
         self.answers: dict[str, int] = {}
         self.connections = 0
@@ -293,7 +295,8 @@ class Attacker:
     def _connect(self) -> LineClient:
         self.connections += 1
         self._guesses_here = 0
-        client = LineClient(self.server.host, self.server.port)
+        client = (BoundLineClient(self.server.host, self.server.port, next(self.sources))
+                  if self.sources is not None else LineClient(self.server.host, self.server.port))
         client.send("CAP REQ :sasl", f"NICK guesser{self.connections}", "USER g 0 * :G")
         client.wait_for(lambda line: " CAP " in line and " ACK " in line)
         return client
@@ -434,3 +437,67 @@ def test_a_thousand_wrong_sasl_passwords_at_the_default_limits(tmp_path):
     """
     flood(tmp_path, "new connection every 8 guesses, default flags", (),
           ping_every=0.15, per_connection=DEFAULT_BURST_GUESSES, min_pings=8)
+
+
+def test_a_thousand_wrong_sasl_passwords_from_200_addresses(tmp_path):
+    """
+    The per-account limit, on the wire: 1,000 wrong passwords from 200 loopback
+    addresses (127.0.1.1 on, 5 each: every address's burst).  Only the account's burst
+    (10, then one per 10 s) reaches argon2; the rest are "try again later".  That
+    limit holds for everyone, the owner included: right after the flood the right
+    password from a fresh address (127.0.0.2) is refused too, and once one token has
+    refilled (10 s) it logs in.  The pinger stays under 50 ms meanwhile.
+    """
+    server = ServerProcess(tmp_path, f"--db={tmp_path / 'botnet.sqlite3'}").start()
+    try:
+        leave(register(server, "victim"))
+        pinger = Pinger(server, 0.15)
+        sources = (f"127.0.{n // 250 + 1}.{n % 250 + 1}" for n in range(ATTEMPTS))
+        attacker = Attacker(server, "victim", per_connection=ADDRESS_BURST, sources=sources)
+        pinger.start()
+        time.sleep(0.45)
+        started = time.monotonic()
+        try:
+            for n in range(ATTEMPTS):
+                attacker.guess(n)
+                assert time.monotonic() - started < FLOOD_SECONDS, f"only {n} guesses in time"
+            ended = time.monotonic()
+            time.sleep(0.15)
+        finally:
+            rtts = pinger.finish()
+            attacker.close()
+        owner = BoundLineClient(server.host, server.port, "127.0.0.2")
+        locked_out = sasl_result(owner, "victim", PASSWORD)
+        owner.close()
+        time.sleep(max(0.0, ended + 1 / ACCOUNT_RATE + 0.5 - time.monotonic()))
+        owner = BoundLineClient(server.host, server.port, "127.0.0.2")
+        refilled = sasl_result(owner, "victim", PASSWORD)
+        owner.close()
+    finally:
+        server.stop()
+
+    elapsed = ended - started
+    limited = attacker.answers.get(f"904 {TRY_AGAIN}", 0)
+    invalid = attacker.answers.get("904 SASL authentication failed", 0)
+    hashed_at_most = ACCOUNT_BURST + int(elapsed * ACCOUNT_RATE) + 1
+    ordered = sorted(rtts)
+    report = (f"200 addresses: {ATTEMPTS} wrong SASL PLAIN passwords in {elapsed:.2f} s on "
+              f"{attacker.connections} connections: {limited} refused 'try again later', "
+              f"{invalid} checked and wrong; PING rtt worst {ordered[-1] * 1000:.1f} ms over "
+              f"{len(rtts)} pings; the owner from 127.0.0.2 right after: {locked_out.command}, "
+              f"{1 / ACCOUNT_RATE:.0f} s later: {refilled.command}")
+    print("\n" + report)
+    out = os.environ.get("TWISTCHAT_FLOOD_REPORT")
+    if out:
+        with open(out, "a") as f:
+            f.write(report + "\n")
+    assert attacker.connections == ATTEMPTS // ADDRESS_BURST
+    assert sum(attacker.answers.values()) == ATTEMPTS, attacker.answers
+    assert set(attacker.answers) <= {f"904 {TRY_AGAIN}", "904 SASL authentication failed"}, \
+        attacker.answers
+    assert ACCOUNT_BURST <= invalid <= hashed_at_most, attacker.answers
+    assert limited >= ATTEMPTS - hashed_at_most, attacker.answers
+    assert len(rtts) >= 8, f"the pinger did not get its turns: {len(rtts)}"
+    assert ordered[-1] < RTT_LIMIT, ordered[-5:]
+    assert locked_out.command == "904" and locked_out.params[-1] == TRY_AGAIN, str(locked_out)
+    assert refilled.command == "903", str(refilled)
