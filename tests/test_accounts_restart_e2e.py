@@ -16,9 +16,12 @@ the room and marker records through makeService in-process
    PLAIN before 001, the server ops her on JOIN, topic, modes and bans are back,
    and the student's account is still kept out (474).
 2. A read marker (MARKREAD) survives the restart.
-3. 1,000 wrong SASL PLAIN passwords against one account from one address on the
-   wire, while another client's PING round trip is timed.
+3. 1,000 wrong SASL PLAIN passwords against one account on the wire, while another
+   client's PING round trip is timed: from one address on one connection (line
+   limit raised), from one address reconnecting (default flags), and from 200
+   loopback addresses (the per-account limit).  Numbers: bench/README.md.
 4. NickServ IDENTIFY (no SASL) after a restart.
+5. An account and a registered room outlive a SIGKILL once the writer thread ran.
 
 Every read has a deadline (LineClient / Probe: 10 s).
 """
@@ -505,3 +508,21 @@ def test_a_thousand_wrong_sasl_passwords_from_200_addresses(tmp_path):
     assert ordered[-1] < RTT_LIMIT, ordered[-5:]
     assert locked_out.command == "904" and locked_out.params[-1] == TRY_AGAIN, str(locked_out)
     assert refilled.command == "903", str(refilled)
+
+
+def test_an_account_outlives_a_sigkill_after_the_flush_interval(server):
+    """
+    No clean stop: REGISTER, a room registered with ChanServ and its topic, a second for
+    the writer thread (``--history-flush`` 0.2 s by default), SIGKILL; started again on
+    the same file, the account logs in with SASL and its room has the topic.
+    """
+    maker = register(server, "survivor")
+    maker.join("#den")
+    maker.ask("PRIVMSG ChanServ :REGISTER #den", "TOPIC #den :Kept without a clean stop")
+    leave(maker)
+    time.sleep(1.0)
+    server.stop(sig=signal.SIGKILL)
+    server.start()
+    back = SaslProbe(server, "survivor", "survivor", PASSWORD)
+    assert one(back.before_welcome, "900").params[2] == "survivor"
+    assert one(back.join("#den"), "332").params[-1] == "Kept without a clean stop"
