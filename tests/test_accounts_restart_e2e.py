@@ -136,7 +136,9 @@ def test_the_teachers_room_survives_a_sigterm_restart(server):
     """
     Registered #class, its topic, +m and both bans come back after SIGTERM; the teacher
     (SASL PLAIN before 001) is opped by the server on JOIN, a guest who came first is not,
-    and the student's account is refused (474) under any nick.
+    and the student's account is refused (474) under another nick: on the empty room
+    (made on JOIN from the saved state) and on the room in use.  Who set the topic and
+    the bans, and when (333, 367), are kept too.
     """
     student = register(server, "pupil")
     leave(student)
@@ -151,11 +153,17 @@ def test_the_teachers_room_survives_a_sigterm_restart(server):
                  "MODE #class +b *!*@10.0.0.7", "MODE #class +b ~a:pupil"):
         answer = teacher.ask(line)
         assert codes(answer) == [line.split()[0]], [str(m) for m in answer]
+    set_by = one(teacher.ask("TOPIC #class"), "333").params[2:]
+    banned_by = sorted(m.params[2:] for m in teacher.ask("MODE #class +b") if m.command == "367")
     teacher.ask("PART #class")
     leave(teacher)
 
     restart(server)
 
+    kid = SaslProbe(server, "kid", "pupil", PASSWORD)
+    refused = kid.join("#class")  # no one there: the room is made from the file, then refused
+    assert codes(refused) == ["474"], [str(m) for m in refused]
+    assert refused[0].params[1] == "#class"
     guest = Probe(server, nick="guest")
     joined = guest.join("#class")
     assert one(joined, "332").params[-1] == "Fractions today"
@@ -171,16 +179,18 @@ def test_the_teachers_room_survives_a_sigterm_restart(server):
         [str(m) for m in joined]
     assert opped[0].source == one(teacher.before_welcome, "001").source  # the server's
     assert one(joined, "332").params[-1] == "Fractions today"
+    assert one(joined, "333").params[2:] == set_by
+    assert set_by[0].startswith("teacher!")
     assert guest.client.wait_for(lambda line: " MODE #class +o teacher" in line)
     modes = one(teacher.ask("MODE #class"), "324")
     assert "m" in modes.params[2], str(modes)
     bans = teacher.ask("MODE #class +b")
     assert sorted(m.params[2] for m in bans if m.command == "367") == \
         ["*!*@10.0.0.7", "~a:pupil"]
+    assert sorted(m.params[2:] for m in bans if m.command == "367") == banned_by
     assert codes(bans)[-1] == "368"
 
-    kid = SaslProbe(server, "kid", "pupil", PASSWORD)
-    refused = kid.join("#class")
+    refused = kid.join("#class")  # the room in use
     assert codes(refused) == ["474"], [str(m) for m in refused]
     assert refused[0].params[1] == "#class"
 
