@@ -221,13 +221,21 @@ def test_a_read_marker_survives_a_restart(server):
 
 
 def test_nickserv_identify_works_after_a_restart(server):
-    """A client without SASL: ``NS IDENTIFY`` after SIGTERM logs in (900); a wrong one fails."""
+    """
+    A client without SASL: ``NS IDENTIFY`` after SIGTERM logs in (900); a wrong password
+    fails.  In the account's registered room, joined before logging in, the server ops
+    the founder when it logs in.
+    """
     maker = register(server, "plainuser")
+    maker.join("#plain")
+    assert one(maker.ask("PRIVMSG ChanServ :REGISTER #plain"), "NOTICE").params[-1] == \
+        "#plain is now registered to your account plainuser."
     leave(maker)
 
     restart(server)
 
     client = Probe(server, nick="someone")
+    assert one(client.join("#plain"), "353").params[-1] == "someone"  # not op: not logged in
     wrong = client.ask(f"NS IDENTIFY plainuser not-{PASSWORD}")
     assert "900" not in codes(wrong)
     assert one(wrong, "NOTICE").params[-1] == "Invalid account name or password"
@@ -237,6 +245,9 @@ def test_nickserv_identify_works_after_a_restart(server):
     notices = [m for m in answer if m.command == "NOTICE"]
     assert notices and notices[-1].source == "NickServ!NickServ@services."
     assert notices[-1].params[-1] == "You are now logged in as plainuser"
+    opped = [m for m in answer if m.command == "MODE"]
+    assert [m.params for m in opped] == [("#plain", "+o", "someone")], [str(m) for m in answer]
+    assert opped[0].source == one(client.welcome, "001").source  # the server's
     whois = client.ask("WHOIS someone")
     assert one(whois, "330").params[2] == "plainuser"
     # The one-argument form: the account is the nick one is on (the reserved nick).
