@@ -21,7 +21,8 @@ the room and marker records through makeService in-process
    limit raised), from one address reconnecting (default flags), and from 200
    loopback addresses (the per-account limit).  Numbers: bench/README.md.
 4. NickServ IDENTIFY (no SASL) after a restart.
-5. An account and a registered room outlive a SIGKILL once the writer thread ran.
+5. An account and a registered room outlive a SIGKILL once the writer thread ran;
+   a dropped account and its room stay gone after a restart.
 
 Every read has a deadline (LineClient / Probe: 10 s).
 """
@@ -547,3 +548,31 @@ def test_an_account_outlives_a_sigkill_after_the_flush_interval(server):
     back = SaslProbe(server, "survivor", "survivor", PASSWORD)
     assert one(back.before_welcome, "900").params[2] == "survivor"
     assert one(back.join("#den"), "332").params[-1] == "Kept without a clean stop"
+
+
+def test_a_dropped_account_and_its_room_stay_gone_after_a_restart(server):
+    """
+    NickServ DROP deletes the account and forgets its registered room; after SIGTERM
+    neither is back: SASL for it fails (904), the first in the room is its operator as in
+    any room, and the name can be registered again.
+    """
+    owner = register(server, "dropper")
+    owner.join("#gone")
+    owner.ask("PRIVMSG ChanServ :REGISTER #gone", "TOPIC #gone :Soon forgotten")
+    owner.ask("PART #gone")
+    dropped = owner.ask(f"NS DROP {PASSWORD}")
+    assert "901" in codes(dropped), [str(m) for m in dropped]
+    leave(owner)
+
+    restart(server)
+
+    client = LineClient(server.host, server.port)
+    assert sasl_result(client, "dropper", PASSWORD).command == "904"
+    client.close()
+    first = Probe(server, nick="newcomer")
+    joined = first.join("#gone")
+    assert "332" not in codes(joined)
+    assert one(joined, "353").params[-1] == "@newcomer"
+    leave(first)
+    again = register(server, "dropper")
+    assert one(again.ask("PRIVMSG NickServ :INFO"), "NOTICE").params[-1] == "Account: dropper"
