@@ -717,7 +717,10 @@ def extban_keeps_an_account_out(server):
 
 
 def cap_read_marker(server):
-    """MARKREAD after JOIN, before 366, with the cap only; get answers; set needs an account."""
+    """
+    MARKREAD after JOIN, before 366, with the cap only; get answers; set needs an account;
+    a marker set on one connection is pushed to the account's others.
+    """
     room = next(_rooms)
     marked, plain = Probe(server, caps="draft/read-marker"), Probe(server)
     got = marked.join(room)
@@ -725,9 +728,19 @@ def cap_read_marker(server):
     assert codes(got).index("JOIN") < codes(got).index("MARKREAD") < codes(got).index("366")
     assert "MARKREAD" not in codes(plain.join(room))
     assert one(marked.ask(f"MARKREAD {room}"), "MARKREAD").params == (room, "*")
-    # Logging in (SASL, NickServ) is another branch's (#14): without an account, no marker.
+    # Without an account, no marker can be set.
     refused = one(marked.ask(f"MARKREAD {room} timestamp=2026-01-01T00:00:00.000Z"), "FAIL")
     assert refused.params[:3] == ("MARKREAD", "INTERNAL_ERROR", room)
+    # Two connections of one account (a phone and a laptop): one reads, both are told.
+    laptop = _registered(server, caps="draft/read-marker")
+    phone = Probe(server, caps="draft/read-marker")
+    assert "900" in codes(phone.ask(f"PRIVMSG NickServ :IDENTIFY {laptop.nick} "
+                                    "correct-horse-battery"))
+    stamp = "2026-01-01T00:00:00.000Z"
+    told = one(laptop.ask(f"MARKREAD {room} timestamp={stamp}"), "MARKREAD")
+    assert told.params == (room, f"timestamp={stamp}")
+    assert one(phone.ask(), "MARKREAD").params == (room, f"timestamp={stamp}")
+    assert "MARKREAD" not in codes(marked.ask())  # another user hears nothing of it
 
 
 def cap_sasl(server):
