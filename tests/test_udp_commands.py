@@ -8,6 +8,8 @@ session asks for over datagrams is answered as over TCP.
 from __future__ import annotations
 
 from tests.udpnet import Raw
+from twistchat.core.accounts import Account
+from twistchat.core.events import deliver
 
 
 def replies(messages, code):
@@ -39,3 +41,26 @@ def test_udp_session_changes_its_real_name(mixed):
     alice = server.user("alice")
     alice.send("WHOIS bob")
     assert [m.params[-1] for m in alice.take() if m.command == "311"] == ["Robert on the LAN"]
+
+
+def test_udp_session_on_a_reserved_nick_is_told_then_renamed(mixed):
+    """A UDP session on another account's nick: told at once, renamed Guest<n> after the grace."""
+    server, w = mixed
+    server.registry.accounts.add(Account("teacher", "hash"))
+    bob = Raw(w)
+    got = bob.register("teacher")
+    # The welcome is cut to the unproven address's budget; the rest comes by repair.
+    last = max(int(m.tags["useq"]) for m in got if "useq" in m.tags)
+    bob.send(f"@token={bob.token} REPAIR * {last + 1} {last + 20}".encode())
+    got = bob.take()
+    assert [m.params[-1] for m in got if m.command == "NOTICE"
+            and m.source == "NickServ!NickServ@services."] == [
+        "This nickname is registered. Identify within 30 seconds or it will be changed"]
+    server.clock.advance(29.9)
+    assert not [d for d in server.registry.enforce_reservations(server.clock.seconds())]
+    server.clock.advance(0.1)
+    deliver(server.registry.enforce_reservations(server.clock.seconds()))
+    w.net.run(0.05)
+    renamed = [m for m in bob.take() if m.command == "NICK"]
+    assert len(renamed) == 1 and renamed[0].params[0].startswith("Guest")
+    assert server.registry.find_user("teacher") is None
