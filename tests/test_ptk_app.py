@@ -263,6 +263,48 @@ def test_page_up_and_down_scroll_the_transcript():
     assert state.window.scroll == 0
 
 
+def shown_rows(state) -> list:
+    """The transcript's rows as drawn now (no line here is wider than the screen)."""
+    text = "".join(t for _, t in state.transcript_fragments(state.view_rows))
+    return text.split("\n")
+
+
+def test_page_up_stops_at_the_first_line_and_a_page_is_the_screen():
+    """
+    62 lines (issue #17): each PageUp moves a screen's height and never shows blank rows;
+    the second stops with the first line at the top.
+    """
+    state, _ = make_state()
+    for i in range(62):
+        state.on_event(ChatEvent(I.MESSAGE, "#lobby", "bob", f"line {i}", 1))
+    state.switch(1)
+    drive(state, PAGE_UP)
+    rows = state.view_rows  # DummyOutput: 40 rows, less the status and input lines
+    assert rows == 38 and state.page == rows
+    assert state.window.scroll == len(state.window.lines) - rows
+    assert len(shown_rows(state)) == rows and "line 0" in shown_rows(state)[0]
+    drive(state, PAGE_UP)
+    assert state.window.scroll == len(state.window.lines) - rows
+    assert len(shown_rows(state)) == rows and "line 0" in shown_rows(state)[0]
+    drive(state, PAGE_DOWN)
+    assert state.window.scroll == 0 and "line 61" in shown_rows(state)[-1]
+
+
+def test_page_up_counts_wrapped_lines_as_the_rows_they_take():
+    """A line wider than the screen takes several rows: the top is reached sooner."""
+    state, _ = make_state()
+    state.view_rows, state.view_width = 10, 40
+    for i in range(8):
+        state.on_event(ChatEvent(I.MESSAGE, "#lobby", "bob", f"long {i} " + "x" * 40, 1))
+    state.switch(1)
+    # Each line is 58 columns: two rows at 40 wide; 5 lines fill the 10 rows.
+    assert state.max_scroll() == 3
+    state.scroll(state.page)
+    assert state.window.scroll == 3
+    text = "".join(t for _, t in state.transcript_fragments(10))
+    assert "long 0" in text and "long 5" not in text
+
+
 def test_mouse_wheel_scrolls():
     """Wheel up/down over the transcript scrolls three lines."""
     from prompt_toolkit.data_structures import Point

@@ -228,3 +228,28 @@ def test_wrong_port_is_one_clear_line_not_a_traceback(tmux):
     assert tmux.screen(target).count("Cannot connect") == 1
     tmux.keys(target, "C-x")
     tmux.wait_dead(target)
+
+
+def test_page_up_stops_at_the_top_at_120x35(tmux, chat_server):
+    """
+    62 lines in a 120x35 terminal (issue #17): two PageUps show the first line at the top
+    and a full screen below it, no blank rows.
+    """
+    server = chat_server("--flood-burst", "100")
+    a = tmux.start("alice", client(server.port, "alice"), width=120, height=35)
+    tmux.wait_screen(a, "alice joined #lobby", "connected")
+    bob = LineClient("127.0.0.1", server.port).register("bob")
+    bob.send("JOIN #lobby", *(f"PRIVMSG #lobby :line {i:02d}" for i in range(62)))
+    tmux.wait_screen(a, "<bob> line 61")
+    bob.close()
+    tmux.keys(a, "PPage")
+    tmux.wait_screen(a, "(scrolled back")
+    tmux.keys(a, "PPage")
+    time.sleep(0.5)
+    rows = tmux.screen(a).split("\n")[:33]  # the transcript: all but the status and input lines
+    print("\n".join(rows))
+    assert all(row.strip() for row in rows), "a blank row in the transcript"
+    assert "alice joined #lobby" in rows[0]  # the room's first line, at the top
+    assert "<bob> line 61" not in "\n".join(rows)
+    tmux.keys(a, "C-x")
+    tmux.wait_dead(a)

@@ -25,6 +25,7 @@ from collections.abc import Callable
 from prompt_toolkit.application import Application
 from prompt_toolkit.buffer import Buffer
 from prompt_toolkit.filters import has_focus
+from prompt_toolkit.formatted_text.utils import fragment_list_width
 from prompt_toolkit.history import InMemoryHistory
 from prompt_toolkit.key_binding import KeyBindings, merge_key_bindings
 from prompt_toolkit.layout import HSplit, Layout, Window
@@ -43,6 +44,7 @@ __all__ = ["ChatState", "ChatWindow", "COMMANDS", "build_app", "DEFAULT_SCROLLBA
 DEFAULT_SCROLLBACK = 2000
 SERVER_WINDOW = "*"  # the window of server-wide lines (welcome, MOTD, errors)
 _NICK_PREFIXES = "~&@%+"
+_WRAP_PREFIX = "      "  # before the rest of a wrapped transcript line, under the time
 
 # name -> (usage, help); the handlers are ChatState._cmd_<name>.
 COMMANDS = {
@@ -125,7 +127,10 @@ class ChatState:
         self.quit_reason = "Client Quit"
         self.app: Application[str] | None = None
         self.input_area: TextArea | None = None  # build_app sets it
-        self.page = 10  # lines per PageUp/PageDown; the layout updates it
+        # The transcript's size on screen (rows, columns); the layout updates it
+        # each time it draws.  A page (PageUp/PageDown) is the transcript's height.
+        self.view_rows = 10
+        self.view_width = 80
         self._autoswitch = {casefold(r) for r in autojoin}
         self._reply_window: ChatWindow | None = None
         self._notes: list = []
@@ -179,10 +184,40 @@ class ChatState:
         else:
             self.current = self.windows.index(current)
 
+    @property
+    def page(self) -> int:
+        """Lines per PageUp/PageDown: the transcript's height on screen (issue #17)."""
+        return max(self.view_rows, 1)
+
+    def _line_rows(self, line: Line) -> int:
+        """Screen rows ``line`` takes: wrapped lines go on after a prefix (see build_app)."""
+        width = max(self.view_width, 1)
+        used = fragment_list_width(render_line(line))
+        if used <= width:
+            return 1
+        rest = max(width - len(_WRAP_PREFIX), 1)
+        return 1 + -(-(used - width) // rest)
+
+    def max_scroll(self, window: ChatWindow | None = None) -> int:
+        """
+        How far back ``window`` may scroll: until its first line is at the top.
+
+        Issue #17: scrolling further showed a line or two and blank rows
+        below; it stops where the oldest lines fill the screen.
+        """
+        window = window or self.window
+        lines = window.lines
+        rows = 0
+        for count, line in enumerate(lines):
+            rows += self._line_rows(line)
+            if rows > self.page:
+                return len(lines) - count
+        return 0
+
     def scroll(self, lines: int) -> None:
         """Scroll the current window back (positive) or forward (negative)."""
         window = self.window
-        window.scroll = max(0, min(window.scroll + lines, max(len(window.lines) - 1, 0)))
+        window.scroll = max(0, min(window.scroll + lines, self.max_scroll(window)))
 
     def say_local(self, text: str, kind: str = I.INFO) -> None:
         """A line of our own (a hint, a help text) in the current window."""
@@ -541,11 +576,15 @@ class ChatState:
         return out
 
     def transcript_fragments(self, rows: int) -> list:
-        """The lines in view: the last ``rows`` before the scroll position, cursor at the end."""
+        """The lines that fill ``rows`` screen rows up to the scroll position, cursor at the end."""
         window = self.window
         lines = window.lines
+        window.scroll = min(window.scroll, self.max_scroll(window))  # the screen may have grown
         end = len(lines) - window.scroll
-        start = max(0, end - max(rows, 1))
+        start, used = end, 0
+        while start > 0 and used < max(rows, 1):
+            start -= 1
+            used += self._line_rows(lines[start])
         out: list[tuple[str, str]] = []
         for i in range(start, end):
             if out:
@@ -565,15 +604,15 @@ class _TranscriptControl(FormattedTextControl):
         self.state = state
         super().__init__(self._text, focusable=False, show_cursor=False)
 
-    def _text(self):
-        from prompt_toolkit.application.current import get_app
+    def create_content(self, width: int, height: int | None):
+        """Note the size the layout gives the transcript: PageUp and the top depend on it."""
+        if height:
+            self.state.view_rows = height
+        self.state.view_width = width
+        return super().create_content(width, height)
 
-        try:
-            rows = get_app().output.get_size().rows
-        except Exception:
-            rows = 50
-        self.state.page = max(rows - 3, 1)
-        return self.state.transcript_fragments(rows)
+    def _text(self):
+        return self.state.transcript_fragments(self.state.view_rows)
 
     def mouse_handler(self, mouse_event):
         if mouse_event.event_type == MouseEventType.SCROLL_UP:
@@ -660,7 +699,7 @@ def build_app(state: ChatState, *, input=None, output=None, extra_bindings=None)
     transcript = Window(
         _TranscriptControl(state),
         wrap_lines=True,
-        get_line_prefix=lambda lineno, wrap_count: "      " if wrap_count else "",
+        get_line_prefix=lambda lineno, wrap_count: _WRAP_PREFIX if wrap_count else "",
     )
     status = Window(FormattedTextControl(state.status_fragments), height=1, style="class:status")
     root = HSplit([transcript, status, input_area])
