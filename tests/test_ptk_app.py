@@ -204,6 +204,14 @@ def test_tab_completes_commands_and_nicks_and_cycles():
     assert state.complete("/join #lo", 9) == ("/join #lobby ", 13)
 
 
+def test_ctrl_b_underscore_k_type_the_formatting_codes():
+    """Ctrl-B, Ctrl-_ and Ctrl-K insert bold, underline and colour codes in the input (#17)."""
+    state, session = make_state()
+    joined(state)
+    drive(state, "\x02loud\x02 \x1fline\x1f \x0b4red" + ENTER)
+    assert session.calls == [("say", ("#lobby", "\x02loud\x02 \x1fline\x1f \x034red"))]
+
+
 def test_tab_key_in_the_application():
     """The Tab key completes in the input line."""
     state, session = make_state()

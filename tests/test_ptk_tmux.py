@@ -253,3 +253,26 @@ def test_page_up_stops_at_the_top_at_120x35(tmux, chat_server):
     assert "<bob> line 61" not in "\n".join(rows)
     tmux.keys(a, "C-x")
     tmux.wait_dead(a)
+
+
+def test_bold_and_colour_render_as_styles(tmux, chat_server):
+    """
+    \\x02bold\\x02 and \\x0304red\\x03 from another client (issue #17): capture-pane -e shows
+    SGR bold and a foreground colour, not backslash escapes; an ESC is still escaped.
+    """
+    import re
+
+    server = chat_server()
+    a = tmux.start("alice", client(server.port, "alice"), width=120, height=35)
+    tmux.wait_screen(a, "alice joined #lobby", "connected")
+    bob = LineClient("127.0.0.1", server.port).register("bob")
+    bob.send("JOIN #lobby", "PRIVMSG #lobby :\x02boldword\x02 \x0304redword\x03 \x1b[2J")
+    tmux.wait_screen(a, "<bob> boldword redword \\x1b[2J")
+    bob.close()
+    styled = tmux.run("capture-pane", "-p", "-e", "-t", a)
+    assert "\\x02" not in styled and "\\x03" not in styled
+    # SGR 1 (bold) just before the bold word; a 256-colour or true-colour foreground before red.
+    assert re.search(r"\x1b\[(?:[0-9;]*;)?1(?:;[0-9;]*)?m(\x1b\[[0-9;]*m)*boldword", styled), styled
+    assert re.search(r"\x1b\[[0-9;]*38;[25];[0-9;]*m(\x1b\[[0-9;]*m)*redword", styled), styled
+    tmux.keys(a, "C-x")
+    tmux.wait_dead(a)

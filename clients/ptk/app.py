@@ -34,6 +34,7 @@ from prompt_toolkit.mouse_events import MouseEventType
 from prompt_toolkit.styles import Style
 from prompt_toolkit.widgets import TextArea
 
+from clients.ptk import formatting as fmt
 from clients.ptk.render import STYLE, Line, escape, is_mention, render_line
 from twistchat.client import interfaces as I
 from twistchat.client.interfaces import ChatEvent, is_room
@@ -485,7 +486,8 @@ class ChatState:
             self.say_local(f"{usage:<26} {text}")
         self.say_local(
             "Keys: Enter sends, Ctrl-X quits, Tab completes, Up/Down history, "
-            "PageUp/PageDown scroll, Alt-1..9 or Ctrl-N/Ctrl-P switch windows. "
+            "PageUp/PageDown scroll, Alt-1..9 or Ctrl-N/Ctrl-P switch windows, "
+            "Ctrl-B bold, Ctrl-_ underline, Ctrl-K colour (Ctrl-K 4 red, Ctrl-K 4,2 on blue). "
             "//text sends a line starting with /."
         )
 
@@ -664,6 +666,15 @@ def load_chat_bindings(state: ChatState, input_area: TextArea) -> KeyBindings:
         def _(event, index=int(digit) - 1):
             "Alt-1..9: window 1..9."
             state.switch(index)
+
+    # The keys mIRC, irssi and WeeChat use to type formatting (issue #17).  They
+    # replace Emacs's backward-char, kill-line and undo in the one-line input.
+    for key, code in (("c-b", fmt.BOLD), ("c-_", fmt.UNDERLINE), ("c-k", fmt.COLOUR)):
+
+        @kb.add(key, filter=has_focus(input_area))
+        def _(event, code=code):
+            "Ctrl-B / Ctrl-_ / Ctrl-K: type the bold / underline / colour code."
+            input_area.buffer.insert_text(code)
 
     @kb.add("tab", filter=has_focus(input_area))
     def _(event):

@@ -11,7 +11,9 @@ joins, parts and nick changes dimmed; a line that names us highlighted.
 Whatever a server sends, nothing reaches the terminal as a control
 character: C0/C1 controls, DEL, bidi overrides and other format characters
 are shown escaped (``\\x1b``, ``\\u202e``) in their own style, never
-interpreted (issue #5, "Bad input").
+interpreted (issue #5, "Bad input").  The exception is IRC formatting in
+what people say (bold, colours: :mod:`clients.ptk.formatting`), shown as
+styles (issue #17).
 """
 
 from __future__ import annotations
@@ -23,10 +25,14 @@ import zlib
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from clients.ptk.formatting import parse, style_of
 from twistchat.client import interfaces as I
 from twistchat.client.interfaces import ChatEvent
 
-__all__ = ["Line", "STYLE", "escape", "format_time", "is_mention", "nick_style", "render_line"]
+__all__ = [
+    "Line", "STYLE", "escape", "formatted", "format_time", "is_mention", "nick_style",
+    "render_line",
+]
 
 # Foreground colours for nicks: bright enough on dark and light terminals,
 # never the plain foreground (ours) nor the dim grey (joins and parts).
@@ -124,6 +130,19 @@ def escape(text: str, style: str = "") -> list:
     return out
 
 
+def formatted(text: str, style: str = "") -> list:
+    """
+    Fragments of ``text`` with its IRC formatting as styles, the rest escaped.
+
+    The formatting's style comes after ``style`` so a colour shows on a
+    mention's background; anything unsafe left is escaped as :func:`escape` does.
+    """
+    out = []
+    for fmt, run in parse(text):
+        out += escape(run, f"{style} {style_of(fmt)}".strip())
+    return out
+
+
 def is_mention(text: str, nick: str) -> bool:
     """Does ``text`` name ``nick`` as a word (any case)?"""
     if not nick or not text:
@@ -147,13 +166,13 @@ def render_line(line: Line) -> list:
 
 def _message(ev: ChatEvent, nick: str, mention: bool) -> list:
     body_style = "class:mention" if mention else ""
-    return [("", "<")] + _nick(nick, ev.own) + [("", "> ")] + escape(ev.text, body_style)
+    return [("", "<")] + _nick(nick, ev.own) + [("", "> ")] + formatted(ev.text, body_style)
 
 
 def _action(ev: ChatEvent, nick: str, mention: bool) -> list:
     body_style = "class:mention" if mention else ""
     out = [(body_style, "* ")] + _nick(nick, ev.own) + [(body_style, " ")]
-    return out + escape(ev.text, body_style)
+    return out + formatted(ev.text, body_style)
 
 
 def _notice(ev: ChatEvent, nick: str, mention: bool) -> list:
@@ -161,7 +180,7 @@ def _notice(ev: ChatEvent, nick: str, mention: bool) -> list:
     out = []
     if ev.nick:
         out += [("class:notice", "-")] + _nick(nick, ev.own) + [("class:notice", "- ")]
-    return out + escape(ev.text, body_style)
+    return out + formatted(ev.text, body_style)
 
 
 def _join(ev: ChatEvent, nick: str, mention: bool) -> list:
@@ -196,7 +215,7 @@ def _topic(ev: ChatEvent, nick: str, mention: bool) -> list:
                + escape(" set the topic: ", "class:dim"))
     else:
         out = [("class:dim", "--- Topic: ")]
-    return out + escape(ev.text)
+    return out + formatted(ev.text)
 
 
 def _mode(ev: ChatEvent, nick: str, mention: bool) -> list:
