@@ -19,6 +19,7 @@ from clients.ptk.app import ChatState, build_app
 from clients.ptk.reactor_thread import ReactorThread, UIBridge
 from twistchat.client import interfaces as I
 from twistchat.client.interfaces import ChatEvent
+from twistchat.wire import parse
 
 ENTER, CTRL_X, CTRL_C, TAB = "\r", "\x18", "\x03", "\t"
 UP, DOWN, PAGE_UP, PAGE_DOWN = "\x1b[A", "\x1b[B", "\x1b[5~", "\x1b[6~"
@@ -376,6 +377,50 @@ def test_own_part_closes_the_window():
     joined(state, "#dev")
     state.on_event(ChatEvent(I.PART, "#dev", "alice", "", 1, own=True))
     assert state.find("#dev") is None and state.window.name in ("*", "#lobby")
+
+
+def no_such_nick(nick: str) -> ChatEvent:
+    """The session's ERROR for 401 ERR_NOSUCHNICK, as the TCP session makes it."""
+    msg = parse(f":irc.test 401 alice {nick} :No such nick/channel")
+    return ChatEvent(I.ERROR, text=f"{nick}: No such nick/channel", time_ms=1, message=msg)
+
+
+def test_msg_to_nobody_closes_the_window_after_no_such_nick():
+    """/msg nobody hi, then 401 (#17): the empty window closes; the error shows where we were."""
+    state, session = make_state()
+    joined(state)
+    state.submit("/msg nobody hi")
+    assert state.window.name == "nobody"
+    # Without echo-message the session shows our own line in the new window first.
+    state.on_event(ChatEvent(I.MESSAGE, "nobody", "alice", "hi", 1, own=True))
+    state.on_event(no_such_nick("nobody"))
+    assert state.find("nobody") is None
+    assert state.window.name == "#lobby"
+    assert state.window.lines[-1].event.text == "nobody: No such nick/channel"
+    assert state.windows[0].lines[-1].event.text == "nobody: No such nick/channel"
+
+
+def test_no_such_nick_keeps_a_conversation_that_had_replies():
+    """A query window where the other party spoke stays open after 401; the error shows in it."""
+    state, _ = make_state()
+    joined(state)
+    state.on_event(ChatEvent(I.MESSAGE, "bob", "bob", "hello", 1))
+    state.switch(state.windows.index(state.find("bob")))
+    state.submit("still there?")
+    state.on_event(no_such_nick("bob"))
+    assert state.find("bob") is not None
+    assert state.find("bob").lines[-1].event.kind == I.ERROR
+
+
+def test_part_in_a_query_window_closes_it_with_a_word():
+    """/part in a conversation window closes it and says so in the server window (#17)."""
+    state, session = make_state()
+    joined(state)
+    state.on_event(ChatEvent(I.MESSAGE, "bob", "bob", "hello", 1))
+    state.switch(state.windows.index(state.find("bob")))
+    state.submit("/part")
+    assert state.find("bob") is None and session.calls == []
+    assert state.windows[0].lines[-1].event.text == "Closed the conversation with bob."
 
 
 def test_text_in_the_server_window_is_refused_with_a_hint():

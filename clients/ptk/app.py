@@ -45,6 +45,7 @@ __all__ = ["ChatState", "ChatWindow", "COMMANDS", "build_app", "DEFAULT_SCROLLBA
 DEFAULT_SCROLLBACK = 2000
 SERVER_WINDOW = "*"  # the window of server-wide lines (welcome, MOTD, errors)
 _NICK_PREFIXES = "~&@%+"
+_SPOKEN = frozenset((I.MESSAGE, I.ACTION, I.NOTICE))  # what a conversation's party says
 _WRAP_PREFIX = "      "  # before the rest of a wrapped transcript line, under the time
 
 # name -> (usage, help); the handlers are ChatState._cmd_<name>.
@@ -342,11 +343,36 @@ class ChatState:
                 self._add(window, Line(ev))
 
     def _on_error(self, ev: ChatEvent) -> None:
+        self._close_undelivered(ev)
         window = self.find(ev.room) if ev.room else None
         target = window or self._reply_window or self.window
         self._add(target, Line(ev))
         if target is not self.windows[0] and window is None:
             self._add(self.windows[0], Line(ev))
+
+    def _close_undelivered(self, ev: ChatEvent) -> None:
+        """
+        401 ERR_NOSUCHNICK for a conversation nobody answered in: close its window.
+
+        Issue #17: ``/msg nobody hi`` left an empty ``nobody`` window after
+        "No such nick".  A window where the other party has spoken stays (they
+        may come back); the error then shows there.
+        """
+        msg = ev.message
+        if msg is None or msg.command != "401" or len(msg.params) < 2:
+            return
+        window = self.find(msg.params[1])
+        if window is None or not window.is_query:
+            return
+        if any(not line.event.own and line.event.kind in _SPOKEN for line in window.lines):
+            return
+        back = self._reply_window
+        if back is window:
+            back = self._reply_window = None
+        showing = self.window is window
+        self.close_window(window)
+        if showing and back is not None and back in self.windows:
+            self.switch(self.windows.index(back))
 
     def _on_info(self, ev: ChatEvent) -> None:
         """INFO and kinds newer than this client."""
@@ -425,7 +451,12 @@ class ChatState:
         room, reason = self._target_room(arg)
         if room is None:
             if self.window.is_query:
+                # A word in the server window, or the window seems to vanish (#17).
+                name = self.window.name
                 self.close_window(self.window)
+                self._add(self.windows[0], Line(ChatEvent(
+                    I.INFO, text=f"Closed the conversation with {name}.",
+                    time_ms=int(self.clock() * 1000))))
                 return
             self.say_local("Usage: " + COMMANDS["part"][0], I.ERROR)
             return
