@@ -20,7 +20,7 @@ from twisted.python.failure import Failure
 from zope.interface.verify import verifyObject
 
 from tests.serverproc import ServerProcess, free_port
-from twistchat.client import SessionUnavailable, open_session
+from twistchat.client import SessionUnavailable, ctcp, open_session
 from twistchat.client import interfaces as I
 from twistchat.client.interfaces import IChatSession
 from twistchat.client.tcp import TCPChatSession
@@ -209,6 +209,43 @@ def test_server_lines_become_events_with_server_time(clock):
     assert events.of(I.TOPIC)[0].text == "new topic"
     assert events.of(I.PART)[0].text == "bye"
     assert events.of(I.QUIT)[0].room is None and events.of(I.QUIT)[0].nick == "bob"
+
+
+def test_ctcp_requests_are_answered_quietly_and_others_shown_once(clock):
+    """
+    VERSION, PING, TIME, CLIENTINFO to us: a NOTICE reply and no event (#17); another CTCP,
+    or a reply, is one INFO for the server window (room None), never a conversation.
+    """
+    session, endpoint, events = make_session(clock)
+    session.start()
+    register(endpoint)
+    endpoint.sent()
+    endpoint.feed(
+        ":bob!b@h PRIVMSG alice :\x01VERSION\x01",
+        ":bob!b@h PRIVMSG alice :\x01PING 42\x01",
+        ":bob!b@h PRIVMSG alice :\x01TIME\x01",
+        ":bob!b@h PRIVMSG alice :\x01CLIENTINFO\x01",
+    )
+    assert endpoint.sent() == [
+        "NOTICE bob :\x01VERSION twistchat\x01",
+        "NOTICE bob :\x01PING 42\x01",
+        "NOTICE bob :" + ctcp.reply("TIME", "", clock.seconds()),
+        "NOTICE bob :\x01CLIENTINFO ACTION CLIENTINFO PING TIME VERSION\x01",
+    ]
+    before = len(events)
+    endpoint.feed(
+        ":bob!b@h PRIVMSG alice :\x01FINGER\x01",
+        ":bob!b@h PRIVMSG #lobby :\x01VERSION\x01",
+        ":bob!b@h NOTICE alice :\x01VERSION irssi 1.4\x01",
+    )
+    assert endpoint.sent() == []
+    new = events[before:]
+    assert [(e.kind, e.room, e.text) for e in new] == [
+        (I.INFO, None, "CTCP FINGER from bob"),
+        (I.INFO, None, "CTCP VERSION from bob to #lobby"),
+        (I.INFO, None, "CTCP VERSION reply from bob: irssi 1.4"),
+    ]
+    assert [e for e in events if e.kind in (I.MESSAGE, I.NOTICE)] == []
 
 
 def test_names_reply_is_one_event(clock):

@@ -423,6 +423,18 @@ def test_part_in_a_query_window_closes_it_with_a_word():
     assert state.windows[0].lines[-1].event.text == "Closed the conversation with bob."
 
 
+def test_a_ctcp_shows_in_the_server_window_only():
+    """The session's INFO for a CTCP (#17): a line in the server window, no window opened."""
+    state, _ = make_state()
+    joined(state)
+    state.submit("/names")  # the room is now where command replies go
+    msg = parse(":bob!b@h PRIVMSG alice :\x01FINGER\x01")
+    state.on_event(ChatEvent(I.INFO, None, "bob", "CTCP FINGER from bob", 1, message=msg))
+    assert [w.name for w in state.windows] == ["*", "#lobby"]
+    assert state.windows[0].lines[-1].event.text == "CTCP FINGER from bob"
+    assert all("CTCP" not in line.event.text for line in state.find("#lobby").lines)
+
+
 def test_text_in_the_server_window_is_refused_with_a_hint():
     """Lines typed in the server window are not sent: a hint says to /join."""
     state, session = make_state()

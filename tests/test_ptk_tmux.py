@@ -276,3 +276,21 @@ def test_bold_and_colour_render_as_styles(tmux, chat_server):
     assert re.search(r"\x1b\[[0-9;]*38;[25];[0-9;]*m(\x1b\[[0-9;]*m)*redword", styled), styled
     tmux.keys(a, "C-x")
     tmux.wait_dead(a)
+
+
+def test_ctcp_version_is_answered_without_opening_a_window(tmux, chat_server):
+    """A CTCP VERSION to the real client (#17): a NOTICE comes back; no window opens."""
+    server = chat_server()
+    a = tmux.start("alice", client(server.port, "alice"), width=120, height=35)
+    tmux.wait_screen(a, "alice joined #lobby", "connected")
+    bob = LineClient("127.0.0.1", server.port).register("bob")
+    bob.send("PRIVMSG alice :\x01VERSION\x01")
+    reply = bob.wait_for(lambda line: " NOTICE bob " in line)
+    assert reply.endswith(":\x01VERSION twistchat\x01")
+    bob.send("PRIVMSG alice :after the version")  # lines stay in order: this one comes later
+    tmux.wait_screen(a, "3:bob(1!)")
+    screen = tmux.screen(a)
+    assert "VERSION" not in screen
+    bob.close()
+    tmux.keys(a, "C-x")
+    tmux.wait_dead(a)

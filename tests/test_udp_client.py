@@ -266,3 +266,24 @@ def test_a_command_that_cannot_be_a_line_is_refused_and_the_rest_still_runs(worl
     errors = [e.text for e in alice.events if e.kind == I.ERROR]
     assert sum(text.startswith("Not sent:") for text in errors) == 2
     assert (2, I.MESSAGE, "alice", "still here") in transcript(alice)
+
+
+def test_ctcp_version_is_answered_without_a_conversation(world):
+    """
+    A CTCP VERSION to a UDP session (#17): answered with a NOTICE, no event on the answering
+    side; the asker sees the reply as one INFO for the server window, not as a conversation.
+    """
+    alice = session(world, "alice")
+    bob = session(world, "bob")
+    assert world.net.run_until(lambda: alice.state == bob.state == I.REGISTERED)
+    bob.say("alice", "\x01VERSION\x01")
+    bob.say("alice", "\x01FINGER\x01")
+    replies = lambda: [e for e in bob.events if e.kind == I.INFO and "CTCP" in e.text]  # noqa: E731
+    assert world.net.run_until(lambda: replies(), 10)
+    world.net.run(0.5)
+    assert [(e.room, e.text) for e in replies()] == [
+        (None, "CTCP VERSION reply from alice: twistchat")]
+    shown = [(e.kind, e.room, e.text) for e in alice.events
+             if e.kind in (I.MESSAGE, I.NOTICE) or "CTCP" in e.text]
+    assert shown == [(I.INFO, None, "CTCP FINGER from bob")]
+    assert not [e for e in bob.events if e.kind in (I.MESSAGE, I.NOTICE)]

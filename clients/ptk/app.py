@@ -381,6 +381,8 @@ class ChatState:
             self._add(window, Line(ev))
             return
         self._add(self.windows[0], Line(ev))
+        if ev.message is not None and ev.message.verb in ("PRIVMSG", "NOTICE"):
+            return  # a CTCP (#17): the server window only, not the room we typed in
         if self._reply_window is not None and self._reply_window is not self.windows[0]:
             self._add(self._reply_window, Line(ev))
 

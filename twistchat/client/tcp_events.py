@@ -17,6 +17,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable
 from typing import Protocol
 
+from twistchat.client import ctcp
 from twistchat.client import interfaces as I
 from twistchat.client.interfaces import ChatEvent, is_room
 from twistchat.client.tcp_order import RoomOrder
@@ -149,14 +150,13 @@ class IRCEvents:
         own = self._is_me(nick)
         room = self._conversation(msg, target, nick, own)
         kind = I.NOTICE if notice else I.MESSAGE
-        if text.startswith("\x01"):
-            verb, arg = _ctcp(text)
+        request = ctcp.parse(text)
+        if request is not None:
+            verb, arg = request
             if verb == "ACTION" and not notice:
                 kind, text = I.ACTION, arg
-            elif notice:
-                text = f"CTCP {verb} reply: {arg}"
             else:
-                self._ctcp_request(proto, msg, verb, arg, nick, own)
+                self._ctcp(proto, msg, verb, arg, nick, own, notice)
                 return
         self._room_or_server(msg, ChatEvent(kind, room=room, nick=nick or None, text=text,
                                             time_ms=self.time_ms(msg), own=own, message=msg))
@@ -170,16 +170,31 @@ class IRCEvents:
             return None  # from the server itself (our server's users are all nick!user@host)
         return target if own else nick
 
-    def _ctcp_request(self, proto: _Sender, msg: Message, verb: str, arg: str, nick: str,
-                      own: bool) -> None:
-        """A CTCP request: VERSION and PING to us are answered; each is one INFO line."""
-        if not own and self._is_me(msg.params[0]) and verb in ("VERSION", "PING"):
-            reply = "twistchat" if verb == "VERSION" else arg
-            try:
-                proto.send("NOTICE", nick, f"\x01{verb} {reply}\x01")
-            except ValueError:
-                pass
-        self.emit(ChatEvent(I.INFO, room=None, nick=nick, text=f"CTCP {verb} from {nick}",
+    def _ctcp(self, proto: _Sender, msg: Message, verb: str, arg: str, nick: str,
+              own: bool, notice: bool) -> None:
+        """
+        A CTCP other than ACTION: never a conversation window (issue #17).
+
+        A request to us that :mod:`~twistchat.client.ctcp` answers is answered
+        with a NOTICE and shown nowhere; any other request, or a reply, is one
+        INFO line for the server window (room None).
+        """
+        to_me = self._is_me(msg.params[0])
+        if not notice and not own and to_me and not self.order.replaying:
+            answer = ctcp.reply(verb, arg, self.now_ms() / 1000)
+            if answer is not None:
+                try:
+                    proto.send("NOTICE", nick, answer)
+                except ValueError:
+                    pass  # a PING argument that cannot be written back
+                return
+        if own:
+            return  # our own request, echoed (echo-message)
+        if notice:
+            text = f"CTCP {verb} reply from {nick}" + (f": {arg}" if arg else "")
+        else:
+            text = f"CTCP {verb} from {nick}" + (f" to {msg.params[0]}" if not to_me else "")
+        self.emit(ChatEvent(I.INFO, room=None, nick=nick, text=text,
                             time_ms=self.time_ms(msg), message=msg))
 
     def _irc_NOTICE(self, proto: _Sender, msg: Message) -> None:
@@ -357,12 +372,3 @@ def _nick_of(msg: Message) -> str:
 
 def _param(msg: Message, index: int) -> str:
     return msg.params[index] if len(msg.params) > index else ""
-
-
-def _ctcp(text: str) -> tuple[str, str]:
-    """``\\x01VERB arg\\x01`` as (VERB, arg); the closing ``\\x01`` may be missing."""
-    body = text[1:-1] if text.endswith("\x01") and len(text) > 1 else text[1:]
-    verb, _, arg = body.partition(" ")
-    return verb.upper(), arg
-
-

@@ -179,7 +179,7 @@ class UDPChatSession:
         self._parts = Parts()
         self._streams = Streams(self._show, self._is_me, self._schedule_tick, self._gone,
                                 self.stats, history_on_join)
-        self._events = UDPEvents(self, self._streams, self._emit, self._now_ms)
+        self._events = UDPEvents(self, self._streams, self._emit, self._now_ms, self._command)
         self._commands = CommandWindow(self._write_owed, window, self.stats)
 
     # ---------------------------------------------------------------- API

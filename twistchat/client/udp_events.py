@@ -16,6 +16,7 @@ import dataclasses
 from collections.abc import Callable
 from typing import Protocol
 
+from twistchat.client import ctcp
 from twistchat.client import interfaces as I
 from twistchat.client.interfaces import ChatEvent, is_room
 from twistchat.client.udp_streams import RoomStream, Streams
@@ -46,8 +47,10 @@ class UDPEvents:
     """
 
     def __init__(self, me: _Me, streams: Streams, emit: Callable[[ChatEvent], None],
-                 now_ms: Callable[[], int]) -> None:
+                 now_ms: Callable[[], int],
+                 send: Callable[..., None] | None = None) -> None:
         self.me = me
+        self.send = send  # send(command, *params): a CTCP answer goes out this way
         self.streams = streams
         self.emit = emit
         self.now_ms = now_ms
@@ -90,8 +93,12 @@ class UDPEvents:
             return False
         text = p[1]
         kind = I.NOTICE if message.verb == "NOTICE" else I.MESSAGE
-        if text.startswith("\x01ACTION ") and message.verb == "PRIVMSG":
-            kind, text = I.ACTION, text[8:].rstrip("\x01")
+        request = ctcp.parse(text)
+        if request is not None and request[0] == "ACTION" and message.verb == "PRIVMSG":
+            kind, text = I.ACTION, request[1]
+        elif request is not None:
+            self._ctcp(message, base, *request)
+            return True
         event = dataclasses.replace(base, kind=kind, text=text)
         if event.room is None:  # private, or from the server itself
             if message.source is None or "!" not in message.source:
@@ -102,6 +109,31 @@ class UDPEvents:
             event = dataclasses.replace(event, room=target, seq=seq)
         self.emit(event)
         return True
+
+    def _ctcp(self, message: Message, base: ChatEvent, verb: str, arg: str) -> None:
+        """
+        A CTCP other than ACTION: never a conversation window (issue #17).
+
+        As the TCP session does (:meth:`twistchat.client.tcp_events.IRCEvents._ctcp`):
+        a request to us that :mod:`~twistchat.client.ctcp` answers is answered
+        and shown nowhere; any other is one INFO line for the server window.
+        """
+        nick = base.nick or ""
+        to_me = self.is_me(message.params[0])
+        notice = message.verb == "NOTICE"
+        if not notice and not base.own and to_me and nick:
+            answer = ctcp.reply(verb, arg, self.now_ms() / 1000)
+            if answer is not None:
+                if self.send is not None:
+                    self.send("NOTICE", nick, answer)
+                return
+        if base.own:
+            return
+        if notice:
+            text = f"CTCP {verb} reply from {nick}" + (f": {arg}" if arg else "")
+        else:
+            text = f"CTCP {verb} from {nick}" + (f" to {message.params[0]}" if not to_me else "")
+        self.emit(dataclasses.replace(base, kind=I.INFO, room=None, seq=None, text=text))
 
     def _join(self, message: Message, base: ChatEvent) -> bool:
         if not message.params:
