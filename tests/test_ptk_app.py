@@ -177,6 +177,21 @@ def test_help_lists_every_command():
     assert "Ctrl-X" in shown
 
 
+def test_help_wraps_at_word_boundaries_and_explains_nick():
+    """/help at 60 columns (#17): every row ends at a whole word; /nick's text is plain words."""
+    state, _ = make_state()
+    state.view_rows, state.view_width = 100, 60
+    state.submit("/help")
+    words = set(" ".join(line.event.text for line in state.window.lines).split()) | {"---"}
+    rows = "".join(t for _, t in state.transcript_fragments(100)).split("\n")
+    assert max(len(row) for row in rows) <= 60 and len(rows) > len(state.window.lines)
+    for row in rows:
+        shown = row.split()[1:] if row[:1].isdigit() else row.split()  # less the time
+        assert all(word in words for word in shown), row  # no half words
+    nick_help = next(line.event.text for line in state.window.lines if "/nick" in line.event.text)
+    assert "new lines only" not in nick_help and "keep the old one" in nick_help
+
+
 def test_slash_slash_sends_a_literal_slash_line():
     """//shrug sends '/shrug' as text."""
     state, session = make_state()
@@ -304,7 +319,8 @@ def test_page_up_counts_wrapped_lines_as_the_rows_they_take():
     state, _ = make_state()
     state.view_rows, state.view_width = 10, 40
     for i in range(8):
-        state.on_event(ChatEvent(I.MESSAGE, "#lobby", "bob", f"long {i} " + "x" * 40, 1))
+        state.on_event(ChatEvent(I.MESSAGE, "#lobby", "bob", f"long {i} " + " ".join(["word"] * 8),
+                                 1))
     state.switch(1)
     # Each line is 58 columns: two rows at 40 wide; 5 lines fill the 10 rows.
     assert state.max_scroll() == 3

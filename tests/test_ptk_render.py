@@ -6,7 +6,18 @@ from __future__ import annotations
 
 import time
 
-from clients.ptk.render import Line, escape, format_time, is_mention, nick_style, render_line
+import pytest
+from prompt_toolkit.utils import get_cwidth
+
+from clients.ptk.render import (
+    Line,
+    escape,
+    format_time,
+    is_mention,
+    nick_style,
+    render_line,
+    wrap,
+)
 from twistchat.client import interfaces as I
 from twistchat.client.interfaces import ChatEvent
 
@@ -109,3 +120,35 @@ def test_errors_info_and_state_lines():
     assert "Disconnected" in text_of(
         render_line(Line(ChatEvent(I.STATE, text=I.DISCONNECTED, time_ms=T)))
     )
+
+
+def rows_text(rows) -> list:
+    return ["".join(text for _, text in row) for row in rows]
+
+
+# (fragments, width, rows as text)
+WRAPS = [
+    ([("", "short line")], 20, ["short line"]),
+    ([("", "the quick brown fox")], 12, ["the quick", "      brown", "      fox"]),
+    ([("", "one two")], 7, ["one two"]),  # exactly the width
+    ([("a", "<"), ("b", "bob"), ("a", "> hi there")], 12, ["<bob> hi", "      there"]),
+    ([("a", "<"), ("b", "bob"), ("a", "> hello")], 10, ["<bob>", "      hell", "      o"]),
+    ([("", "ab " + "x" * 12)], 10, ["ab", "      xxxx", "      xxxx", "      xxxx"]),
+    ([("", "a  b")], 20, ["a  b"]),  # spaces inside a row are kept
+    ([], 10, [""]),
+]
+
+
+@pytest.mark.parametrize("fragments,width,rows", WRAPS)
+def test_wrap_breaks_rows_at_spaces(fragments, width, rows):
+    """Each row: a line cut into rows at spaces, a word too wide cut where the row ends (#17)."""
+    assert rows_text(wrap(fragments, width)) == rows
+
+
+def test_wrap_keeps_styles_and_never_exceeds_the_width():
+    """Styles survive the cut; no row is wider than asked, wide characters included."""
+    fragments = [("class:x", "héllo 世界世界世界 🎉 " * 5)]
+    for width in (8, 13, 40):
+        for row in wrap(fragments, width):
+            assert sum(get_cwidth(t) for _, t in row) <= width
+            assert all(style in ("", "class:x") for style, _ in row)

@@ -25,7 +25,6 @@ from collections.abc import Callable
 from prompt_toolkit.application import Application
 from prompt_toolkit.buffer import Buffer
 from prompt_toolkit.filters import has_focus
-from prompt_toolkit.formatted_text.utils import fragment_list_width
 from prompt_toolkit.history import InMemoryHistory
 from prompt_toolkit.key_binding import KeyBindings, merge_key_bindings
 from prompt_toolkit.layout import HSplit, Layout, Window
@@ -35,7 +34,7 @@ from prompt_toolkit.styles import Style
 from prompt_toolkit.widgets import TextArea
 
 from clients.ptk import formatting as fmt
-from clients.ptk.render import STYLE, Line, escape, is_mention, render_line
+from clients.ptk.render import STYLE, WRAP_INDENT, Line, escape, is_mention, render_line, wrap
 from twistchat.client import interfaces as I
 from twistchat.client.interfaces import ChatEvent, is_room
 from twistchat.wire import casefold
@@ -46,13 +45,13 @@ DEFAULT_SCROLLBACK = 2000
 SERVER_WINDOW = "*"  # the window of server-wide lines (welcome, MOTD, errors)
 _NICK_PREFIXES = "~&@%+"
 _SPOKEN = frozenset((I.MESSAGE, I.ACTION, I.NOTICE))  # what a conversation's party says
-_WRAP_PREFIX = "      "  # before the rest of a wrapped transcript line, under the time
+_WRAP_PREFIX = " " * WRAP_INDENT  # where the terminal still wraps a row (a wide character)
 
 # name -> (usage, help); the handlers are ChatState._cmd_<name>.
 COMMANDS = {
     "join": ("/join #room", "join a room (and switch to it)"),
     "part": ("/part [#room] [reason]", "leave a room (default: this one)"),
-    "nick": ("/nick NEWNICK", "change your nick (new lines only)"),
+    "nick": ("/nick NEWNICK", "change your nick (lines already shown keep the old one)"),
     "msg": ("/msg NICK|#room text", "send a private message (opens a window)"),
     "me": ("/me text", "an action: * you text"),
     "topic": ("/topic [text]", "show or set this room's topic"),
@@ -191,14 +190,13 @@ class ChatState:
         """Lines per PageUp/PageDown: the transcript's height on screen (issue #17)."""
         return max(self.view_rows, 1)
 
+    def _rows_of(self, line: Line) -> list:
+        """``line`` as the screen rows it takes, wrapped at spaces (render.wrap)."""
+        return wrap(render_line(line), self.view_width)
+
     def _line_rows(self, line: Line) -> int:
-        """Screen rows ``line`` takes: wrapped lines go on after a prefix (see build_app)."""
-        width = max(self.view_width, 1)
-        used = fragment_list_width(render_line(line))
-        if used <= width:
-            return 1
-        rest = max(width - len(_WRAP_PREFIX), 1)
-        return 1 + -(-(used - width) // rest)
+        """How many screen rows ``line`` takes."""
+        return len(self._rows_of(line))
 
     def max_scroll(self, window: ChatWindow | None = None) -> int:
         """
@@ -622,9 +620,10 @@ class ChatState:
             used += self._line_rows(lines[start])
         out: list[tuple[str, str]] = []
         for i in range(start, end):
-            if out:
-                out.append(("", "\n"))
-            out += render_line(lines[i])
+            for row in self._rows_of(lines[i]):
+                if out:
+                    out.append(("", "\n"))
+                out += row
         out.append(("[SetCursorPosition]", ""))
         return out
 

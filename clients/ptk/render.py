@@ -25,13 +25,15 @@ import zlib
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from prompt_toolkit.utils import get_cwidth
+
 from clients.ptk.formatting import parse, style_of
 from twistchat.client import interfaces as I
 from twistchat.client.interfaces import ChatEvent
 
 __all__ = [
     "Line", "STYLE", "escape", "formatted", "format_time", "is_mention", "nick_style",
-    "render_line",
+    "render_line", "wrap",
 ]
 
 # Foreground colours for nicks: bright enough on dark and light terminals,
@@ -149,6 +151,85 @@ def is_mention(text: str, nick: str) -> bool:
         return False
     pattern = r"(?<![\w\[\]\\`^{|}-])" + re.escape(nick.lower()) + r"(?![\w\[\]\\`^{|}-])"
     return re.search(pattern, text.lower()) is not None
+
+
+WRAP_INDENT = 6  # a wrapped line goes on under its text, past the time ("HH:MM ")
+
+
+def wrap(fragments: list, width: int, indent: int = WRAP_INDENT) -> list:
+    """
+    ``fragments`` (one transcript line) as screen rows of at most ``width`` columns.
+
+    Breaks at spaces (issue #17: ``/help`` broke words in two); a word wider
+    than a row is cut where the row ends.  Rows after the first start with
+    ``indent`` spaces; the spaces at a break are dropped.  Returns a list of
+    rows, each a list of fragments.
+    """
+    width = max(width, indent + 1, 1)
+    # Words and runs of spaces, each a list of (style, text) pieces: a word may
+    # span fragments ("<", "bob", ">"), and must not break where they meet.
+    tokens: list[tuple[bool, list, int]] = []  # (is_space, pieces, columns)
+    for style, text in fragments:
+        for chunk in _SPACES.split(text):
+            if not chunk:
+                continue
+            space = chunk[0] == " "
+            if tokens and tokens[-1][0] == space:
+                _, pieces, cols = tokens[-1]
+                pieces.append((style, chunk))
+                tokens[-1] = (space, pieces, cols + get_cwidth(chunk))
+            else:
+                tokens.append((space, [(style, chunk)], get_cwidth(chunk)))
+    rows: list[list] = [[]]
+    used = 0
+    pending: list = []  # spaces before the next word: shown only if it fits on this row
+    pending_cols = 0
+
+    def new_row() -> None:
+        nonlocal used
+        rows.append([("", " " * indent)])
+        used = indent
+
+    for space, pieces, cols in tokens:
+        if space:
+            pending, pending_cols = pieces, cols
+            continue
+        fresh = used == (indent if len(rows) > 1 else 0)
+        if fresh or used + pending_cols + cols <= width:
+            if pending_cols and used + pending_cols <= width:
+                rows[-1].extend(pending)
+                used += pending_cols
+        else:
+            new_row()
+        pending, pending_cols = [], 0
+        for style, text in pieces:
+            while used + get_cwidth(text) > width:  # wider than a row: cut it
+                cut = _fit(text, width - used)
+                if cut == 0 and used <= indent:
+                    cut = 1  # a character wider than a whole row: it overflows, no loop
+                if cut:
+                    rows[-1].append((style, text[:cut]))
+                text = text[cut:]
+                new_row()
+            if text:
+                rows[-1].append((style, text))
+                used += get_cwidth(text)
+    if pending_cols and used + pending_cols <= width:
+        rows[-1].extend(pending)  # trailing spaces, where they fit
+    return rows
+
+
+_SPACES = re.compile("( +)")
+
+
+def _fit(text: str, columns: int) -> int:
+    """How many characters of ``text`` fit in ``columns``."""
+    used = 0
+    for count, char in enumerate(text):
+        used += get_cwidth(char)
+        if used > columns:
+            return count
+    return len(text)
 
 
 def _nick(nick: str, own: bool) -> list:
