@@ -102,3 +102,32 @@ def test_held_lines_come_out_when_history_never_does():
     assert texts(shown) == ["one"]
     clock.advance(5.0)
     assert texts(shown) == ["one", "two"]
+
+
+def test_own_join_comes_before_the_history_it_asked_for():
+    """
+    After a reconnect our JOIN is shown at once, then the missed lines, then the held live
+    ones (#17); where history resumes is still the gap's start.
+    """
+    order, shown, clock = make()
+    order.room_event(*line("@msgid=a :bob!b@h PRIVMSG #r :one"))
+    order.rejoining()
+    order.expect_history("#r", hold=True)
+    join = parse("@msgid=j :alice!a@h JOIN #r")
+    order.own_join(Sender(), "#r", {})
+    order.room_event(join, ChatEvent(I.JOIN, room="#r", nick="alice", own=True, message=join))
+    order.room_event(*line("@msgid=c :bob!b@h PRIVMSG #r :live"))  # held
+    assert [e.kind for e in shown] == [I.MESSAGE, I.JOIN]
+    assert order._last["#r"][0] == "a"  # a second loss would ask for the same gap
+
+    def dispatch(proto: object, msg: Message) -> None:
+        order.room_event(msg, ChatEvent(I.MESSAGE, room="#r", text=msg.params[-1], message=msg))
+
+    for text in ("BATCH +h chathistory #r", "@batch=h;msgid=b :bob!b@h PRIVMSG #r :missed",
+                 "BATCH -h"):
+        msg = parse(text)
+        if not order.collect(msg):
+            order.batch(None, msg, dispatch)
+    assert [(e.kind, e.text) for e in shown] == [
+        (I.MESSAGE, "one"), (I.JOIN, ""), (I.MESSAGE, "missed"), (I.MESSAGE, "live")]
+    assert not clock.getDelayedCalls()

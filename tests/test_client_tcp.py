@@ -368,8 +368,8 @@ def test_garbage_from_the_server_never_raises(clock):
 
 def test_history_fills_the_gap_after_reconnect_without_duplicates(clock):
     """
-    After a reconnect: CHATHISTORY AFTER the last msgid; history first, then what was held, each
-    once.
+    After a reconnect: CHATHISTORY AFTER the last msgid; our JOIN, then history, then what was
+    held, each once.
     """
     session, endpoint, events = make_session(clock)
     session.start()
@@ -402,9 +402,11 @@ def test_history_fills_the_gap_after_reconnect_without_duplicates(clock):
     joins = [e for e in events if e.kind == I.JOIN]
     assert len(joins) == 2  # first join, and the rejoin once (not again from history)
     order = [e.text or e.kind for e in events if e.kind in (I.MESSAGE, I.JOIN)]
+    # Our rejoin first, then the lines we missed (#17), then those held meanwhile.
     assert (
-        order.index("missed two")
-        < order.index(I.JOIN, 1)
+        order.index(I.JOIN, 1)
+        < order.index("missed one")
+        < order.index("missed two")
         < order.index("live, held until history is in")
     )
 
@@ -636,13 +638,13 @@ async def test_gap_after_reconnect_filled_from_server_history(chat_server):
             lambda: "after" in a_events.texts(I.MESSAGE), what="live line after reconnect"
         )
         assert a_events.texts(I.MESSAGE) == ["before", "gap 0", "gap 1", "gap 2", "after"]
-        # The gap came from CHATHISTORY, shown before our rejoin (the server's order).
+        # Our rejoin first, then the gap from CHATHISTORY, then live lines (#17).
         order = [
             e.text if e.kind == I.MESSAGE else "JOIN"
             for e in a_events
             if e.kind == I.MESSAGE or (e.kind == I.JOIN and e.own)
         ]
-        assert order == ["JOIN", "before", "gap 0", "gap 1", "gap 2", "JOIN", "after"]
+        assert order == ["JOIN", "before", "JOIN", "gap 0", "gap 1", "gap 2", "after"]
     finally:
         await bob.close()
         await alice.close()

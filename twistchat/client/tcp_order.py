@@ -11,7 +11,8 @@ from the connection's state machine and from turning lines into events:
 - the last ``msgid`` (or server time) shown per room: where history resumes;
 - the ``msgid`` values shown recently: a line history replays is dropped;
 - the room's live lines, *held* while its history is due (with ``batch``, up to
-  ``hold_timeout``), so they follow the lines they came after.
+  ``hold_timeout``), so they follow the lines they came after; our own JOIN is
+  not held: it comes first, before the lines we missed (issue #17).
 
 It also collects ``BATCH`` lines (https://ircv3.net/specs/extensions/batch)
 and replays a history batch through the session's dispatcher.
@@ -25,6 +26,7 @@ from typing import Any, Protocol
 
 from twisted.internet.interfaces import IDelayedCall, IReactorTime
 
+from twistchat.client import interfaces as I
 from twistchat.client.interfaces import ChatEvent
 from twistchat.wire import Message, casefold
 
@@ -122,9 +124,25 @@ class RoomOrder:
         """Emit a room's event once: hold it while history is due, drop a msgid seen before."""
         key = casefold(event.room) if event.room else None
         if key is not None and key in self._holding:
+            if event.kind == I.JOIN and event.own and not self.replaying:
+                self._show_own_join(key, msg, event)
+                return
             self._holding[key].append((msg, event))
             return
         self._show(key, msg, event)
+
+    def _show_own_join(self, key: str, msg: Message, event: ChatEvent) -> None:
+        """
+        Our JOIN while the room's history is due: shown now, before the lines we missed.
+
+        Issue #17: held with the rest, it came out after the history it asked
+        for.  Where history resumes (``_last``) stays at the gap's start, so a
+        connection lost before the history arrives asks for the same gap again.
+        """
+        msgid = msg.tags.get("msgid")
+        if msgid and self._seen_before(key, msgid):
+            return
+        self.emit(event)
 
     def _show(self, key: str | None, msg: Message, event: ChatEvent) -> None:
         msgid = msg.tags.get("msgid")
