@@ -12,10 +12,9 @@ from __future__ import annotations
 
 import pytest
 import pytest_twisted
+import txredisapi
 
 from tests import redisproc
-
-txredisapi = pytest.importorskip("txredisapi")
 
 
 async def connect(server: redisproc.RedisProcess):
