@@ -81,6 +81,9 @@ class RedisProcess:
         self.workdir = Path(workdir)
         self.host = host
         self.port = port or free_tcp_port(host)
+        # A port we picked may be taken by someone else before Redis binds it: then the
+        # first start may pick another one (a restart keeps the port, clients need it).
+        self._may_move = port is None
         self.appendonly = appendonly
         self.proc: subprocess.Popen | None = None
         self.log_path = self.workdir / f"redis-{self.port}.log"
@@ -106,6 +109,21 @@ class RedisProcess:
 
     def start(self, timeout: float = 10.0) -> RedisProcess:
         """Start the server and wait until it answers PING (bounded by ``timeout``)."""
+        for _attempt in range(3):
+            try:
+                return self._start(timeout)
+            except RuntimeError:
+                if not (self._may_move and self._port_taken()):
+                    raise
+                self.port = free_tcp_port(self.host)
+                self.log_path = self.workdir / f"redis-{self.port}.log"
+        return self._start(timeout)
+
+    def _port_taken(self) -> bool:
+        """Did the server exit because its port was taken (its log says so)?"""
+        return "Address already in use" in self.log()
+
+    def _start(self, timeout: float) -> RedisProcess:
         self.workdir.mkdir(parents=True, exist_ok=True)
         self.proc = subprocess.Popen(self.command, cwd=self.workdir,
                                      stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
@@ -117,6 +135,7 @@ class RedisProcess:
                                    f"{self.log()}")
             try:
                 if self.ping():
+                    self._may_move = False
                     return self
             except OSError:
                 pass
