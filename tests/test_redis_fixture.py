@@ -10,6 +10,8 @@ a stream survives a restart of Redis, even a kill -9, while without it the strea
 
 from __future__ import annotations
 
+import socket
+
 import pytest
 import pytest_twisted
 import txredisapi
@@ -187,3 +189,26 @@ def test_a_missing_binary_is_named(monkeypatch, tmp_path):
     with pytest.raises(RuntimeError, match=r"Debian package redis-server"):
         redisproc.RedisProcess(tmp_path).start()
     assert redisproc.MISSING == "redis-server is not installed (Debian package redis-server)"
+
+
+def test_a_picked_port_taken_meanwhile_is_picked_again(monkeypatch, tmp_path):
+    """A free port someone takes before Redis binds it: the first start moves on."""
+    if redisproc.redis_server_path() is None:
+        pytest.skip(redisproc.MISSING)
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        taken = busy.getsockname()[1]
+        picks = iter([taken])
+        real = redisproc.free_tcp_port
+        monkeypatch.setattr(redisproc, "free_tcp_port",
+                            lambda host="127.0.0.1": next(picks, None) or real(host))
+        server = redisproc.RedisProcess(tmp_path)
+        try:
+            server.start()
+            assert server.port != taken
+            assert server.ping()
+            server.restart()
+            assert server.ping()
+        finally:
+            server.stop()
