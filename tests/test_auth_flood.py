@@ -13,6 +13,7 @@ bench/auth_bench.py prints the same numbers at length.
 
 from __future__ import annotations
 
+import gc
 import time
 
 import pytest_twisted
@@ -84,6 +85,17 @@ async def test_a_flood_of_wrong_passwords_is_refused_cheaply_and_the_reactor_kee
     trip and the worst reactor lateness stay under 50 ms, and the owner, from another
     address, still logs in.
     """
+    # The measure is of the hashing's effect on the reactor, not of the test run's heap: in
+    # the full suite a collection of everything the other tests left took ~60 ms once.
+    gc.collect()
+    gc.freeze()
+    try:
+        await _flood_while_timing()
+    finally:
+        gc.unfreeze()
+
+
+async def _flood_while_timing():
     argon = Argon2Hasher(reactor)
     hasher = CountingHasher(argon)
     credential = await argon.hash("the right one")
