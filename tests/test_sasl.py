@@ -386,3 +386,25 @@ def test_a_refused_registration_costs_no_token(server):
         assert fails(taken, "REGISTER * * :a long passphrase")[0] == "ACCOUNT_EXISTS"
     client = reg_client(server)
     assert client.ask("REGISTER * * :a long passphrase")[0].params[0] == "SUCCESS"
+
+
+def test_lines_sent_after_register_run_once_it_is_answered():
+    """
+    REGISTER, JOIN, ChanServ REGISTER and QUIT pipelined in one write (a script, a
+    bouncer): nothing after REGISTER runs before the account exists and the user is
+    logged in, then everything runs in order, QUIT last.
+    """
+    hasher = WaitingHasher()
+    server = MemoryServer(authenticator=lambda r: Authenticator(r.accounts, hasher, r.clock))
+    client = server.user("teacher")
+    client.send("REGISTER * * :a long passphrase", "JOIN #class",
+                "PRIVMSG ChanServ :REGISTER #class", "QUIT :done")
+    assert client.take() == [] and not client.closed  # all waits behind the hash
+    assert server.registry.find_channel("#class") is None
+    hasher.finish()
+    got = client.take()
+    order = [m.command for m in got if m.command in ("REGISTER", "900", "JOIN", "NOTICE")]
+    assert order == ["REGISTER", "900", "JOIN", "NOTICE"], [str(m) for m in got]
+    notice = next(m for m in got if m.command == "NOTICE")
+    assert notice.params[-1] == "#class is now registered to your account teacher."
+    assert client.closed  # the QUIT ran last

@@ -177,7 +177,7 @@ class IRCProtocol(LineReceiver):
         "registry", "limits", "clock", "counters", "MAX_LENGTH", "user", "host", "view", "tag_view",
         "closing", "backlog", "_quit_reason", "_capture", "_aside", "_echo_left", "_held",
         "_label", "_label_used", "_batches", "_discarding", "_flood", "_flood_queue",
-        "_drain_call", "_connected_at", "_last_seen", "_ping_sent", "_lost_reason",
+        "_drain_call", "_awaiting", "_connected_at", "_last_seen", "_ping_sent", "_lost_reason",
         "_handshaking", "_closed_at", "_cap_version", "_multiline", "_sasl",
     )
 
@@ -213,6 +213,9 @@ class IRCProtocol(LineReceiver):
         self._flood = TokenBucket(self.limits.flood_burst, self.limits.flood_rate, now)
         self._flood_queue: deque[bytes] | None = None  # lines held back (made only then)
         self._drain_call: Any = None
+        # Answers still to come that change who the user is (a login, a registration):
+        # later lines wait for them in the flood queue, so they run as the user sent them.
+        self._awaiting = 0
         # Timeouts are checked by the factory's sweep (IRCFactory.sweep), not by a
         # DelayedCall per connection and a reset per line.  _last_seen: the last line.
         self._connected_at = self._last_seen = now
@@ -500,7 +503,8 @@ class IRCProtocol(LineReceiver):
             line = line[:-1]
         if not line.strip():
             return  # RFC 1459 2.3.1: empty messages are silently ignored
-        if self._flood_queue or not (self._multiline_free() or self._flood.take(now)):
+        if self._awaiting or self._flood_queue or not (self._multiline_free()
+                                                      or self._flood.take(now)):
             # Held back, in order behind the lines already held.
             queue = self._flood_queue
             if queue is None:
@@ -516,6 +520,8 @@ class IRCProtocol(LineReceiver):
         self._handle_line(line)
 
     def _schedule_drain(self) -> None:
+        if self._awaiting:
+            return  # the answer awaited drains the queue when it comes (_resume)
         if self._drain_call is None or not self._drain_call.active():
             self._drain_call = self.clock.callLater(self._flood.wait(), self._drain)
 
@@ -524,6 +530,8 @@ class IRCProtocol(LineReceiver):
         self._drain_call = None
         queue = self._flood_queue
         while queue and not self.closing:
+            if self._awaiting:
+                return  # a line just run awaits its answer; _resume goes on from here
             if not self._flood.take(self.clock.seconds()):
                 self._schedule_drain()
                 return
@@ -688,6 +696,16 @@ class IRCProtocol(LineReceiver):
 
         d.addCallback(lines)
         self._hold_for(d)
+        # The lines the client sent after this one run once it is answered (a JOIN or a
+        # ChanServ command pipelined after REGISTER must find the user logged in).
+        self._awaiting += 1
+        d.addBoth(self._resume)
+
+    def _resume(self, _: Any) -> None:
+        """An awaited answer came: the lines held meanwhile run, in order."""
+        self._awaiting -= 1
+        if not self._awaiting and (self._flood_queue or self._lost_reason is not None):
+            self._drain()
 
     def _authenticate(self, message: Message) -> list:
         """
