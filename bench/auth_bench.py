@@ -155,8 +155,8 @@ async def flood(reactor, argon: Argon2Hasher, credential: str, name: str, attemp
         for _ in range(per_turn):
             if sent < attempts:
                 sent += 1
-                address = f"10.{sent >> 16 & 255}.{sent >> 8 & 255}.{sent & 255}" \
-                    if many_addresses else "192.0.2.1"
+                address = f"127.{sent >> 16 & 255}.{sent >> 8 & 255}.{sent & 255}" \
+                    if many_addresses else "127.0.92.1"
                 pending.append(auth.check_password(address, "alice", f"guess {sent}")
                                .addBoth(outcome))
         if sent >= attempts:

@@ -152,7 +152,7 @@ def test_the_teachers_room_survives_a_sigterm_restart(server):
     assert notice.source == "ChanServ!ChanServ@services.", str(notice)
     assert notice.params[-1] == "#class is now registered to your account teacher.", str(notice)
     for line in ("TOPIC #class :Fractions today", "MODE #class +m",
-                 "MODE #class +b *!*@10.0.0.7", "MODE #class +b ~a:pupil"):
+                 "MODE #class +b *!*@127.0.0.7", "MODE #class +b ~a:pupil"):
         answer = teacher.ask(line)
         assert codes(answer) == [line.split()[0]], [str(m) for m in answer]
     set_by = one(teacher.ask("TOPIC #class"), "333").params[2:]
@@ -188,7 +188,7 @@ def test_the_teachers_room_survives_a_sigterm_restart(server):
     assert "m" in modes.params[2], str(modes)
     bans = teacher.ask("MODE #class +b")
     assert sorted(m.params[2] for m in bans if m.command == "367") == \
-        ["*!*@10.0.0.7", "~a:pupil"]
+        ["*!*@127.0.0.7", "~a:pupil"]
     assert sorted(m.params[2:] for m in bans if m.command == "367") == banned_by
     assert codes(bans)[-1] == "368"
 

@@ -42,7 +42,7 @@ def numerics(out) -> list:
 
 
 def unregistered(registry):
-    return registry.connect(Conn(), "192.0.2.9")
+    return registry.connect(Conn(), "127.0.92.9")
 
 
 def test_every_verb_has_a_handler_or_is_local():

@@ -152,6 +152,6 @@ def test_a_password_that_would_cross_a_network_unencrypted_is_warned_of():
     assert cleartext_warning("tcp", "chat.example.org", True) is None
     assert cleartext_warning("tcp", "chat.example.org", False) == (
         "Warning: no --tls, so the login's password crosses the network readable.")
-    assert cleartext_warning("udp", "10.0.0.5", False) == (
+    assert cleartext_warning("udp", "chat.example.org", False) == (
         "Warning: UDP has no encryption, so the login's password crosses the network readable.")
     assert cleartext_warning("udp", None, False) is not None  # found by beacon: anywhere

@@ -270,7 +270,7 @@ def test_can_speak(modes, who, expected):
 
 
 def _unregistered(registry, users):
-    return registry.connect(Conn(), "192.0.2.1")
+    return registry.connect(Conn(), "127.0.92.1")
 
 
 def _quit_alice(registry, users):
@@ -605,7 +605,7 @@ def test_invite_by_non_member_is_442():
 # ----------------------------------------------------------------- registration
 
 
-def _fresh(registry, host="192.0.2.7"):
+def _fresh(registry, host="127.0.92.7"):
     conn = Conn()
     return registry.connect(conn, host), conn
 
@@ -699,8 +699,8 @@ def test_release_before_nick_and_user_waits_for_them():
 def test_nick_collision_between_two_unregistered_users_is_436():
     """Two unregistered clients ask for one nick: the first to finish gets it, the other 436."""
     registry, _ = make()
-    first, _ = _fresh(registry, "192.0.2.1")
-    second, _ = _fresh(registry, "192.0.2.2")
+    first, _ = _fresh(registry, "127.0.92.1")
+    second, _ = _fresh(registry, "127.0.92.2")
     assert registry.offer_nick(first, "dan") == []
     assert registry.offer_nick(second, "Dan") == []  # not held before registration
     assert codes(registry.offer_user(first, "a", "A"))[0] == "001"
@@ -724,14 +724,14 @@ def test_per_address_limit_refuses_and_quit_frees_a_slot():
     from twistchat.core.registry import Limits
 
     registry, _ = make(limits=Limits(max_per_ip=2))
-    a = registry.connect(Conn(), "198.51.100.1")
-    b = registry.connect(Conn(), "198.51.100.1", by_broadcast=True)  # another front-end
+    a = registry.connect(Conn(), "127.0.198.1")
+    b = registry.connect(Conn(), "127.0.198.1", by_broadcast=True)  # another front-end
     assert a is not None and b is not None
-    assert registry.connect(Conn(), "198.51.100.1") is None
-    assert registry.connect(Conn(), "198.51.100.2") is not None  # other addresses unaffected
+    assert registry.connect(Conn(), "127.0.198.1") is None
+    assert registry.connect(Conn(), "127.0.198.2") is not None  # other addresses unaffected
     registry.quit(a)
-    assert registry.connect(Conn(), "198.51.100.1") is not None
-    assert registry.connect(Conn(), "198.51.100.1") is None
+    assert registry.connect(Conn(), "127.0.198.1") is not None
+    assert registry.connect(Conn(), "127.0.198.1") is None
 
 
 def test_refused_connection_is_not_counted():
@@ -739,8 +739,8 @@ def test_refused_connection_is_not_counted():
     from twistchat.core.registry import Limits
 
     registry, _ = make(limits=Limits(max_per_ip=1))
-    registry.connect(Conn(), "198.51.100.1")
-    registry.connect(Conn(), "198.51.100.1")
+    registry.connect(Conn(), "127.0.198.1")
+    registry.connect(Conn(), "127.0.198.1")
     assert registry.connection_count() == 1
 
 

@@ -43,7 +43,7 @@ async def test_a_registered_room_and_a_read_marker_survive_a_restart(tmp_path):
         teacher = teacher_in(registry, "#class")
         deliver(chanserv.handle(registry, teacher, "REGISTER #class"))
         deliver(registry.topic(teacher, "#class", "Fractions today"))
-        deliver(registry.mode(teacher, "#class", "+mb", ("*!*@10.0.0.7",)))
+        deliver(registry.mode(teacher, "#class", "+mb", ("*!*@127.0.0.7",)))
         registry.read_markers.advance("teacher", "#class", 1_700_000_000_000)
     finally:
         await top.store.stop()
@@ -52,7 +52,7 @@ async def test_a_registered_room_and_a_read_marker_survive_a_restart(tmp_path):
         room = again.registry.registered_rooms.find("#class")
         assert room is not None and room.founder == "teacher"
         assert room.topic == "Fractions today" and "m" in room.flags
-        assert list(room.bans) == ["*!*@10.0.0.7"]
+        assert list(room.bans) == ["*!*@127.0.0.7"]
         assert again.registry.read_markers.get("teacher", "#CLASS") == 1_700_000_000_000
     finally:
         await again.store.stop()
