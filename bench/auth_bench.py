@@ -34,8 +34,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 import argon2  # noqa: E402
 from twisted.internet import protocol, task  # noqa: E402
 from twisted.internet.defer import Deferred, gatherResults  # noqa: E402
-from twisted.protocols.basic import LineReceiver  # noqa: E402
 
+from tests.reactorprobe import CountingHasher, Echo, Pinger  # noqa: E402
 from twistchat.auth import Argon2Hasher, Authenticator, AuthFailed  # noqa: E402
 from twistchat.core.accounts import Account, AccountDirectory  # noqa: E402
 
@@ -75,46 +75,6 @@ def time_hasher(rounds: int) -> None:
           f"max {max(hashes) * 1000:7.1f} ms")
     print(f"  verify  median {statistics.median(verifies) * 1000:7.1f} ms   "
           f"max {max(verifies) * 1000:7.1f} ms")
-
-
-class Echo(LineReceiver):
-    delimiter = b"\n"
-
-    def lineReceived(self, line: bytes) -> None:
-        self.sendLine(b"PONG " + line[5:])
-
-
-class Pinger(LineReceiver):
-    delimiter = b"\n"
-
-    def __init__(self) -> None:
-        self.rtts: list[float] = []
-        self.sent: dict[bytes, float] = {}
-        self.count = 0
-
-    def ping(self) -> None:
-        self.count += 1
-        token = str(self.count).encode()
-        self.sent[token] = time.perf_counter()
-        self.sendLine(b"PING " + token)
-
-    def lineReceived(self, line: bytes) -> None:
-        started = self.sent.pop(line[5:], None)
-        if started is not None:
-            self.rtts.append(time.perf_counter() - started)
-
-
-class CountingHasher:
-    def __init__(self, inner: Argon2Hasher) -> None:
-        self.inner = inner
-        self.verified = 0
-
-    def hash(self, password: str) -> Deferred:
-        return self.inner.hash(password)
-
-    def verify(self, credential: str, password: str) -> Deferred:
-        self.verified += 1
-        return self.inner.verify(credential, password)
 
 
 async def flood(reactor, argon: Argon2Hasher, credential: str, name: str, attempts: int,

@@ -19,8 +19,8 @@ import time
 import pytest_twisted
 from twisted.internet import protocol, reactor, task
 from twisted.internet.defer import Deferred, gatherResults
-from twisted.protocols.basic import LineReceiver
 
+from tests.reactorprobe import CountingHasher, Echo, Pinger
 from twistchat.auth import ADDRESS_BURST, ADDRESS_RATE, Argon2Hasher, Authenticator, AuthFailed
 from twistchat.core.accounts import Account, AccountDirectory
 
@@ -29,52 +29,6 @@ PER_TURN = 5  # attempts per reactor turn: 1,000 over about one second
 TURN = 0.005
 PING_EVERY = 0.01
 LAG_LIMIT = 0.050
-
-
-class CountingHasher:
-    """The real Argon2Hasher, counting its verifications."""
-
-    def __init__(self, inner: Argon2Hasher) -> None:
-        self.inner = inner
-        self.verified = 0
-
-    def hash(self, password):
-        return self.inner.hash(password)
-
-    def verify(self, credential, password):
-        self.verified += 1
-        return self.inner.verify(credential, password)
-
-
-class Echo(LineReceiver):
-    """The other client's server side: answers every line at once."""
-
-    delimiter = b"\n"
-
-    def lineReceived(self, line):
-        self.sendLine(b"PONG " + line[5:])
-
-
-class Pinger(LineReceiver):
-    """Sends ``PING <t>`` and records each round trip (seconds)."""
-
-    delimiter = b"\n"
-
-    def __init__(self) -> None:
-        self.rtts: list[float] = []
-        self.sent: dict[bytes, float] = {}
-        self.count = 0
-
-    def ping(self):
-        self.count += 1
-        token = str(self.count).encode()
-        self.sent[token] = time.perf_counter()
-        self.sendLine(b"PING " + token)
-
-    def lineReceived(self, line):
-        started = self.sent.pop(line[5:], None)
-        if started is not None:
-            self.rtts.append(time.perf_counter() - started)
 
 
 @pytest_twisted.ensureDeferred
