@@ -20,6 +20,8 @@ import subprocess
 import time
 from pathlib import Path
 
+from tests.serverproc import stop_child
+
 #: What a test that needs Redis says when it skips.
 MISSING = "redis-server is not installed (Debian package redis-server)"
 
@@ -162,14 +164,7 @@ class RedisProcess:
         """
         if self.proc is None:
             return None
-        if self.proc.poll() is None:
-            self.proc.send_signal(sig)
-            try:
-                self.proc.wait(timeout)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(5)
-        return self.proc.returncode
+        return stop_child(self.proc, sig, timeout)
 
     def kill(self) -> int | None:
         """kill -9: the crash a fault test needs (nothing flushed beyond what fsync did)."""

@@ -53,6 +53,19 @@ def source_env() -> dict:
     return env
 
 
+def stop_child(proc: subprocess.Popen, sig: int = signal.SIGTERM,
+               timeout: float = 10.0) -> int:
+    """Stop a child we started, by its pid: ``sig``, then SIGKILL after ``timeout``."""
+    if proc.poll() is None:
+        proc.send_signal(sig)
+        try:
+            proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(5)
+    return proc.returncode
+
+
 class ServerProcess:
     """One ``twistd -n chat`` child, stopped by pid."""
 
@@ -92,15 +105,9 @@ class ServerProcess:
         """Stop the child by pid (SIGTERM, then SIGKILL after ``timeout``); its exit code."""
         if self.proc is None:
             return 0
-        if self.proc.poll() is None:
-            self.proc.send_signal(sig)
-            try:
-                self.proc.wait(timeout)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(5)
+        code = stop_child(self.proc, sig, timeout)
         self._log.close()
-        return self.proc.returncode
+        return code
 
     def log(self) -> str:
         """Everything the server logged so far."""
