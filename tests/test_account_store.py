@@ -18,6 +18,7 @@ from twisted.logger import globalLogPublisher
 from zope.interface.verify import verifyObject
 
 import twistchat.store.database as database_module
+from tests.test_store import V1_SCHEMA_WITHOUT_META
 from twistchat.store import (
     AccountFile,
     AccountState,
@@ -38,17 +39,7 @@ ROOM = {"name": "#Maths", "founder": "alice", "topic": "Fractions \u00bd", "mode
 
 # The schema of a file written by the code before accounts (schema 1, with meta),
 # spelled out so this test keeps meaning the old format when database.py moves on.
-V1_SCHEMA = (
-    """CREATE TABLE history (
-        target TEXT NOT NULL, seq INTEGER NOT NULL, time_ms INTEGER NOT NULL,
-        msgid TEXT NOT NULL, command TEXT NOT NULL, source TEXT NOT NULL,
-        params TEXT NOT NULL, tags TEXT, PRIMARY KEY (target, seq)
-    ) WITHOUT ROWID""",
-    "CREATE INDEX history_time ON history (target, time_ms)",
-    "CREATE INDEX history_msgid ON history (target, msgid)",
-    """CREATE TABLE targets (
-        target TEXT PRIMARY KEY, last_seq INTEGER NOT NULL, last_time_ms INTEGER NOT NULL
-    )""",
+V1_SCHEMA = V1_SCHEMA_WITHOUT_META + (
     "CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL)",
 )
 
