@@ -19,6 +19,7 @@ account extbans do.  ``~`` followed by any other type is refused when set
 
 from __future__ import annotations
 
+import functools
 import re
 from collections.abc import Callable, Iterable
 
@@ -32,8 +33,13 @@ EXTBAN_PREFIX = "~"
 EXTBAN_TYPES = "a"  # a: the account a user is logged in as
 
 
+@functools.lru_cache(maxsize=1024)
 def mask_matcher(mask: str) -> Callable[[str], bool]:
-    """A test of a name against an IRC mask (``*``, ``?``), case folded (rfc1459)."""
+    """
+    A test of a name against an IRC mask (``*``, ``?``), case folded (rfc1459).
+
+    Cached: a room's bans and exceptions are asked of on every message it gets.
+    """
     pattern = re.compile("".join(
         ".*" if c == "*" else "." if c == "?" else re.escape(c) for c in casefold(mask)),
         re.DOTALL)

@@ -15,7 +15,8 @@ from dataclasses import dataclass
 from typing import Any
 
 __all__ = ["CHANMODES", "FLAG_MODES", "MYINFO_CHANMODES", "MYINFO_PARAM_CHANMODES",
-           "PREFIX_MODES", "PREFIX_SYMBOLS", "VERSION", "Channel", "Limits", "User"]
+           "PREFIX_MODES", "PREFIX_SYMBOLS", "VERSION", "Channel", "Limits", "User",
+           "share_a_room"]
 
 VERSION = "twistchat-0.1"
 
@@ -185,3 +186,8 @@ class Channel:
         symbols = "".join(s for m, s in zip(PREFIX_MODES, PREFIX_SYMBOLS, strict=True)
                           if m in modes)
         return symbols if multi else symbols[:1]
+
+
+def share_a_room(one: User, other: User) -> bool:
+    """Are ``one`` and ``other`` members of at least one room together?"""
+    return not one.channels.keys().isdisjoint(other.channels.keys())

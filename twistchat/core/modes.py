@@ -18,7 +18,14 @@ from typing import TYPE_CHECKING
 from twistchat.core import lists
 from twistchat.core.events import Delivery
 from twistchat.core.masks import EXTBAN_PREFIX, extban_error, normal_mask
-from twistchat.core.model import FLAG_MODES, PREFIX_MODES, Channel, User
+from twistchat.core.model import (
+    CHANMODES,
+    FLAG_MODES,
+    MYINFO_PARAM_CHANMODES,
+    PREFIX_MODES,
+    Channel,
+    User,
+)
 from twistchat.wire import Message, casefold, is_decimal
 
 if TYPE_CHECKING:
@@ -238,9 +245,10 @@ def _mode_list(change: _ModeChange, on: bool, letter: str) -> None:
 
 # ISUPPORT MODES=4: the most modes with a parameter one MODE line applies.
 MODES_PER_LINE = 4
-# The letters that take a parameter, set and unset (the rest of CHANMODES take none, or
-# only when set: +l).
-_TAKES_PARAM = {"+": frozenset("beIklov"), "-": frozenset("beIkov")}
+# The letters that take a parameter, set and unset (ISUPPORT CHANMODES: lists, key and
+# prefixes both ways; the third group, +l, only when set).
+_TAKES_PARAM = {"+": frozenset(MYINFO_PARAM_CHANMODES),
+                "-": frozenset(MYINFO_PARAM_CHANMODES) - frozenset(CHANMODES.split(",")[2])}
 
 
 _MODE_HANDLERS: dict[str, Callable[[_ModeChange, bool, str], None]] = {

@@ -23,7 +23,7 @@ from collections.abc import Iterable
 from typing import TYPE_CHECKING
 
 from twistchat.core.events import Delivery, Gated
-from twistchat.core.model import User
+from twistchat.core.model import User, share_a_room
 from twistchat.wire import Message, casefold, is_valid_nick
 
 if TYPE_CHECKING:
@@ -92,7 +92,7 @@ class Monitors:
         connections with extended-monitor (and the line's own capability).
         """
         watchers = [w for w in self.watchers(user.nick)
-                    if w is not user and w.channels.keys().isdisjoint(user.channels.keys())]
+                    if w is not user and not share_a_room(w, user)]
         return [Delivery(watchers, Gated("extended-monitor", line))] if watchers else []
 
 

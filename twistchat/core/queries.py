@@ -19,7 +19,15 @@ from typing import TYPE_CHECKING
 from twistchat.core import accounts, elist, lists, masks, modes, whox
 from twistchat.core.events import Delivery
 from twistchat.core.masks import mask_matcher
-from twistchat.core.model import CHANMODES, PREFIX_MODES, PREFIX_SYMBOLS, VERSION, Channel, User
+from twistchat.core.model import (
+    CHANMODES,
+    PREFIX_MODES,
+    PREFIX_SYMBOLS,
+    VERSION,
+    Channel,
+    User,
+    share_a_room,
+)
 from twistchat.wire import CHANTYPES
 
 if TYPE_CHECKING:
@@ -210,16 +218,12 @@ def _who_matches(registry: Registry, user: User, mask: str) -> list[tuple[User, 
     matches = mask_matcher("*" if mask in ("", "0") else mask)
     found: list[tuple[User, Channel | None]] = []
     for other in registry.users():
-        if other.invisible and other is not user and not _share_a_room(user, other):
+        if other.invisible and other is not user and not share_a_room(user, other):
             continue
         if any(matches(field) for field in (other.nick, other.user, other.host,
                                                other.realname)):
             found.append((other, None))
     return found
-
-
-def _share_a_room(one: User, other: User) -> bool:
-    return not one.channels.keys().isdisjoint(other.channels.keys())
 
 
 def _who_flags(member: User, channel: Channel | None, multi_prefix: bool = False) -> str:

@@ -28,7 +28,7 @@ __all__ = [
     "MIN_REGISTER", "ROOMLESS", "TOKEN_BYTES", "UDP_VIEW", "Broadcast",
     "address_cookie", "broadcast_domain", "cookie_valid", "event_datagrams", "event_line",
     "event_tags", "heartbeat_lines", "multiline_parts", "parse_heartbeat", "peek_tags",
-    "record_datagrams", "record_line",
+    "record_datagrams",
 ]
 
 # docs/udp-protocol.md, "Datagrams": at most 1200 bytes, a size that crosses any
@@ -112,20 +112,6 @@ def record_datagrams(record: Any) -> list[bytes]:
     message = Message(record.command, tuple(record.params), record.source or None)
     return event_datagrams(Event(record.target, record.seq, record.time_ms, record.msgid,
                                  message))
-
-
-def record_line(record: Any) -> bytes:
-    """
-    The datagram of a stored room event (a history record), exactly as it was broadcast.
-
-    Duck-typed on the record's ``target``, ``seq``, ``time_ms``, ``msgid``,
-    ``command``, ``source`` and ``params`` (front-ends never import the store):
-    the event is rebuilt and formatted by :func:`event_line`, so a repair from
-    history and one from memory are the same bytes.  Client-only tags are not
-    part of the UDP view, so the record's ``tags`` play no part.
-    """
-    message = Message(record.command, tuple(record.params), record.source or None)
-    return event_line(Event(record.target, record.seq, record.time_ms, record.msgid, message))
 
 
 def address_cookie(secret: bytes, host: str, port: int, nick: str, interval: int) -> str:
