@@ -8,6 +8,7 @@ once as a real ``twistd -n chat``.
 
 from __future__ import annotations
 
+import getpass
 import io
 import os
 import subprocess
@@ -133,7 +134,7 @@ def test_a_terminal_is_asked_twice(tmp_path, monkeypatch):
             return True
 
     answers = iter(["one", "two"])
-    monkeypatch.setattr(tool.getpass, "getpass", lambda prompt: next(answers))
+    monkeypatch.setattr(getpass, "getpass", lambda prompt: next(answers))
     db = str(tmp_path / "chat.sqlite3")
     assert tool.main(["add", "alice", "--db", db], stdin=Tty(), stdout=io.StringIO()) == 2
     assert not os.path.exists(db) or stored(Path(db)) == {}

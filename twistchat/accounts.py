@@ -23,7 +23,6 @@ Design: docs/accounts.md (issue #14).
 from __future__ import annotations
 
 import argparse
-import getpass
 import os
 import sys
 import time
@@ -33,6 +32,7 @@ import argon2
 
 from twistchat.auth import MAX_PASSWORD_BYTES
 from twistchat.core.accounts import Account
+from twistchat.passwordinput import read_password
 from twistchat.store import AccountFile, StoreError
 from twistchat.wire import casefold, is_valid_nick
 
@@ -71,13 +71,10 @@ def _check_email(email: str) -> str:
 
 def _read_password(stdin: TextIO) -> str:
     """The password from the terminal (twice, no echo) or the first line of ``stdin``."""
-    if stdin.isatty():
-        first = getpass.getpass("Password: ")
-        if getpass.getpass("Again: ") != first:
-            raise _Refused("the two passwords differ")
-        password = first
-    else:
-        password = stdin.readline().rstrip("\r\n")
+    try:
+        password = read_password(stdin)
+    except ValueError as e:
+        raise _Refused(str(e)) from None
     if not password:
         raise _Refused("the password is empty")
     if len(password.encode("utf-8")) > MAX_PASSWORD_BYTES:

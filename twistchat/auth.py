@@ -35,6 +35,7 @@ from twistchat.core.ratelimit import KeyedBuckets
 __all__ = [
     "ADDRESS_BURST", "ADDRESS_RATE", "ACCOUNT_BURST", "ACCOUNT_RATE", "MAX_PASSWORD_BYTES",
     "MAX_QUEUED", "Argon2Hasher", "AuthFailed", "Authenticator", "PasswordHasher",
+    "acceptable_password",
 ]
 
 # Failed-login limits: a burst of tries, then one every 1/rate seconds.
@@ -43,6 +44,11 @@ ACCOUNT_BURST, ACCOUNT_RATE = 10, 0.1  # per account, from anywhere: 10, then on
 MAX_TRACKED = 4096  # addresses and accounts remembered (oldest forgotten first)
 MAX_QUEUED = 32  # hash jobs waiting for the pool; beyond, "busy"
 MAX_PASSWORD_BYTES = 512  # longer passwords are refused before hashing
+
+
+def acceptable_password(password: str) -> bool:
+    """Worth hashing: not empty, and at most :data:`MAX_PASSWORD_BYTES` bytes of UTF-8."""
+    return 0 < len(password.encode("utf-8")) <= MAX_PASSWORD_BYTES
 
 
 class AuthFailed(Exception):
@@ -163,7 +169,7 @@ class Authenticator:
         key = account.key if account is not None else name.lower()
         if not self._by_address.take(address, now) or not self._by_account.take(key, now):
             return fail(AuthFailed("rate-limited"))
-        if not 0 < len(password.encode("utf-8")) <= MAX_PASSWORD_BYTES:
+        if not acceptable_password(password):
             return fail(AuthFailed("invalid"))
         credential = account.credential if account is not None and account.credential \
             else self._dummy
@@ -182,7 +188,7 @@ class Authenticator:
 
     def create(self, name: str, password: str, email: str = "") -> Deferred[Account]:
         """A new account ``name`` with ``password``, added to the directory once hashed."""
-        if not 0 < len(password.encode("utf-8")) <= MAX_PASSWORD_BYTES:
+        if not acceptable_password(password):
             return fail(AuthFailed("bad-password"))
         if self.directory.find(name) is not None:
             return fail(AuthFailed("exists"))
@@ -198,7 +204,7 @@ class Authenticator:
 
     def set_password(self, name: str, password: str) -> Deferred[Account]:
         """A new password for the existing account ``name``."""
-        if not 0 < len(password.encode("utf-8")) <= MAX_PASSWORD_BYTES:
+        if not acceptable_password(password):
             return fail(AuthFailed("bad-password"))
         if self.directory.find(name) is None:
             return fail(AuthFailed("invalid"))

@@ -13,11 +13,11 @@ to the file ``twistd chat --opers FILE`` reads.
 from __future__ import annotations
 
 import argparse
-import getpass
 import sys
 from typing import TextIO
 
 from twistchat.core.passwords import hash_password
+from twistchat.passwordinput import read_password
 
 __all__ = ["main", "oper_line"]
 
@@ -31,15 +31,6 @@ def oper_line(name: str, password: str) -> str:
     return f"{name} {hash_password(password)}"
 
 
-def _read_password(stdin: TextIO) -> str:
-    if stdin.isatty():
-        first = getpass.getpass("Operator password: ")
-        if getpass.getpass("Again: ") != first:
-            raise ValueError("the two passwords differ")
-        return first
-    return stdin.readline().rstrip("\r\n")
-
-
 def main(argv: list[str] | None = None, stdin: TextIO = sys.stdin,
          stdout: TextIO = sys.stdout) -> int:
     """Print NAME's line; 2 with a message on stderr when the name or password is bad."""
@@ -50,7 +41,7 @@ def main(argv: list[str] | None = None, stdin: TextIO = sys.stdin,
     parser.add_argument("name", help="the operator name OPER will be given")
     args = parser.parse_args(argv)
     try:
-        line = oper_line(args.name, _read_password(stdin))
+        line = oper_line(args.name, read_password(stdin, "Operator password: "))
     except ValueError as e:
         print(f"operhash: {e}", file=sys.stderr)
         return 2
