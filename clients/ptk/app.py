@@ -615,12 +615,15 @@ class ChatState:
         window.scroll = min(window.scroll, self.max_scroll(window))  # the screen may have grown
         end = len(lines) - window.scroll
         start, used = end, 0
+        shown: list[list] = []  # each line's rows, newest first: rendered once per frame
         while start > 0 and used < max(rows, 1):
             start -= 1
-            used += self._line_rows(lines[start])
+            line_rows = self._rows_of(lines[start])
+            shown.append(line_rows)
+            used += len(line_rows)
         out: list[tuple[str, str]] = []
-        for i in range(start, end):
-            for row in self._rows_of(lines[i]):
+        for line_rows in reversed(shown):
+            for row in line_rows:
                 if out:
                     out.append(("", "\n"))
                 out += row
