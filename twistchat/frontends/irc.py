@@ -38,6 +38,7 @@ from twistchat.core.events import Delivery, Disconnect, Event, Gated, deliver
 from twistchat.core.ratelimit import TokenBucket
 from twistchat.core.registry import Registry, User
 from twistchat.frontends import ircv3
+from twistchat.frontends.coalesce import TurnCoalescer, coalescible
 from twistchat.metrics import Metrics, TransportCounters
 from twistchat.services import Answer, Services
 from twistchat.services.registration import register_command
@@ -178,7 +179,7 @@ class IRCProtocol(LineReceiver):
         "closing", "backlog", "_quit_reason", "_capture", "_aside", "_echo_left", "_held",
         "_label", "_label_used", "_batches", "_discarding", "_flood", "_flood_queue",
         "_drain_call", "_awaiting", "_connected_at", "_last_seen", "_ping_sent", "_lost_reason",
-        "_handshaking", "_closed_at", "_cap_version", "_multiline", "_sasl",
+        "_handshaking", "_closed_at", "_cap_version", "_multiline", "_sasl", "_out",
     )
 
     def __init__(self, factory: IRCFactory) -> None:
@@ -229,6 +230,8 @@ class IRCProtocol(LineReceiver):
         self._cap_version = 0  # the highest CAP LS version the client sent (302: values)
         self._multiline: multiline.Collector | None = None  # the client's open multiline batch
         self._sasl: Sasl | None = None  # SASL's state, made at the first AUTHENTICATE
+        # The factory's per-turn write coalescer, on a socket (None: write at once).
+        self._out: TurnCoalescer | None = None
 
     @property
     def caps(self) -> frozenset[str]:
@@ -267,6 +270,8 @@ class IRCProtocol(LineReceiver):
         if hasattr(socket_transport, "bufferSize"):
             socket_transport.bufferSize = self.limits.sendq
         self.transport.registerProducer(_SendQWatch(self), True)
+        if coalescible(self.transport):
+            self._out = self.factory.output
         self.factory.watch(self)
         self._log.info("connect {peer} ({transport})", peer=self.host,
                        transport="tls" if self.counters is self.factory.metrics.tls else "tcp")
@@ -280,6 +285,8 @@ class IRCProtocol(LineReceiver):
             return  # refused at connect, or already quit (shut_down)
         self.factory.unwatch(self)
         self.counters.connections -= 1
+        if self._out is not None:
+            self._out.discard(self.transport)
         self._lost_reason = _reason_text(reason)
         if self._flood_queue and not self.closing:
             # Lines the server received are the sender's words: they still run, at the
@@ -317,6 +324,8 @@ class IRCProtocol(LineReceiver):
         if self._handshaking:
             self.transport.abortConnection()
             return
+        if self._out is not None:
+            self._out.flush_one(self.transport)  # what this turn said, then the ERROR
         self.transport.write(encode(Message("ERROR", (f"Closing link: {self.host} ({why})",))))
         # The SendQ watch goes first: while a producer is registered, Twisted's TLS
         # transport never starts its shutdown (TLSMemoryBIOProtocol.loseConnection
@@ -349,6 +358,8 @@ class IRCProtocol(LineReceiver):
         self._quit_reason = "SendQ exceeded"
         self.factory.metrics.drop_sendq += 1
         self._log.info("drop {peer}: SendQ exceeded", peer=self.host)
+        if self._out is not None:
+            self._out.discard(self.transport)
         self.transport.abortConnection()
 
     # ------------------------------------------------------------------ output
@@ -381,7 +392,10 @@ class IRCProtocol(LineReceiver):
         else:
             if self.backlog is not None:
                 self._grow_backlog(len(data))
-            self.transport.write(data)
+            if self._out is None:
+                self.transport.write(data)
+            else:
+                self._out.write(self.transport, data)
 
     def _side_effect(self, payload: Any) -> bool:
         """
@@ -411,7 +425,10 @@ class IRCProtocol(LineReceiver):
         elif not self.closing:
             if self.backlog is not None:
                 self._grow_backlog(len(data))
-            self.transport.write(data)
+            if self._out is None:
+                self.transport.write(data)
+            else:
+                self._out.write(self.transport, data)
 
     def _hold_for(self, lines_deferred: Deferred) -> None:
         """
@@ -1030,6 +1047,8 @@ class IRCFactory(protocol.Factory):
         self.metrics = metrics if metrics is not None else Metrics(registry)
         self.max_length = limits.max_line + limits.max_tags  # LineReceiver.MAX_LENGTH
         self.connections: set[IRCProtocol] = set()  # admitted, not yet lost: swept
+        # Every connection's output of a reactor turn leaves in one write (issue #18).
+        self.output = TurnCoalescer(clock)
         self.sweep_interval = min(SWEEP_INTERVAL, limits.registration_timeout,
                                   limits.ping_interval, limits.ping_timeout)
         self._sweeper = LoopingCall(self.sweep)
