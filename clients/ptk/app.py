@@ -34,6 +34,7 @@ from prompt_toolkit.styles import Style
 from prompt_toolkit.widgets import TextArea
 
 from clients.ptk import formatting as fmt
+from clients.ptk.commands import COMMANDS, NICK, ROOM, WINDOW
 from clients.ptk.render import STYLE, WRAP_INDENT, Line, escape, is_mention, render_line, wrap
 from twistchat.client import interfaces as I
 from twistchat.client.interfaces import ChatEvent, is_room
@@ -46,21 +47,6 @@ SERVER_WINDOW = "*"  # the window of server-wide lines (welcome, MOTD, errors)
 _NICK_PREFIXES = "~&@%+"
 _SPOKEN = frozenset((I.MESSAGE, I.ACTION, I.NOTICE))  # what a conversation's party says
 _WRAP_PREFIX = " " * WRAP_INDENT  # where the terminal still wraps a row (a wide character)
-
-# name -> (usage, help); the handlers are ChatState._cmd_<name>.
-COMMANDS = {
-    "join": ("/join #room", "join a room (and switch to it)"),
-    "part": ("/part [#room] [reason]", "leave a room (default: this one)"),
-    "nick": ("/nick NEWNICK", "change your nick (lines already shown keep the old one)"),
-    "msg": ("/msg NICK|#room text", "send a private message (opens a window)"),
-    "me": ("/me text", "an action: * you text"),
-    "topic": ("/topic [text]", "show or set this room's topic"),
-    "names": ("/names [#room]", "who is in a room"),
-    "who": ("/who [mask]", "WHO a room or nick"),
-    "quit": ("/quit [reason]", "leave (Ctrl-X does the same)"),
-    "help": ("/help", "this list"),
-}
-
 
 class ChatWindow:
     """
@@ -75,7 +61,7 @@ class ChatWindow:
         self.name = name
         self.lines: deque = deque(maxlen=scrollback)
         self.unread = 0
-        self.mentioned = False
+        self.mentions = 0  # unread lines that named us (or a --highlight word)
         self.members: dict = {}
         self.scroll = 0
         self.topic = ""
@@ -83,6 +69,10 @@ class ChatWindow:
     @property
     def is_room(self) -> bool:
         return is_room(self.name)
+
+    @property
+    def mentioned(self) -> bool:
+        return self.mentions > 0
 
     @property
     def is_query(self) -> bool:
@@ -135,6 +125,9 @@ class ChatState:
         self._autoswitch = {casefold(r) for r in autojoin}
         self._reply_window: ChatWindow | None = None
         self._notes: list = []
+        self.ignored: dict[str, str] = {}  # folded nick -> nick: /ignore
+        # /connect HOST [PORT]: set by the program (__main__), None where it cannot be done.
+        self.connect: Callable[[str, int | None], None] | None = None
         # (result text, cursor, matches, index, start, suffix, original word)
         self._completion: tuple[str, int, list[str], int, int, str, str] | None = None
 
@@ -168,7 +161,7 @@ class ChatState:
             self.current = index
             window = self.windows[index]
             window.unread = 0
-            window.mentioned = False
+            window.mentions = 0
 
     def next_window(self, step: int = 1) -> None:
         """Ctrl-N / Ctrl-P: the next (previous) window, round."""
@@ -241,7 +234,7 @@ class ChatState:
         if window is not self.window and counts:
             window.unread += 1
             if line.mention:
-                window.mentioned = True
+                window.mentions += 1
 
     def on_event(self, ev: ChatEvent) -> None:
         """One event from the session (UI thread): into the right windows."""
@@ -251,6 +244,8 @@ class ChatState:
 
     def _on_text(self, ev: ChatEvent) -> None:
         """MESSAGE, ACTION, NOTICE: in their room or query (the server window for None)."""
+        if ev.nick and not ev.own and casefold(ev.nick) in self.ignored:
+            return  # /ignore: not shown, not counted
         private = ev.room is not None and not is_room(ev.room)
         mention = not ev.own and (private or is_mention(ev.text, self.nick))
         if ev.room is None:
@@ -411,12 +406,12 @@ class ChatState:
         if text.startswith("/") and not text.startswith("//"):
             name, _, rest = text[1:].partition(" ")
             name = name.lower()
-            handler = getattr(self, "_cmd_" + name, None) if name in COMMANDS else None
-            if handler is None:
+            entry = COMMANDS.get(name)
+            if entry is None:
                 self.say_local(f"Unknown command /{name}: /help lists the commands.", I.ERROR)
                 return
             self._reply_window = self.window
-            handler(rest.strip())
+            entry.run(self, rest.strip())
             return
         if text.startswith("//"):
             text = text[1:]
@@ -426,101 +421,20 @@ class ChatState:
             return
         self.net(self.session.say, window.name, text)
 
-    def _target_room(self, arg: str) -> tuple:
+    def target_room(self, arg: str) -> tuple:
         """(room, rest): ``arg``'s first word if it names a room, else the current window."""
         first, _, rest = arg.partition(" ")
         if is_room(first):
             return first, rest.strip()
         return (self.window.name if self.window.is_room else None), arg
 
-    def _cmd_join(self, arg: str) -> None:
-        room = arg.split()[0] if arg.split() else ""
-        if not room:
-            self.say_local("Usage: " + COMMANDS["join"][0], I.ERROR)
-            return
-        if not is_room(room):
-            room = "#" + room
-        existing = self.find(room)
-        if existing is not None and existing.members:
-            self.switch(self.windows.index(existing))
-            return
+    def autoswitch(self, room: str) -> None:
+        """Show ``room``'s window once our JOIN to it arrives."""
         self._autoswitch.add(casefold(room))
-        self.net(self.session.join, room)
 
-    def _cmd_part(self, arg: str) -> None:
-        room, reason = self._target_room(arg)
-        if room is None:
-            if self.window.is_query:
-                # A word in the server window, or the window seems to vanish (#17).
-                name = self.window.name
-                self.close_window(self.window)
-                self._add(self.windows[0], Line(ChatEvent(
-                    I.INFO, text=f"Closed the conversation with {name}.",
-                    time_ms=int(self.clock() * 1000))))
-                return
-            self.say_local("Usage: " + COMMANDS["part"][0], I.ERROR)
-            return
-        self.net(self.session.part, room, reason)
-
-    def _cmd_nick(self, arg: str) -> None:
-        if not arg or " " in arg:
-            self.say_local("Usage: " + COMMANDS["nick"][0], I.ERROR)
-            return
-        self.net(self.session.set_nick, arg)
-
-    def _cmd_msg(self, arg: str) -> None:
-        target, _, text = arg.partition(" ")
-        if not target or not text.strip():
-            self.say_local("Usage: " + COMMANDS["msg"][0], I.ERROR)
-            return
-        window = self.window_for(target)
-        self.switch(self.windows.index(window))
-        self.net(self.session.say, target, text)
-
-    def _cmd_me(self, arg: str) -> None:
-        if self.window is self.windows[0]:
-            self.say_local("/me needs a room or a conversation window.", I.ERROR)
-            return
-        if not arg:
-            self.say_local("Usage: " + COMMANDS["me"][0], I.ERROR)
-            return
-        self.net(self.session.action, self.window.name, arg)
-
-    def _cmd_topic(self, arg: str) -> None:
-        room, text = self._target_room(arg)
-        if room is None:
-            self.say_local("Usage: /topic [#room] [text] (in a room window)", I.ERROR)
-            return
-        self.net(self.session.topic, room, text or None)
-
-    def _cmd_names(self, arg: str) -> None:
-        room, _ = self._target_room(arg)
-        if room is None:
-            self.say_local("Usage: " + COMMANDS["names"][0], I.ERROR)
-            return
-        self.net(self.session.names, room)
-
-    def _cmd_who(self, arg: str) -> None:
-        mask = arg.split()[0] if arg.split() else (self.window.name if self.window.is_room else "")
-        if not mask:
-            self.say_local("Usage: " + COMMANDS["who"][0], I.ERROR)
-            return
-        self.net(self.session.who, mask)
-
-    def _cmd_quit(self, arg: str) -> None:
-        if arg:
-            self.quit_reason = arg
-        self.quit()
-
-    def _cmd_help(self, arg: str) -> None:
-        for usage, text in COMMANDS.values():
-            self.say_local(f"{usage:<26} {text}")
-        self.say_local(
-            "Keys: Enter sends, Ctrl-X quits, Tab completes, Up/Down history, "
-            "PageUp/PageDown scroll, Alt-1..9 or Ctrl-N/Ctrl-P switch windows, "
-            "Ctrl-B bold, Ctrl-_ underline, Ctrl-K colour (Ctrl-K 4 red, Ctrl-K 4,2 on blue). "
-            "//text sends a line starting with /."
-        )
+    def note(self, window: ChatWindow, text: str) -> None:
+        """A line of our own in ``window``."""
+        self._add(window, Line(ChatEvent(I.INFO, text=text, time_ms=int(self.clock() * 1000))))
 
     def quit(self) -> None:
         """Leave the program now; the QUIT is sent as the reactor stops (see __main__)."""
@@ -546,8 +460,8 @@ class ChatState:
             while start > 0 and text[start - 1] != " ":
                 start -= 1
             word = text[start:cursor]
-            matches, suffix = self._completions(word, start == 0)
-            if not matches or not (word or suffix == ": "):
+            matches, suffix = self._completions(word, start == 0, text[:start])
+            if not matches or not (word or suffix == ": " or text[:start].startswith("/")):
                 self._completion = None
                 return text, cursor
             index = 0
@@ -558,17 +472,32 @@ class ChatState:
         self._completion = (new_text, new_cursor, matches, index, start, suffix, original)
         return new_text, new_cursor
 
-    def _completions(self, word: str, first: bool) -> tuple[list[str], str]:
-        """What ``word`` may become (a command, a room, a nick), and what follows it."""
+    def _completions(self, word: str, first: bool, before: str = "") -> tuple[list[str], str]:
+        """
+        What ``word`` may become (a command, a room, a nick), and what follows it.
+
+        After a command, what its table entry says it takes (issue #17: Tab
+        completes each command's argument): ``/join #<Tab>`` a room, ``/whois
+        <Tab>`` a nick, ``/close <Tab>`` a window.
+        """
         if first and word.startswith("/"):
             return ["/" + c for c in COMMANDS if c.startswith(word[1:].lower())], " "
         folded = casefold(word)
-        if is_room(word):
+        kind = ""
+        if before.startswith("/") and not before.startswith("//"):
+            entry = COMMANDS.get(before[1:].split(" ", 1)[0].lower())
+            kind = entry.completes if entry is not None else ""
+        if kind == WINDOW:
+            return [w.name for w in self.windows[1:]
+                    if casefold(w.name).startswith(folded)], " "
+        if is_room(word) or (kind == ROOM and not word):
             return [
                 w.name for w in self.windows if w.is_room and casefold(w.name).startswith(folded)
             ], " "
         own = casefold(self.nick or "")
         nicks = sorted(self.window.members.values(), key=casefold)
+        if kind == NICK and not nicks and self.window.is_query:
+            nicks = [self.window.name]
         matches = [n for n in nicks if casefold(n).startswith(folded) and casefold(n) != own]
         if word and not matches and own.startswith(folded):
             matches = [self.nick]
