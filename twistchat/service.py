@@ -29,6 +29,7 @@ from twistchat.core.roomlog import LocalRoomLog
 from twistchat.core.roomreg import RegisteredRoom, RoomDirectory
 from twistchat.frontends.irc import ConnectionLimits, IRCFactory
 from twistchat.frontends.udp import Broadcast, UDPFrontEnd, UDPLimits, broadcast_domain
+from twistchat.frontends.website import is_secure, web_site
 from twistchat.history import History
 from twistchat.logging_setup import ListenerService, Startup, UDPListenerService
 from twistchat.metrics import Metrics, metrics_site
@@ -227,11 +228,21 @@ class Options(usage.Options):
     def __init__(self) -> None:
         super().__init__()
         self["listen"] = []
+        self["web"] = []
+        self["web-origin"] = []
 
     def opt_listen(self, description: str) -> None:
         # usage.Options shows this docstring in --help: keep it one line.
         """Add an IRC listener from an endpoint, e.g. tcp:6668:interface=::1 (repeatable)."""
         self["listen"].append(description)
+
+    def opt_web(self, description: str) -> None:
+        """Serve the web client and IRC over WebSocket (/socket) on an endpoint (repeatable)."""
+        self["web"].append(description)
+
+    def opt_web_origin(self, origin: str) -> None:
+        """Another page origin allowed to open /socket, e.g. https://chat.example (repeatable)."""
+        self["web-origin"].append(origin.rstrip("/"))
 
     def parseOptions(self, options: Any = None) -> None:
         """
@@ -576,6 +587,12 @@ def makeService(options: Options, reactor: Any = None) -> ChatService:
     for description in descriptions:
         listener = ListenerService(description, factory, reactor=reactor, startup=startup)
         listener.setServiceParent(top)
+    # The web client and IRC over WebSocket (issue #16): the same IRC factory, framed as
+    # WebSocket messages (frontends/websocket.py), so limits and per-address caps are shared.
+    for description in options["web"]:
+        site = web_site(factory, secure=is_secure(description),
+                        allowed_origins=tuple(options["web-origin"]))
+        ListenerService(description, site, reactor=reactor, startup=startup).setServiceParent(top)
     if options["metrics"]:
         ListenerService(options["metrics"], metrics_site(top.metrics),
                         reactor, startup=startup).setServiceParent(top)
