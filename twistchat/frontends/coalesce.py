@@ -73,22 +73,22 @@ class TurnCoalescer:
     and the others see the QUIT) go to the next turn.
     """
 
-    __slots__ = ("_clock", "_pending", "_call", "sends", "fallbacks")
+    __slots__ = ("_clock", "_queued", "_call", "sends", "fallbacks")
 
     def __init__(self, clock: Any) -> None:
         self._clock = clock
-        self._pending: dict[Any, list[bytes]] = {}
+        self._queued: dict[Any, list[bytes]] = {}
         self._call: Any = None
         self.sends = 0  # flushes that went straight to a socket
         self.fallbacks = 0  # flushes that went through the transport's write (TLS, full, busy)
 
     def write(self, transport: Any, data: bytes) -> None:
         """Queue ``data`` for ``transport`` (which :func:`coalescible` accepted)."""
-        chunks = self._pending.get(transport)
+        chunks = self._queued.get(transport)
         if chunks is not None:
             chunks.append(data)
             return
-        self._pending[transport] = [data]
+        self._queued[transport] = [data]
         if self._call is None:
             self._call = self._clock.callLater(0, self.flush)
 
@@ -98,23 +98,23 @@ class TurnCoalescer:
             if self._call.active():
                 self._call.cancel()
             self._call = None
-        pending, self._pending = self._pending, {}
+        pending, self._queued = self._queued, {}
         for transport, chunks in pending.items():
             self._send(transport, chunks)
 
     def flush_one(self, transport: Any) -> None:
         """Write what ``transport`` holds now, e.g. before a last line and a close."""
-        chunks = self._pending.pop(transport, None)
+        chunks = self._queued.pop(transport, None)
         if chunks is not None:
             self._send(transport, chunks)
 
     def discard(self, transport: Any) -> None:
         """Drop what ``transport`` holds (its connection is being aborted)."""
-        self._pending.pop(transport, None)
+        self._queued.pop(transport, None)
 
     def pending(self, transport: Any) -> int:
         """Bytes held for ``transport`` until the end of the turn."""
-        return sum(map(len, self._pending.get(transport, ())))
+        return sum(map(len, self._queued.get(transport, ())))
 
     def _send(self, transport: Any, chunks: list[bytes]) -> None:
         data = chunks[0] if len(chunks) == 1 else b"".join(chunks)
