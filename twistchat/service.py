@@ -10,7 +10,9 @@ defined here, each option with its default.
 
 from __future__ import annotations
 
+import os
 import signal
+import socket
 import threading
 from collections.abc import Callable, Mapping
 from typing import Any, TypeVar
@@ -20,8 +22,11 @@ from twisted.logger import Logger
 from twisted.python import usage
 
 from twistchat.auth import Argon2Hasher, Authenticator
+from twistchat.cluster.fold import FoldClock, FoldedRoomLog, RemoteConn, Replica
+from twistchat.cluster.nodes import ClusterService
+from twistchat.cluster.stream import InputStream, parse_url
 from twistchat.core.accounts import Account, AccountDirectory
-from twistchat.core.events import deliver
+from twistchat.core.events import Disconnect, deliver
 from twistchat.core.operators import load_opers
 from twistchat.core.readmarkers import ReadMarkers
 from twistchat.core.registry import Limits, Registry
@@ -174,6 +179,21 @@ UDP_OPTIONS = [
 ]
 
 
+# Several nodes on one Redis (issue #15, docs/cluster.md).
+CLUSTER_OPTIONS = [
+    ["cluster", None, None,
+     "Share rooms, nicks and history with other nodes through this Redis, e.g. "
+     "redis://127.0.0.1:6379/0 (default: none, one process with --db)."],
+    ["node-name", None, None, "This node's name in the cluster (default: host name and pid)."],
+    ["node-timeout", None, 3.0,
+     "Seconds without a heartbeat before a node is declared dead and its users quit.",
+     _positive_float],
+    ["cluster-queue", None, 10000,
+     "Lines waiting for Redis at once, past which lines are refused with a NOTICE.",
+     _positive_int],
+]
+
+
 class Options(usage.Options):
     """``twistd chat`` options."""
 
@@ -216,7 +236,7 @@ class Options(usage.Options):
          "NickServ REGISTER) or closed (only 'python -m twistchat.accounts add'). Accounts "
          "are read from --db at start and on SIGHUP."],
     ] + [[flag, None, default, doc, coerce] for flag, default, coerce, doc, _, _ in LIMIT_FLAGS] \
-      + UDP_OPTIONS
+      + UDP_OPTIONS + CLUSTER_OPTIONS
     optParameters = _named(optParameters)
 
     optFlags = [
@@ -303,6 +323,14 @@ class Options(usage.Options):
             raise usage.UsageError(f"--proto must be tcp, udp or both, not {proto!r}")
         if proto == "udp" and "udp" not in FRONT_ENDS:
             raise usage.UsageError("--proto=udp: the UDP front-end is not in this version yet")
+        if self["cluster"]:
+            if proto == "udp":
+                raise usage.UsageError("--cluster serves IRC over TCP; the UDP front-end "
+                                       "does not run in a cluster yet (docs/cluster.md)")
+            try:
+                self["cluster_address"] = parse_url(self["cluster"])
+            except ValueError as e:
+                raise usage.UsageError(f"--cluster: {e}") from None
         if not 0 <= self["port"] <= 65535:
             raise usage.UsageError(f"--port must be 0-65535, not {self['port']}")
         self["motd_lines"] = None
@@ -393,6 +421,7 @@ class ChatService(service.MultiService):
     metrics: Metrics
     irc_factory: IRCFactory
     udp: UDPFrontEnd | None = None
+    cluster: Any = None  # the ClusterService with --cluster
 
     def stopService(self) -> Any:
         """
@@ -515,14 +544,44 @@ def _markers_of(state: AccountState) -> dict[tuple[str, str], int]:
             if value is not None and str(value).isdigit()}
 
 
+def _cluster_node(options: Options, registry: Registry, clock: FoldClock,
+                  log: FoldedRoomLog, reactor: Any) -> Replica:
+    """This node's replica of the cluster's core, on the stream at ``--cluster``."""
+    host, port, db = options["cluster_address"]
+    stream = InputStream(reactor, host, port, db, max_pending=options["cluster-queue"])
+    replica = Replica(registry, clock, log, stream)
+
+    def epoch_lost() -> None:
+        # Redis lost the stream this node's state was folded from (restarted without
+        # its data, flushed): say so to everyone here and stop; a supervisor (systemd's
+        # Restart=) starts the node again on what Redis holds now.
+        _log.error("cluster: the stream in Redis is not the one folded here (its epoch "
+                   "changed: Redis lost its data); stopping")
+        for proto in list(_irc_connections(registry)):
+            proto.deliver(Disconnect("The cluster lost its state; reconnect"))
+        if reactor.running:
+            reactor.callLater(0.5, reactor.stop)
+
+    stream.on_epoch_lost = epoch_lost
+    return replica
+
+
+def _irc_connections(registry: Registry) -> list[Any]:
+    """Every connection of this node's users (not a remote user's stand-in)."""
+    return [user.conn for user in registry.users() if not isinstance(user.conn, RemoteConn)]
+
+
 def makeService(options: Options, reactor: Any = None) -> ChatService:
     """One store, one core (room log + registry), and the front-ends ``--proto`` asks for."""
     if reactor is None:
         from twisted.internet import reactor
     top = ChatService()
+    cluster = options.get("cluster_address")
     try:
         store = open_store(
-            options["db"], reactor=reactor, flush_interval=options["history-flush"],
+            # In a cluster the history is what the fold of the stream makes (kept per node).
+            ":memory:" if cluster else options["db"], reactor=reactor,
+            flush_interval=options["history-flush"],
             sync=options["history-sync"],
             # StoreService stops it, after every user's QUIT (twistd's trigger for the
             # service runs after one the store would register itself: issue #12, item 5).
@@ -544,14 +603,19 @@ def makeService(options: Options, reactor: Any = None) -> ChatService:
                           store.save_marker(account, target, str(time_ms)))
     limits = Limits(**options.limits("registry"))
     # The room log: numbering continues where the store left off, in the store's epoch.
-    log = LocalRoomLog(epoch=store.epoch(), last_seqs=store.last_seqs(),
-                       recent=limits.recent_history)
+    clock: Callable[[], float] = reactor.seconds
+    if cluster:
+        clock = FoldClock(reactor.seconds)
+        log: LocalRoomLog = FoldedRoomLog(recent=limits.recent_history)
+    else:
+        log = LocalRoomLog(epoch=store.epoch(), last_seqs=store.last_seqs(),
+                           recent=limits.recent_history)
     log.subscribe(lambda event: store.append(record_from_event(event)))
     registry = Registry(
         server_name=options["server-name"],
         network=options["network"],
         limits=limits,
-        clock=reactor.seconds,
+        clock=clock,
         motd=options["motd_lines"],
         log=log,
         password=options["password"],
@@ -569,15 +633,26 @@ def makeService(options: Options, reactor: Any = None) -> ChatService:
     registry.extra_isupport += [f"CHATHISTORY={options['history-max']}",
                                 "MSGREFTYPES=msgid,timestamp"]
     StoreService(store).setServiceParent(top)
-    reservation_timer(registry, reactor).setServiceParent(top)
-    AccountsOnSighup(store, registry.accounts, options["db"], reactor).setServiceParent(top)
+    replica = None
+    if cluster:
+        assert isinstance(clock, FoldClock) and isinstance(log, FoldedRoomLog)
+        replica = _cluster_node(options, registry, clock, log, reactor)
+        replica_service = ClusterService(
+            replica, replica.stream, options["node-name"] or f"{socket.gethostname()}-"
+            f"{os.getpid()}", reactor, timeout=options["node-timeout"])
+        replica_service.setServiceParent(top)
+        top.cluster = replica_service
+    else:
+        reservation_timer(registry, reactor).setServiceParent(top)
+        AccountsOnSighup(store, registry.accounts, options["db"], reactor).setServiceParent(top)
     # Counters for --metrics (issue #6); front-ends bump them whether or not anyone scrapes.
     top.metrics = Metrics(registry, clock=reactor.seconds)
     store.metrics = top.metrics
     factory = IRCFactory(registry, reactor, ConnectionLimits(**options.limits("conn")),
                          History(store, registry, options["history-max"],
                                  options["history-on-join"]),
-                         top.metrics, authenticator=authenticator)
+                         top.metrics, authenticator=None if cluster else authenticator,
+                         replica=replica)
     top.irc_factory = factory
     startup = options.startup()  # how a port that cannot be had ends the process
     descriptions = [] if options["no-default-listener"] or options["proto"] == "udp" else [
@@ -596,7 +671,7 @@ def makeService(options: Options, reactor: Any = None) -> ChatService:
     if options["metrics"]:
         ListenerService(options["metrics"], metrics_site(top.metrics),
                         reactor, startup=startup).setServiceParent(top)
-    if options["proto"] in ("udp", "both"):
+    if options["proto"] in ("udp", "both") and not cluster:
         address, domain = options["broadcast_domain"]
         conn = options.limits("conn")
         udp_limits = UDPLimits(

@@ -397,15 +397,18 @@ class Registry:
 
     # ------------------------------------------------------------ registration
 
-    def connect(self, conn: Any, host: str, by_broadcast: bool = False) -> User | None:
+    def connect(self, conn: Any, host: str, by_broadcast: bool = False,
+                limited: bool = True) -> User | None:
         """
         A new connection from ``host``: an unregistered user with no nick.
 
         None if ``host`` already has ``max_per_ip`` connections (over every
         front-end): the front-end refuses it.  ``by_broadcast``: see :class:`User`.
+        ``limited=False``: counted, never refused (a cluster replica's copy of a
+        connection another node already accepted, twistchat/cluster/fold.py).
         """
         count = self._per_address.get(host, 0)
-        if count >= self.limits.max_per_ip:
+        if limited and count >= self.limits.max_per_ip:
             return None
         self._per_address[host] = count + 1
         self._connections += 1

@@ -20,7 +20,7 @@ from __future__ import annotations
 
 from collections import deque
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
 from twisted.internet import protocol
 from twisted.internet.defer import Deferred, succeed
@@ -107,6 +107,26 @@ SWEEP_INTERVAL = 1.0
 # sweep aborts it.  A peer that neither reads nor answers would otherwise hold the socket
 # forever (issue #12, item 8).  Go's crypto/tls gives a close alert 5 s as well.
 CLOSE_GRACE = 5.0
+
+
+class Replicator(Protocol):
+    """
+    Where a node of a cluster sends what changes chat state (twistchat/cluster/fold.py).
+
+    Without ``--cluster`` there is none and the front-end calls the registry
+    itself; with it, each of these goes through the cluster's stream and the
+    answer comes back once every node has it in the same order.
+    """
+
+    def connected(self, user: User, host: str) -> None: ...
+
+    def run(self, user: User, message: Message, ctx: commands.Context) -> Deferred: ...
+
+    def hold(self, user: User) -> Deferred: ...
+
+    def release(self, user: User) -> Deferred: ...
+
+    def quit(self, user: User, reason: str) -> None: ...
 
 
 class _Pending:
@@ -273,6 +293,8 @@ class IRCProtocol(LineReceiver):
         if coalescible(self.transport):
             self._out = self.factory.output
         self.factory.watch(self)
+        if self.factory.replica is not None:
+            self.factory.replica.connected(self.user, self.host)
         self._log.info("connect {peer} ({transport})", peer=self.host,
                        transport="tls" if self.counters is self.factory.metrics.tls else "tcp")
 
@@ -304,7 +326,10 @@ class IRCProtocol(LineReceiver):
         user, self.user = self.user, None
         nick = user.nick
         quit_reason = self._quit_reason or self._lost_reason or "Connection closed"
-        deliver(self.registry.quit(user, quit_reason))
+        if self.factory.replica is not None:
+            self.factory.replica.quit(user, quit_reason)  # every node's fold quits the user
+        else:
+            deliver(self.registry.quit(user, quit_reason))
         self._log.info("disconnect {peer} {nick}: {reason}", peer=self.host, nick=nick,
                        reason=quit_reason)
 
@@ -644,12 +669,72 @@ class IRCProtocol(LineReceiver):
         was_registered = user.registered
         before = {key for key, _ in self.registry.rooms_of(user)} \
             if message.verb == "JOIN" else None
+        replica = self.factory.replica
+        if replica is not None and not self._served_here(message.verb):
+            self._replicated(replica.run(user, message, context), was_registered, before)
+            return None
         deliver(commands.dispatch(self.registry, user, message, context, self))
         if user.registered and not was_registered:
             self._log.info("registered {peer} as {nick}", peer=self.host, nick=user.nick)
         if before is not None:
             return [key for key, _ in self.registry.rooms_of(user) if key not in before]
         return None
+
+    def _served_here(self, verb: str) -> bool:
+        """A local verb this front-end serves itself (CAP, CHATHISTORY): not replicated."""
+        command = commands.COMMANDS.get(verb)
+        return command is not None and command.local and self.local_handler(verb) is not None
+
+    def _replicated(self, answer: Deferred, was_registered: bool,
+                    before: set[str] | None) -> None:
+        """
+        A command sent to the cluster: its answer is rendered when the fold has run it.
+
+        Later lines wait for it (as for a login), so each runs where the client sent
+        it; history on join follows the JOIN's own lines.
+        """
+        user = self.user
+
+        def then(deliveries: list[Delivery]) -> list[Delivery]:
+            if self.user is None or self.closing:
+                deliver(deliveries)  # the others' lines still go out; ours cannot
+                return []
+            if user is not None and user.registered and not was_registered:
+                self._log.info("registered {peer} as {nick}", peer=self.host, nick=user.nick)
+            if before is not None and user is not None:
+                joined = [key for key, _ in self.registry.rooms_of(user) if key not in before]
+                if joined:
+                    self._history_on_join(joined)
+            return deliveries
+
+        # Live lines folded before this command's entry come out before its answer: the
+        # answer takes its place in the output when it arrives, not when it was sent.
+        label, self._label_used = self._label, self._label is not None
+        self._awaiting += 1
+
+        def arrived(deliveries: list[Delivery]) -> None:
+            saved, self._label = self._label, label
+            try:
+                self._answer_later(succeed(deliveries), then)
+            finally:
+                self._label = saved
+
+        answer.addCallback(arrived)
+        answer.addBoth(self._resume)
+
+    def _hold_registration(self, user: User) -> None:
+        replica = self.factory.replica
+        if replica is not None:
+            self._answer_later(replica.hold(user))
+        else:
+            self.registry.hold_registration(user)
+
+    def _release_registration(self, user: User) -> list[Delivery]:
+        replica = self.factory.replica
+        if replica is None:
+            return self.registry.release_registration(user)
+        self._answer_later(replica.release(user))
+        return []
 
     def local_handler(self, verb: str) -> commands.LocalHandler | None:
         """The verbs this front-end serves itself (``commands.COMMANDS``, ``local``)."""
@@ -916,7 +1001,7 @@ class IRCProtocol(LineReceiver):
         sub = params[0].upper() if params else ""
         nick = user.nick
         if sub == "LS":
-            self.registry.hold_registration(user)
+            self._hold_registration(user)
             version = params[1] if len(params) > 1 else ""
             if version.isdigit() and int(version) > self._cap_version:
                 self._cap_version = int(version)
@@ -926,7 +1011,7 @@ class IRCProtocol(LineReceiver):
         elif sub == "LIST":
             self._cap_reply("LIST", sorted(self.caps))
         elif sub == "REQ":
-            self.registry.hold_registration(user)
+            self._hold_registration(user)
             text = params[1] if len(params) > 1 else ""
             wanted = text.split()
             caps = ircv3.requested(self.caps, wanted, self.factory.hidden_caps)
@@ -945,8 +1030,8 @@ class IRCProtocol(LineReceiver):
                 return []
             if sasl is not None and sasl.in_progress and not user.registered:
                 # sasl-3.1: registration completed mid-exchange aborts it (906).
-                return sasl.abort(user) + self.registry.release_registration(user)
-            return self.registry.release_registration(user)
+                return sasl.abort(user) + self._release_registration(user)
+            return self._release_registration(user)
         else:
             self.numeric("410", sub or "*", "Invalid CAP command")
         return []
@@ -1034,8 +1119,11 @@ class IRCFactory(protocol.Factory):
                  limits: ConnectionLimits = ConnectionLimits(),
                  history: history.History | None = None,
                  metrics: Metrics | None = None,
-                 authenticator: Authenticator | None = None) -> None:
+                 authenticator: Authenticator | None = None,
+                 replica: Replicator | None = None) -> None:
         self.registry = registry
+        # With --cluster: what changes chat state goes through the cluster (Replicator).
+        self.replica = replica
         self.history = history
         # Accounts (issue #14): SASL, REGISTER and NickServ only with an authenticator.
         self.authenticator = authenticator
