@@ -548,6 +548,11 @@ def _cluster_node(options: Options, registry: Registry, clock: FoldClock,
                   log: FoldedRoomLog, reactor: Any) -> Replica:
     """This node's replica of the cluster's core, on the stream at ``--cluster``."""
     host, port, db = options["cluster_address"]
+    try:
+        import txredisapi  # noqa: F401 - only to say what is missing, in one line
+    except ImportError:
+        raise SystemExit("twistd chat: --cluster needs txredisapi: "
+                         "python3 -m pip install 'twistchat[cluster]'") from None
     stream = InputStream(reactor, host, port, db, max_pending=options["cluster-queue"])
     replica = Replica(registry, clock, log, stream)
 

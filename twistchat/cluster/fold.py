@@ -200,23 +200,16 @@ class Replica:
         self.stream.append(fields).addErrback(refused)
         return waiting
 
-    def _send_until_taken(self, fields: Entry, user: User, tries: int = 40) -> None:
+    def _send_until_taken(self, fields: Entry, user: User) -> None:
         """Inputs that must not be lost (connect, quit): retried while Redis is away."""
-        fields = self._fields(user, fields)
-
-        def retry(failure: Any) -> None:
-            if tries > 1:
-                self.stream.reactor.callLater(0.25, self._resend, fields, tries - 1)
-            else:
-                _log.error("cluster input {kind} for {nick} never reached Redis",
-                           kind=fields[b"k"], nick=user.nick)
-
-        self.stream.append(fields).addErrback(retry)
+        self._resend(self._fields(user, fields), 40)
 
     def _resend(self, fields: Entry, tries: int) -> None:
         def retry(failure: Any) -> None:
             if tries > 1:
                 self.stream.reactor.callLater(0.25, self._resend, fields, tries - 1)
+            else:
+                _log.error("cluster input {kind} never reached Redis", kind=fields[b"k"])
 
         self.stream.append(fields).addErrback(retry)
 

@@ -26,7 +26,6 @@ from collections.abc import Callable
 from typing import Any
 from urllib.parse import urlparse
 
-import txredisapi
 from twisted.internet import defer, task
 from twisted.logger import Logger
 
@@ -124,11 +123,17 @@ class InputStream:
                     pass
 
     async def _connect(self) -> Any:
+        # Imported here: txredisapi (the `cluster` extra) is needed only with --cluster,
+        # and it imports twisted.internet.ssl, which a plain install may lack.
+        import txredisapi
+
         return await txredisapi.Connection(self.host, self.port, dbid=self.db,
                                            reconnect=True, charset=None,
                                            convertNumbers=False)
 
     async def _stream_info(self) -> dict[bytes, int] | None:
+        import txredisapi
+
         try:
             flat = await self.writer.execute_command("XINFO", "STREAM", self.key)
         except txredisapi.ResponseError:
