@@ -36,7 +36,7 @@ from typing import Any
 from twisted.internet import defer
 from twisted.logger import Logger
 
-from twistchat.cluster.stream import Entry, InputStream, Unavailable
+from twistchat.cluster.stream import Entry, InputStream
 from twistchat.core import commands
 from twistchat.core.events import Delivery, Disconnect, deliver
 from twistchat.core.model import User
@@ -192,8 +192,8 @@ class Replica:
         self._waiting[serial] = waiting
 
         def refused(failure: Any) -> None:
+            # Unavailable (not connected, queue full) or Redis's own error: not ordered.
             self._waiting.pop(serial, None)
-            failure.trap(Unavailable, Exception)
             self.refused += 1
             waiting.callback([self.registry.reply(user, "NOTICE", UNAVAILABLE_TEXT)])
 
