@@ -66,6 +66,24 @@ def stop_child(proc: subprocess.Popen, sig: int = signal.SIGTERM,
     return proc.returncode
 
 
+def catches_sigterm(pid: int) -> bool:
+    """
+    Whether ``pid`` has its own SIGTERM handler yet (Linux: /proc/PID/status SigCgt).
+
+    twistd listens before its reactor runs and installs the handler only when it
+    does; a SIGTERM in between kills it by default, leaving its pid file behind.
+    So "accepts TCP" is not yet "ready to stop cleanly".  Without /proc: True.
+    """
+    try:
+        status = Path(f"/proc/{pid}/status").read_text()
+    except OSError:
+        return True
+    for line in status.splitlines():
+        if line.startswith("SigCgt:"):
+            return bool(int(line.split()[1], 16) & (1 << (signal.SIGTERM - 1)))
+    return True
+
+
 class ServerProcess:
     """One ``twistd -n chat`` child, stopped by pid."""
 
@@ -95,9 +113,12 @@ class ServerProcess:
                 raise RuntimeError(f"twistd exited with {self.proc.returncode}:\n{self.log()}")
             try:
                 socket.create_connection((self.host, self.port), timeout=0.5).close()
-                return self
             except OSError:
                 time.sleep(0.05)
+                continue
+            if catches_sigterm(self.proc.pid):
+                return self
+            time.sleep(0.05)
         self.stop()
         raise RuntimeError(f"twistd did not listen within {timeout} s:\n{self.log()}")
 
